@@ -1,0 +1,1 @@
+//! Shards: job tables, DuckDB workers, expiry wheels, counters.
