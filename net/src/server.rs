@@ -1,0 +1,366 @@
+//! Server start-up and shutdown: binds the SO_REUSEPORT listeners, starts one
+//! pinned glommio executor per shard, runs the application's factory on each,
+//! accepts connections, and drains on shutdown. Owns the shard lifecycle and
+//! the per-shard connection registry; never parses HTTP (see `conn`).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use glommio::net::TcpListener;
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::config::{Limits, ServerConfig};
+use crate::date::DateCache;
+use crate::error::ServerError;
+use crate::handler::{Handler, ShardInfo};
+
+/// State shared by the handle and every shard thread.
+struct Shared {
+    shutting_down: AtomicBool,
+    /// The bound listeners. The shards accept on duplicates of these fds, so
+    /// these stay open (and valid for `shutdown(2)`) until the handle drops.
+    listeners: Vec<Socket>,
+}
+
+impl Shared {
+    fn begin_shutdown(&self) {
+        if self.shutting_down.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        for l in &self.listeners {
+            // Shutting a listening socket down wakes every pending accept
+            // (it fails with EINVAL) and refuses new connections: the
+            // cross-thread wake-up without any extra channel.
+            // SAFETY: the fd is owned by `l`, which is alive.
+            unsafe { libc::shutdown(l.as_raw_fd(), libc::SHUT_RDWR) };
+        }
+    }
+}
+
+/// Per-shard state shared by the accept loop and its connections (one thread).
+pub(crate) struct ShardState {
+    pub(crate) limits: Limits,
+    pub(crate) date: DateCache,
+    shutting_down: Cell<bool>,
+    connections: Cell<usize>,
+    fds: RefCell<HashSet<RawFd>>,
+}
+
+impl ShardState {
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    /// Counts a connection in; it is counted out when the guard drops.
+    pub(crate) fn enter(self: &Rc<Self>, fd: RawFd) -> ConnectionGuard {
+        self.connections.set(self.connections.get() + 1);
+        self.fds.borrow_mut().insert(fd);
+        ConnectionGuard {
+            shard: self.clone(),
+            fd,
+        }
+    }
+}
+
+/// Keeps a connection registered with its shard while it lives. Must drop
+/// before the socket closes, so shutdown never touches a reused fd.
+pub(crate) struct ConnectionGuard {
+    shard: Rc<ShardState>,
+    fd: RawFd,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.shard.connections.set(self.shard.connections.get() - 1);
+        self.shard.fds.borrow_mut().remove(&self.fd);
+    }
+}
+
+/// Starts servers. See [`Server::start`].
+pub struct Server;
+
+impl Server {
+    /// Binds `config.addr` once per shard (SO_REUSEPORT; with port 0 the
+    /// first bind picks the port and the others reuse it), starts
+    /// `config.shards` glommio executors, runs `factory` on each shard's
+    /// thread (all shards concurrently, so factories may build a channel
+    /// mesh between shards), and returns once every shard is serving.
+    pub fn start<F, Fut, H>(config: ServerConfig, factory: F) -> Result<ServerHandle, ServerError>
+    where
+        F: Fn(ShardInfo) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = H> + 'static,
+        H: Handler,
+    {
+        if config.shards == 0 {
+            return Err(ServerError::NoShards);
+        }
+        let first = bind(config.addr)?;
+        let local_addr = first
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .ok_or_else(|| ServerError::Bind {
+                addr: config.addr,
+                source: std::io::Error::other("bound socket has no inet address"),
+            })?;
+        let mut listeners = vec![first];
+        for _ in 1..config.shards {
+            listeners.push(bind(local_addr)?);
+        }
+        let mut dups = Vec::with_capacity(listeners.len());
+        for l in &listeners {
+            dups.push(l.try_clone().map_err(|source| ServerError::Bind {
+                addr: local_addr,
+                source,
+            })?);
+        }
+        let shared = Arc::new(Shared {
+            shutting_down: AtomicBool::new(false),
+            listeners,
+        });
+        let factory = Arc::new(factory);
+        let cpus = allowed_cpus();
+        let (ready_tx, ready_rx) = mpsc::channel::<usize>();
+        let mut handle = ServerHandle {
+            local_addr,
+            shared: shared.clone(),
+            threads: Vec::new(),
+        };
+        for (id, listener) in dups.into_iter().enumerate() {
+            let placement = match (config.pin_to_cores, cpus.is_empty()) {
+                (true, false) => Placement::Fixed(cpus[id % cpus.len()]),
+                _ => Placement::Unbound,
+            };
+            let info = ShardInfo {
+                id,
+                count: config.shards,
+            };
+            let factory = factory.clone();
+            let shared = shared.clone();
+            let ready_tx = ready_tx.clone();
+            let limits = config.limits.clone();
+            let deadline = config.shutdown_deadline;
+            let spawned = LocalExecutorBuilder::new(placement)
+                .name(&format!("net-shard-{id}"))
+                .io_memory(config.io_memory)
+                .spawn(move || async move {
+                    let handler = Rc::new(factory(info).await);
+                    drop(factory);
+                    let _ = ready_tx.send(id);
+                    run_shard(listener, handler, shared, limits, deadline).await;
+                });
+            match spawned {
+                Ok(t) => handle.threads.push((id, t)),
+                Err(e) => {
+                    handle.shutdown();
+                    let _ = handle.join_threads();
+                    return Err(ServerError::Executor {
+                        shard: id,
+                        message: e.to_string(),
+                    });
+                }
+            }
+        }
+        drop(ready_tx);
+        // Wait until every factory has finished. A shard whose executor could
+        // not be built (or whose factory panicked) drops its sender instead.
+        let mut ready = 0;
+        while ready < config.shards {
+            match ready_rx.recv() {
+                Ok(_) => ready += 1,
+                Err(_) => {
+                    handle.shutdown();
+                    return Err(handle
+                        .join_threads()
+                        .err()
+                        .unwrap_or(ServerError::Executor {
+                            shard: 0,
+                            message: "a shard stopped during start-up".into(),
+                        }));
+                }
+            }
+        }
+        Ok(handle)
+    }
+}
+
+/// Controls a running server. Dropping it without [`join`](Self::join)
+/// begins shutdown (the shard threads finish on their own).
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    threads: Vec<(usize, ExecutorJoinHandle<()>)>,
+}
+
+impl ServerHandle {
+    /// The bound address (with the port chosen when the config said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops accepting on every shard, closes idle keep-alive connections,
+    /// lets in-flight requests finish (answered with `Connection: close`)
+    /// until the shutdown deadline, then stops the shards. Idempotent;
+    /// callable from any thread.
+    pub fn shutdown(&self) {
+        self.shared.begin_shutdown();
+    }
+
+    /// Starts a thread that calls [`shutdown`](Self::shutdown) on SIGTERM or
+    /// SIGINT. If the handlers cannot be installed, says so on stderr and
+    /// carries on (the server still stops on an explicit `shutdown`).
+    pub fn shutdown_on_signals(&self) {
+        if let Err(e) = self.try_shutdown_on_signals() {
+            eprintln!("net: {e}");
+        }
+    }
+
+    /// Like [`shutdown_on_signals`](Self::shutdown_on_signals), with the error.
+    pub fn try_shutdown_on_signals(&self) -> Result<(), ServerError> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        let mut signals =
+            signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).map_err(ServerError::Signals)?;
+        let shared = self.shared.clone();
+        std::thread::Builder::new()
+            .name("net-signals".into())
+            .spawn(move || {
+                if signals.forever().next().is_some() {
+                    shared.begin_shutdown();
+                }
+            })
+            .map_err(ServerError::Signals)?;
+        Ok(())
+    }
+
+    /// Waits until every shard has stopped (after a shutdown).
+    pub fn join(mut self) -> Result<(), ServerError> {
+        self.join_threads()
+    }
+
+    fn join_threads(&mut self) -> Result<(), ServerError> {
+        let mut result = Ok(());
+        for (shard, t) in self.threads.drain(..) {
+            let r = match t.join() {
+                Ok(()) => Ok(()),
+                Err(glommio::GlommioError::BuilderError(
+                    glommio::BuilderErrorKind::ThreadPanic(_),
+                )) => Err(ServerError::ShardPanicked { shard }),
+                Err(e) => Err(ServerError::Executor {
+                    shard,
+                    message: e.to_string(),
+                }),
+            };
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        if !self.threads.is_empty() {
+            self.shared.begin_shutdown();
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> Result<Socket, ServerError> {
+    let err = |source| ServerError::Bind { addr, source };
+    let sock =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    sock.set_reuse_port(true).map_err(err)?;
+    sock.set_reuse_address(true).map_err(err)?;
+    sock.bind(&SockAddr::from(addr)).map_err(err)?;
+    sock.listen(1024).map_err(err)?;
+    Ok(sock)
+}
+
+/// CPUs in this process's affinity mask, in order.
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity writes at most
+    // size_of::<cpu_set_t>() bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+async fn run_shard<H: Handler>(
+    listener: Socket,
+    handler: Rc<H>,
+    shared: Arc<Shared>,
+    limits: Limits,
+    deadline: Duration,
+) {
+    let max_connections = limits.max_connections_per_shard;
+    let state = Rc::new(ShardState {
+        limits,
+        date: DateCache::new(),
+        shutting_down: Cell::new(false),
+        connections: Cell::new(0),
+        fds: RefCell::new(HashSet::new()),
+    });
+    // SAFETY: `into_raw_fd` hands over sole ownership of a bound, listening
+    // socket to glommio's listener.
+    let listener =
+        unsafe { TcpListener::from_raw_fd(std::os::fd::IntoRawFd::into_raw_fd(listener)) };
+    loop {
+        if shared.shutting_down.load(Ordering::Relaxed) {
+            break;
+        }
+        match listener.accept().await {
+            Ok(stream) => {
+                if shared.shutting_down.load(Ordering::Relaxed) {
+                    break;
+                }
+                if state.connections.get() >= max_connections {
+                    glommio::spawn_local(crate::conn::refuse(stream)).detach();
+                    continue;
+                }
+                glommio::spawn_local(crate::conn::serve(stream, handler.clone(), state.clone()))
+                    .detach();
+            }
+            Err(_) if shared.shutting_down.load(Ordering::Relaxed) => break,
+            // Out of fds or memory: keep the shard alive and try again soon.
+            Err(_) => glommio::timer::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    drop(listener);
+    drain(&state, &*handler, deadline).await;
+}
+
+/// Closes idle connections and waits (bounded) for busy ones to finish.
+async fn drain<H: Handler>(state: &Rc<ShardState>, handler: &H, deadline: Duration) {
+    let until = Instant::now() + deadline;
+    state.shutting_down.set(true);
+    // Every connection's pending or next read now ends with EOF: idle ones
+    // close at once, busy ones after answering (with Connection: close).
+    for &fd in state.fds.borrow().iter() {
+        // SAFETY: registered fds belong to live connections on this thread
+        // (the guard unregisters before the socket closes).
+        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
+    }
+    let _ = glommio::timer::timeout(deadline, async {
+        handler.shutdown().await;
+        Ok(())
+    })
+    .await;
+    while state.connections.get() > 0 && Instant::now() < until {
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+}
