@@ -1,0 +1,262 @@
+//! The report of one run: a serializable summary built from the raw
+//! measurements, with the SLO verdicts. `--json` writes exactly this.
+//!
+//! Owns: turning `RunOutput` into numbers (rates, percentiles, timeline,
+//! agent signals) and choosing each SLO's input. Never prints; `table` and
+//! `html` render it.
+
+use crate::driver::{Mode, RunOutput};
+use crate::ops;
+use crate::prom::Histogram as PromHistogram;
+use crate::sampler::HealthSample;
+use crate::slo::{self, Inputs, Thresholds, Verdict};
+use crate::slope::{self, Boundedness};
+use crate::stats::Percentiles;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSettings {
+    pub target: String,
+    pub scenario: String,
+    pub mix: Vec<(String, u64)>,
+    pub statements: Vec<String>,
+    /// "open" or "closed".
+    pub mode: String,
+    pub offered_rate: Option<f64>,
+    pub connections: usize,
+    pub threads: usize,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub seed: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KindSummary {
+    pub sent: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub failed_by: BTreeMap<String, u64>,
+    /// From each operation's intended start (coordinated-omission corrected).
+    pub latency: Percentiles,
+    /// From the moment its first request was written.
+    pub latency_uncorrected: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct OpsSummary {
+    pub sent: u64,
+    pub succeeded: u64,
+    pub failed: u64,
+    pub failed_by: BTreeMap<String, u64>,
+    pub by_kind: BTreeMap<String, KindSummary>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteSummary {
+    pub total: u64,
+    pub by_outcome: BTreeMap<String, u64>,
+    pub latency: Percentiles,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TimelinePoint {
+    /// Start of the interval, seconds since the measured window began.
+    pub t_s: f64,
+    pub completed_per_s: f64,
+    pub failed_per_s: f64,
+    pub started_per_s: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentSignals {
+    pub health_samples: Vec<HealthSample>,
+    pub health_sample_errors: u64,
+    pub metrics_present: bool,
+    pub queue_wait_metric: Option<String>,
+    pub queue_wait_count: Option<f64>,
+    pub queue_wait_p95_s: Option<f64>,
+    pub queue_wait_p99_s: Option<f64>,
+    pub queued_jobs_max: Option<f64>,
+    pub queued_jobs_mean: Option<f64>,
+    pub stored_jobs: Option<Boundedness>,
+    pub long_poll: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub settings: RunSettings,
+    pub measured_s: f64,
+    pub ops: OpsSummary,
+    pub requests: BTreeMap<String, RouteSummary>,
+    /// Lifecycle phases: submit, to_terminal, completion, fetch, delete.
+    pub phases: BTreeMap<String, Percentiles>,
+    /// Client-side time from submit to the first non-QUEUED status seen
+    /// (poll granularity: an upper bound, exact only when polling).
+    pub client_queued: Option<Percentiles>,
+    /// How late operations actually started relative to their schedule.
+    pub schedule_lag: Option<Percentiles>,
+    /// Measured operations whose first request went out in the window, per second.
+    pub sent_rate: f64,
+    /// Measured operations completed inside the window, per second.
+    pub throughput: f64,
+    pub goodput: f64,
+    pub rows_fetched: u64,
+    pub connects: u64,
+    pub timeline: Vec<TimelinePoint>,
+    pub agent: AgentSignals,
+    pub slos: Vec<Verdict>,
+    pub passed: bool,
+}
+
+fn queue_wait_delta(out: &RunOutput) -> Option<(String, PromHistogram)> {
+    let end = out.metrics_end.as_ref()?;
+    let (name, h_end) = end.queue_wait()?;
+    let delta = match out.metrics_start.as_ref().and_then(|m| m.histograms.get(name)) {
+        Some(h0) => h_end.since(h0),
+        None => h_end.clone(),
+    };
+    Some((name.to_string(), delta))
+}
+
+pub fn build(settings: RunSettings, out: &RunOutput, th: &Thresholds, long_poll: &str) -> RunReport {
+    let rec = &out.recorder;
+    let dur = settings.duration_s.max(1e-9);
+    let mut ops = OpsSummary { sent: 0, succeeded: 0, failed: 0, failed_by: BTreeMap::new(), by_kind: BTreeMap::new() };
+    for (kind, s) in &rec.ops {
+        let failed = s.outcomes.failed_total();
+        let sent = s.outcomes.succeeded + failed;
+        ops.sent += sent;
+        ops.succeeded += s.outcomes.succeeded;
+        ops.failed += failed;
+        for (k, n) in &s.outcomes.failed {
+            *ops.failed_by.entry(format!("{kind}: {k}")).or_default() += n;
+        }
+        ops.by_kind.insert(
+            kind.to_string(),
+            KindSummary {
+                sent,
+                succeeded: s.outcomes.succeeded,
+                failed,
+                failed_by: s.outcomes.failed.clone(),
+                latency: Percentiles::of(&s.corrected),
+                latency_uncorrected: Percentiles::of(&s.uncorrected),
+            },
+        );
+    }
+    let requests: BTreeMap<String, RouteSummary> = rec
+        .routes
+        .iter()
+        .map(|(r, s)| {
+            (
+                r.to_string(),
+                RouteSummary {
+                    total: s.by_outcome.values().sum(),
+                    by_outcome: s.by_outcome.clone(),
+                    latency: Percentiles::of(&s.latency),
+                },
+            )
+        })
+        .collect();
+    let phases = rec.phases.iter().map(|(k, h)| (k.to_string(), Percentiles::of(h))).collect::<BTreeMap<_, _>>();
+    let tick = out.tick.as_secs_f64();
+    let timeline = rec
+        .ticks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let p = Percentiles::of(&t.latency);
+            TimelinePoint {
+                t_s: i as f64 * tick,
+                completed_per_s: t.completed as f64 / tick,
+                failed_per_s: t.failed as f64 / tick,
+                started_per_s: t.started as f64 / tick,
+                p50_ms: p.p50_ms,
+                p90_ms: p.p90_ms,
+                p99_ms: p.p99_ms,
+                max_ms: p.max_ms,
+            }
+        })
+        .collect();
+
+    // Agent signals over the measured window only (no warm-up, no drain).
+    let steady: Vec<&HealthSample> = out.samples.iter().filter(|s| s.t >= 0.0 && s.t <= dur).collect();
+    let queued: Vec<f64> = steady.iter().filter_map(|s| s.queued_jobs).collect();
+    let stored_pts: Vec<(f64, f64)> = steady.iter().filter_map(|s| s.stored_jobs.map(|v| (s.t, v))).collect();
+    let stored = slope::boundedness(&stored_pts, th.stored_abs_slack, th.stored_rel_slack);
+    let qw = queue_wait_delta(out);
+    let qw_count = qw.as_ref().map(|(_, h)| h.count());
+    let qw_p95 = qw.as_ref().and_then(|(_, h)| h.quantile_seconds(0.95));
+    let qw_p99 = qw.as_ref().and_then(|(_, h)| h.quantile_seconds(0.99));
+    let agent = AgentSignals {
+        health_samples: out.samples.clone(),
+        health_sample_errors: out.sample_errors,
+        metrics_present: out.metrics_end.is_some(),
+        queue_wait_metric: qw.as_ref().map(|(n, _)| n.clone()),
+        queue_wait_count: qw_count,
+        queue_wait_p95_s: qw_p95.map(|x| x.0),
+        queue_wait_p99_s: qw_p99.map(|x| x.0),
+        queued_jobs_max: queued.iter().copied().reduce(f64::max),
+        queued_jobs_mean: (!queued.is_empty()).then(|| queued.iter().sum::<f64>() / queued.len() as f64),
+        stored_jobs: stored.clone(),
+        long_poll: long_poll.to_string(),
+    };
+
+    let availability = [ops::ROUTE_SUBMIT, ops::ROUTE_EXECUTE]
+        .iter()
+        .find_map(|r| requests.get(*r).map(|s| (r, s)))
+        .map(|(r, s)| {
+            let ok_code = if *r == ops::ROUTE_SUBMIT { "202" } else { "200" };
+            (s.by_outcome.get(ok_code).copied().unwrap_or(0), s.total, format!("{r} responses"))
+        })
+        .or_else(|| (ops.sent > 0).then(|| (ops.succeeded, ops.sent, "all operations".to_string())));
+    let queue_p95 = match (&qw, qw_p95, qw_count) {
+        (Some((name, _)), Some((p, lower)), Some(c)) if c > 0.0 => Some((p, lower, format!("agent /metrics {name}"))),
+        _ => rec.client_queued.as_ref().filter(|h| !h.is_empty()).map(|h| {
+            (
+                h.value_at_quantile(0.95) as f64 / 1e6,
+                false,
+                "client-side status transitions (poll granularity)".to_string(),
+            )
+        }),
+    };
+    let completion_p95 = if let Some(p) = phases.get("completion") {
+        Some((p.p95_ms / 1e3, "lifecycle: intended start -> terminal status".to_string()))
+    } else {
+        ops.by_kind
+            .get("execute")
+            .filter(|k| k.latency.count > 0)
+            .map(|k| (k.latency.p95_ms / 1e3, "execute: intended start -> response".to_string()))
+    };
+    let slos = slo::evaluate(th, &Inputs { availability, queue_p95, completion_p95, stored });
+    let passed = slo::passed(&slos);
+    RunReport {
+        measured_s: settings.duration_s,
+        sent_rate: rec.started_in_window as f64 / dur,
+        throughput: rec.completed_in_window as f64 / dur,
+        goodput: ops.succeeded as f64 / dur,
+        rows_fetched: rec.rows_fetched,
+        connects: out.connects,
+        client_queued: rec.client_queued.as_ref().map(Percentiles::of),
+        schedule_lag: rec.schedule_lag.as_ref().map(Percentiles::of),
+        settings,
+        ops,
+        requests,
+        phases,
+        timeline,
+        agent,
+        slos,
+        passed,
+    }
+}
+
+pub fn mode_name(m: Mode) -> &'static str {
+    match m {
+        Mode::Open { .. } => "open",
+        Mode::Closed => "closed",
+    }
+}

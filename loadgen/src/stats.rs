@@ -1,0 +1,224 @@
+//! Measurements of one run: latency histograms (HDR), outcome counts and a
+//! per-second timeline.
+//!
+//! Owns: recording on a worker thread without locks (one `Recorder` per
+//! worker) and merging the workers' recorders at the end. Latencies are in
+//! microseconds. Never decides pass/fail; that is `slo`'s job.
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Highest latency tracked: one hour, in microseconds.
+const MAX_US: u64 = 3_600_000_000;
+
+pub fn new_histogram(sigfig: u8) -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_US, sigfig).expect("static bounds are valid")
+}
+
+pub fn record(h: &mut Histogram<u64>, d: Duration) {
+    let us = (d.as_micros() as u64).clamp(1, MAX_US);
+    h.record(us).expect("value clamped into range");
+}
+
+/// Percentiles of one distribution, in milliseconds.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Percentiles {
+    pub count: u64,
+    pub mean_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Percentiles {
+        let q = |x: f64| h.value_at_quantile(x) as f64 / 1000.0;
+        Percentiles {
+            count: h.len(),
+            mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1000.0 },
+            p50_ms: q(0.50),
+            p90_ms: q(0.90),
+            p95_ms: q(0.95),
+            p99_ms: q(0.99),
+            p999_ms: q(0.999),
+            max_ms: h.max() as f64 / 1000.0,
+        }
+    }
+}
+
+/// Counts of one operation kind or route, by outcome label.
+#[derive(Debug, Clone, Default)]
+pub struct Outcomes {
+    pub succeeded: u64,
+    /// Failure label ("500 EXECUTION_ERROR", "timeout", ...) -> count.
+    pub failed: BTreeMap<String, u64>,
+}
+
+impl Outcomes {
+    pub fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+    fn merge(&mut self, o: &Outcomes) {
+        self.succeeded += o.succeeded;
+        for (k, v) in &o.failed {
+            *self.failed.entry(k.clone()).or_default() += v;
+        }
+    }
+}
+
+/// One operation kind's measurements.
+pub struct OpStats {
+    pub outcomes: Outcomes,
+    /// From the intended start (coordinated-omission corrected).
+    pub corrected: Histogram<u64>,
+    /// From the moment the first request was written.
+    pub uncorrected: Histogram<u64>,
+}
+
+/// One route's requests: every response by status (and error code).
+pub struct RouteStats {
+    /// "200", "404 NOT_FOUND", "timeout", ... -> count.
+    pub by_outcome: BTreeMap<String, u64>,
+    pub latency: Histogram<u64>,
+}
+
+/// One second of the measured window (by completion time).
+pub struct Tick {
+    pub completed: u64,
+    pub failed: u64,
+    /// Operations whose first request was sent in this second.
+    pub started: u64,
+    pub latency: Histogram<u64>,
+}
+
+impl Tick {
+    fn new() -> Tick {
+        Tick { completed: 0, failed: 0, started: 0, latency: new_histogram(2) }
+    }
+}
+
+#[derive(Default)]
+pub struct Recorder {
+    pub ops: BTreeMap<&'static str, OpStats>,
+    pub routes: BTreeMap<&'static str, RouteStats>,
+    pub phases: BTreeMap<&'static str, Histogram<u64>>,
+    pub ticks: Vec<Tick>,
+    /// How late operations began relative to their intended start.
+    pub schedule_lag: Option<Histogram<u64>>,
+    /// Client-side time spent QUEUED (lifecycle, poll granularity).
+    pub client_queued: Option<Histogram<u64>>,
+    pub rows_fetched: u64,
+    /// Measured operations that completed before the window closed.
+    pub completed_in_window: u64,
+    /// Measured operations whose first request went out inside the window.
+    pub started_in_window: u64,
+}
+
+impl Recorder {
+    pub fn op(&mut self, kind: &'static str) -> &mut OpStats {
+        self.ops.entry(kind).or_insert_with(|| OpStats {
+            outcomes: Outcomes::default(),
+            corrected: new_histogram(3),
+            uncorrected: new_histogram(3),
+        })
+    }
+
+    pub fn request(&mut self, route: &'static str, outcome: String, latency: Option<Duration>) {
+        let r = self
+            .routes
+            .entry(route)
+            .or_insert_with(|| RouteStats { by_outcome: BTreeMap::new(), latency: new_histogram(3) });
+        *r.by_outcome.entry(outcome).or_default() += 1;
+        if let Some(d) = latency {
+            record(&mut r.latency, d);
+        }
+    }
+
+    pub fn phase(&mut self, name: &'static str, d: Duration) {
+        record(self.phases.entry(name).or_insert_with(|| new_histogram(3)), d);
+    }
+
+    pub fn tick(&mut self, second: usize) -> &mut Tick {
+        while self.ticks.len() <= second {
+            self.ticks.push(Tick::new());
+        }
+        &mut self.ticks[second]
+    }
+
+    pub fn lag(&mut self, d: Duration) {
+        record(self.schedule_lag.get_or_insert_with(|| new_histogram(3)), d);
+    }
+
+    pub fn queued(&mut self, d: Duration) {
+        record(self.client_queued.get_or_insert_with(|| new_histogram(3)), d);
+    }
+
+    pub fn merge(&mut self, other: Recorder) {
+        for (k, o) in other.ops {
+            let s = self.op(k);
+            s.outcomes.merge(&o.outcomes);
+            s.corrected.add(&o.corrected).expect("same bounds");
+            s.uncorrected.add(&o.uncorrected).expect("same bounds");
+        }
+        for (k, r) in other.routes {
+            let mine = self
+                .routes
+                .entry(k)
+                .or_insert_with(|| RouteStats { by_outcome: BTreeMap::new(), latency: new_histogram(3) });
+            for (o, n) in r.by_outcome {
+                *mine.by_outcome.entry(o).or_default() += n;
+            }
+            mine.latency.add(&r.latency).expect("same bounds");
+        }
+        for (k, h) in other.phases {
+            self.phases.entry(k).or_insert_with(|| new_histogram(3)).add(&h).expect("same bounds");
+        }
+        for (i, t) in other.ticks.into_iter().enumerate() {
+            let mine = self.tick(i);
+            mine.completed += t.completed;
+            mine.failed += t.failed;
+            mine.started += t.started;
+            mine.latency.add(&t.latency).expect("same bounds");
+        }
+        if let Some(h) = other.schedule_lag {
+            self.schedule_lag.get_or_insert_with(|| new_histogram(3)).add(&h).expect("same bounds");
+        }
+        if let Some(h) = other.client_queued {
+            self.client_queued.get_or_insert_with(|| new_histogram(3)).add(&h).expect("same bounds");
+        }
+        self.rows_fetched += other.rows_fetched;
+        self.completed_in_window += other.completed_in_window;
+        self.started_in_window += other.started_in_window;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_adds_counts_and_histograms() {
+        let mut a = Recorder::default();
+        let mut b = Recorder::default();
+        a.op("health").outcomes.succeeded = 3;
+        record(&mut a.op("health").corrected, Duration::from_millis(2));
+        b.op("health").outcomes.failed.insert("timeout".into(), 2);
+        record(&mut b.op("health").corrected, Duration::from_millis(100));
+        b.request("GET /health", "200".into(), Some(Duration::from_millis(1)));
+        b.tick(3).completed = 4;
+        a.merge(b);
+        let h = &a.ops["health"];
+        assert_eq!((h.outcomes.succeeded, h.outcomes.failed_total()), (3, 2));
+        let p = Percentiles::of(&h.corrected);
+        assert_eq!(p.count, 2);
+        assert!((99.0..101.0).contains(&p.max_ms));
+        assert_eq!(a.routes["GET /health"].by_outcome["200"], 1);
+        assert_eq!(a.ticks.len(), 4);
+        assert_eq!(a.ticks[3].completed, 4);
+    }
+}
