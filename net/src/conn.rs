@@ -146,7 +146,6 @@ impl Conn {
                     }
                 }
             };
-            let close = !framing.keep_alive || shard.shutting_down();
             let is_head = &self.buf
                 [head.method.start as usize + self.start..head.method.end as usize + self.start]
                 == b"HEAD";
@@ -158,6 +157,8 @@ impl Conn {
                 Some(r) => r,
                 None => return false, // the earlier responses could not be written
             };
+            // Decided after the handler: shutdown may have begun meanwhile.
+            let close = !framing.keep_alive || shard.shutting_down();
             self.start += consumed;
             if self.start == self.end {
                 self.start = 0;

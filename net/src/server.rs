@@ -363,4 +363,10 @@ async fn drain<H: Handler>(state: &Rc<ShardState>, handler: &H, deadline: Durati
     while state.connections.get() > 0 && Instant::now() < until {
         glommio::timer::sleep(Duration::from_millis(5)).await;
     }
+    // Past the deadline: cut what is left, so clients see the close now
+    // rather than whenever the executor's leftover tasks are dropped.
+    for &fd in state.fds.borrow().iter() {
+        // SAFETY: as above; the fds are still registered, hence still open.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
 }
