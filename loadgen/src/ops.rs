@@ -234,8 +234,7 @@ impl Worker {
         let mut op = OpRun { w: self, measured: spec.measured, first_send: None };
         let result = match spec.kind {
             Kind::Health => {
-                let req = self.env.health_request.clone();
-                op.exchange(ROUTE_HEALTH, &req, 200, Duration::ZERO, |_| Some(())).await.map_err(|f| f.op_label())
+                op.exchange(ROUTE_HEALTH, &self.env.health_request, 200, Duration::ZERO, |_| Some(())).await.map_err(|f| f.op_label())
             }
             Kind::Execute => {
                 let stmt = &self.env.workload.statements[spec.statement];
