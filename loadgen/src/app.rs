@@ -28,7 +28,10 @@ pub enum AppError {
     #[error(transparent)]
     Run(#[from] RunError),
     #[error("cannot write {path}: {source}")]
-    Write { path: String, source: std::io::Error },
+    Write {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 impl AppError {
@@ -51,8 +54,19 @@ fn settings(load: &LoadArgs, cfg: &RunConfig) -> RunSettings {
     RunSettings {
         target: load.url.clone(),
         scenario: load.scenario_name(),
-        mix: cfg.mix.entries.iter().map(|(k, w)| (k.name().to_string(), *w)).collect(),
-        statements: cfg.env.workload.statements.iter().map(|s| format!("{} (w{}): {}", s.name, s.weight, s.sql)).collect(),
+        mix: cfg
+            .mix
+            .entries
+            .iter()
+            .map(|(k, w)| (k.name().to_string(), *w))
+            .collect(),
+        statements: cfg
+            .env
+            .workload
+            .statements
+            .iter()
+            .map(|s| format!("{} (w{}): {}", s.name, s.weight, s.sql))
+            .collect(),
         mode: report::mode_name(cfg.mode).to_string(),
         offered_rate: match cfg.mode {
             Mode::Open { rate } => Some(rate),
@@ -81,7 +95,13 @@ fn progress_bar(out: &OutputArgs, total: Duration, label: String) -> Option<Prog
 }
 
 /// One measured run with progress; returns its report.
-fn one_run(load: &LoadArgs, mode: Mode, th: &Thresholds, out: &OutputArgs, label: String) -> Result<RunReport, AppError> {
+fn one_run(
+    load: &LoadArgs,
+    mode: Mode,
+    th: &Thresholds,
+    out: &OutputArgs,
+    label: String,
+) -> Result<RunReport, AppError> {
     let cfg = load.run_config(mode)?;
     let live = Arc::new(Live::default());
     let pb = progress_bar(out, cfg.warmup + cfg.duration, label);
@@ -92,7 +112,13 @@ fn one_run(load: &LoadArgs, mode: Mode, th: &Thresholds, out: &OutputArgs, label
             pb.set_position(elapsed.min(total).as_millis() as u64);
             let done = live.done.load(Ordering::Relaxed);
             let failed = live.failed.load(Ordering::Relaxed);
-            let phase = if elapsed > total { "draining" } else if elapsed < cfg.warmup { "warm-up" } else { "measuring" };
+            let phase = if elapsed > total {
+                "draining"
+            } else if elapsed < cfg.warmup {
+                "warm-up"
+            } else {
+                "measuring"
+            };
             pb.set_message(format!("{phase}: {done} ops, {failed} failed"));
         }
     };
@@ -101,14 +127,27 @@ fn one_run(load: &LoadArgs, mode: Mode, th: &Thresholds, out: &OutputArgs, label
         pb.finish_and_clear();
     }
     let _ = started;
-    Ok(report::build(settings(load, &cfg), &output, th, cfg.env.long_poll.describe()))
+    Ok(report::build(
+        settings(load, &cfg),
+        &output,
+        th,
+        cfg.env.long_poll.describe(),
+    ))
 }
 
 fn write_file(path: &Path, data: &str) -> Result<(), AppError> {
-    std::fs::write(path, data).map_err(|source| AppError::Write { path: path.display().to_string(), source })
+    std::fs::write(path, data).map_err(|source| AppError::Write {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
-fn emit(out: &OutputArgs, table_text: &str, json: impl FnOnce() -> String, page: impl FnOnce() -> String) -> Result<(), AppError> {
+fn emit(
+    out: &OutputArgs,
+    table_text: &str,
+    json: impl FnOnce() -> String,
+    page: impl FnOnce() -> String,
+) -> Result<(), AppError> {
     let json_to_stdout = out.json.as_deref().is_some_and(|p| p == Path::new("-"));
     if !out.quiet && !json_to_stdout {
         print!("{table_text}");
@@ -147,15 +186,24 @@ fn run_cmd(a: &RunArgs) -> Result<bool, AppError> {
 /// Waits until the agent has no queued or running jobs, so one step's
 /// backlog is not charged to the next.
 fn settle(load: &LoadArgs, timeout: Duration) {
-    let Ok(target) = crate::http::Target::parse(&load.url) else { return };
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let Ok(target) = crate::http::Target::parse(&load.url) else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     rt.block_on(async {
         let deadline = Instant::now() + timeout;
         let mut conn = None;
         while Instant::now() < deadline {
             match sampler::get(&mut conn, &target, "/health", Duration::from_secs(5)).await {
                 Ok((200, body)) => match sampler::parse_health(0.0, &body) {
-                    Some(s) if s.queued_jobs.unwrap_or(0.0) + s.running_jobs.unwrap_or(0.0) <= 0.0 => return,
+                    Some(s)
+                        if s.queued_jobs.unwrap_or(0.0) + s.running_jobs.unwrap_or(0.0) <= 0.0 =>
+                    {
+                        return
+                    }
                     Some(_) => {}
                     None => return,
                 },
@@ -175,9 +223,18 @@ fn capacity_cmd(a: &CapacityArgs) -> Result<bool, AppError> {
     let outcome = capacity::search(&search, |rate| {
         n += 1;
         settle(&a.load, a.settle_timeout);
-        let r = one_run(&a.load, Mode::Open { rate }, &th, &a.out, format!("step {n} @ {rate:.1}/s"))?;
+        let r = one_run(
+            &a.load,
+            Mode::Open { rate },
+            &th,
+            &a.out,
+            format!("step {n} @ {rate:.1}/s"),
+        )?;
         if !a.out.quiet && !a.out.no_progress && std::io::stderr().is_terminal() {
-            eprintln!("step {n}: {rate:.1}/s -> {}", if r.passed { "PASS" } else { "FAIL" });
+            eprintln!(
+                "step {n}: {rate:.1}/s -> {}",
+                if r.passed { "PASS" } else { "FAIL" }
+            );
         }
         Ok::<_, AppError>((r.passed, r))
     })?;

@@ -36,7 +36,10 @@ pub struct Outcome<T> {
     pub lowest_fail: Option<f64>,
 }
 
-pub fn search<T, E>(cfg: &SearchConfig, mut run_at: impl FnMut(f64) -> Result<(bool, T), E>) -> Result<Outcome<T>, E> {
+pub fn search<T, E>(
+    cfg: &SearchConfig,
+    mut run_at: impl FnMut(f64) -> Result<(bool, T), E>,
+) -> Result<Outcome<T>, E> {
     let mut steps = Vec::new();
     let (mut lo, mut hi): (Option<f64>, Option<f64>) = (None, None);
     let mut rate = cfg.start.min(cfg.max);
@@ -61,14 +64,22 @@ pub fn search<T, E>(cfg: &SearchConfig, mut run_at: impl FnMut(f64) -> Result<(b
         }
         let mid = (l + h) / 2.0;
         let (passed, data) = run_at(mid)?;
-        steps.push(Tried { rate: mid, passed, data });
+        steps.push(Tried {
+            rate: mid,
+            passed,
+            data,
+        });
         if passed {
             lo = Some(mid);
         } else {
             hi = Some(mid);
         }
     }
-    Ok(Outcome { steps, highest_pass: lo, lowest_fail: hi })
+    Ok(Outcome {
+        steps,
+        highest_pass: lo,
+        lowest_fail: hi,
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -112,7 +123,12 @@ pub fn step_of(rate: f64, r: RunReport) -> Step {
     Step {
         rate,
         passed: r.passed,
-        failing: r.slos.iter().filter(|v| v.status == crate::slo::Status::Fail).map(|v| v.id.to_string()).collect(),
+        failing: r
+            .slos
+            .iter()
+            .filter(|v| v.status == crate::slo::Status::Fail)
+            .map(|v| v.id.to_string())
+            .collect(),
         throughput: r.throughput,
         latency: completion_latency(&r),
         report: r,
@@ -120,7 +136,11 @@ pub fn step_of(rate: f64, r: RunReport) -> Step {
 }
 
 pub fn assemble(o: Outcome<RunReport>) -> CapacityReport {
-    let steps: Vec<Step> = o.steps.into_iter().map(|t| step_of(t.rate, t.data)).collect();
+    let steps: Vec<Step> = o
+        .steps
+        .into_iter()
+        .map(|t| step_of(t.rate, t.data))
+        .collect();
     let first_failing = o
         .lowest_fail
         .and_then(|h| steps.iter().find(|s| s.rate == h))
@@ -132,7 +152,10 @@ pub fn assemble(o: Outcome<RunReport>) -> CapacityReport {
             first_failing.join(", ")
         ),
         (Some(l), None) => format!(">= {l:.1}/s (every SLO held up to the highest rate tried)"),
-        (None, Some(h)) => format!("< {h:.1}/s ({} fails already at the lowest rate tried)", first_failing.join(", ")),
+        (None, Some(h)) => format!(
+            "< {h:.1}/s ({} fails already at the lowest rate tried)",
+            first_failing.join(", ")
+        ),
         (None, None) => "no step completed".to_string(),
     };
     CapacityReport {
@@ -151,7 +174,13 @@ mod tests {
     use super::*;
 
     fn cfg() -> SearchConfig {
-        SearchConfig { start: 10.0, max: 10_000.0, factor: 2.0, precision: 0.05, max_steps: 30 }
+        SearchConfig {
+            start: 10.0,
+            max: 10_000.0,
+            factor: 2.0,
+            precision: 0.05,
+            max_steps: 30,
+        }
     }
 
     #[test]
@@ -167,12 +196,18 @@ mod tests {
         let o = search(&cfg(), |_| Ok::<_, ()>((true, ()))).unwrap();
         assert_eq!((o.highest_pass, o.lowest_fail), (Some(10_000.0), None));
         let o = search(&cfg(), |_| Ok::<_, ()>((false, ()))).unwrap();
-        assert_eq!((o.highest_pass, o.lowest_fail, o.steps.len()), (None, Some(10.0), 1));
+        assert_eq!(
+            (o.highest_pass, o.lowest_fail, o.steps.len()),
+            (None, Some(10.0), 1)
+        );
     }
 
     #[test]
     fn step_budget_is_respected() {
-        let c = SearchConfig { max_steps: 4, ..cfg() };
+        let c = SearchConfig {
+            max_steps: 4,
+            ..cfg()
+        };
         let o = search(&c, |r| Ok::<_, ()>((r <= 333.0, ()))).unwrap();
         assert_eq!(o.steps.len(), 4);
         assert!(o.highest_pass.unwrap() < o.lowest_fail.unwrap());

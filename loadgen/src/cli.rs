@@ -19,7 +19,11 @@ use std::time::Duration;
 use thiserror::Error;
 
 #[derive(Debug, Parser)]
-#[command(name = "loadgen", version, about = "Capacity planner and benchmark harness for compute-agent")]
+#[command(
+    name = "loadgen",
+    version,
+    about = "Capacity planner and benchmark harness for compute-agent"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -225,17 +229,23 @@ impl LoadArgs {
     /// Builds the driver's configuration for one run at `mode`.
     pub fn run_config(&self, mode: Mode) -> Result<RunConfig, ConfigError> {
         if self.connections == 0 {
-            return Err(ConfigError::Invalid("--connections must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "--connections must be at least 1".into(),
+            ));
         }
         if self.duration.is_zero() {
             return Err(ConfigError::Invalid("--duration must be positive".into()));
         }
         if self.page_size == 0 {
-            return Err(ConfigError::Invalid("--page-size must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "--page-size must be at least 1".into(),
+            ));
         }
         if let Mode::Open { rate } = mode {
             if !(rate.is_finite() && rate > 0.0) {
-                return Err(ConfigError::Invalid(format!("--rate must be a positive number, got {rate}")));
+                return Err(ConfigError::Invalid(format!(
+                    "--rate must be a positive number, got {rate}"
+                )));
             }
         }
         let target = Target::parse(&self.url)?;
@@ -281,7 +291,9 @@ impl LoadArgs {
 impl SloArgs {
     pub fn thresholds(&self) -> Result<Thresholds, ConfigError> {
         if !(0.0..=100.0).contains(&self.slo_availability) {
-            return Err(ConfigError::Invalid("--slo-availability is a percentage (0-100)".into()));
+            return Err(ConfigError::Invalid(
+                "--slo-availability is a percentage (0-100)".into(),
+            ));
         }
         Ok(Thresholds {
             availability_pct: self.slo_availability,
@@ -296,13 +308,17 @@ impl SloArgs {
 impl CapacityArgs {
     pub fn search(&self) -> Result<SearchConfig, ConfigError> {
         if !(self.start_rate > 0.0 && self.max_rate >= self.start_rate) {
-            return Err(ConfigError::Invalid("need 0 < --start-rate <= --max-rate".into()));
+            return Err(ConfigError::Invalid(
+                "need 0 < --start-rate <= --max-rate".into(),
+            ));
         }
         if self.factor <= 1.0 {
             return Err(ConfigError::Invalid("--factor must be > 1".into()));
         }
         if self.max_steps == 0 {
-            return Err(ConfigError::Invalid("--max-steps must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "--max-steps must be at least 1".into(),
+            ));
         }
         Ok(SearchConfig {
             start: self.start_rate,

@@ -79,13 +79,21 @@ pub fn tick_for(duration: Duration) -> Duration {
     (duration / 60).clamp(Duration::from_millis(100), Duration::from_secs(1))
 }
 
-pub fn run(cfg: &RunConfig, live: &Arc<Live>, on_tick: &mut dyn FnMut(Duration)) -> Result<RunOutput, RunError> {
+pub fn run(
+    cfg: &RunConfig,
+    live: &Arc<Live>,
+    on_tick: &mut dyn FnMut(Duration),
+) -> Result<RunOutput, RunError> {
     if cfg.threads == 0 || cfg.connections == 0 {
-        return Err(RunError::Settings("threads and connections must be at least 1".into()));
+        return Err(RunError::Settings(
+            "threads and connections must be at least 1".into(),
+        ));
     }
     if let Mode::Open { rate } = cfg.mode {
         if !(rate > 0.0 && rate.is_finite()) {
-            return Err(RunError::Settings(format!("rate must be positive, got {rate}")));
+            return Err(RunError::Settings(format!(
+                "rate must be positive, got {rate}"
+            )));
         }
     }
     let target = cfg.env.target.clone();
@@ -93,7 +101,9 @@ pub fn run(cfg: &RunConfig, live: &Arc<Live>, on_tick: &mut dyn FnMut(Duration))
     let mut env = cfg.env.clone();
     let created = if cfg.mix.contains(Kind::Status) && env.status_ids.is_empty() {
         let ids = setup_status_jobs(&env, cfg.status_jobs)?;
-        Arc::get_mut(&mut env).expect("no other holders before workers start").status_ids = ids.clone();
+        Arc::get_mut(&mut env)
+            .expect("no other holders before workers start")
+            .status_ids = ids.clone();
         ids
     } else {
         Vec::new()
@@ -101,9 +111,18 @@ pub fn run(cfg: &RunConfig, live: &Arc<Live>, on_tick: &mut dyn FnMut(Duration))
     let threads = cfg.threads.min(cfg.connections);
     let t0 = Instant::now() + Duration::from_millis(50);
     let tick = tick_for(cfg.duration);
-    let window = Window { start: t0 + cfg.warmup, end: t0 + cfg.warmup + cfg.duration, tick };
+    let window = Window {
+        start: t0 + cfg.warmup,
+        end: t0 + cfg.warmup + cfg.duration,
+        tick,
+    };
     let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sampler::spawn(target.clone(), cfg.sample_interval, window.start, stop.clone());
+    let sampler = sampler::spawn(
+        target.clone(),
+        cfg.sample_interval,
+        window.start,
+        stop.clone(),
+    );
     let mut handles = Vec::with_capacity(threads);
     for w in 0..threads {
         let env = env.clone();
@@ -162,7 +181,11 @@ pub fn run(cfg: &RunConfig, live: &Arc<Live>, on_tick: &mut dyn FnMut(Duration))
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime").block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(f)
 }
 
 fn preflight(target: &Target) -> Result<(), RunError> {
@@ -172,7 +195,10 @@ fn preflight(target: &Target) -> Result<(), RunError> {
     });
     match r {
         Ok(_) => Ok(()),
-        Err(e) => Err(RunError::Unreachable { addr: target.addr.to_string(), reason: e.to_string() }),
+        Err(e) => Err(RunError::Unreachable {
+            addr: target.addr.to_string(),
+            reason: e.to_string(),
+        }),
     }
 }
 
@@ -181,32 +207,70 @@ fn preflight(target: &Target) -> Result<(), RunError> {
 fn setup_status_jobs(env: &OpEnv, n: usize) -> Result<Vec<String>, RunError> {
     let fail = |s: String| RunError::StatusSetup(s);
     block_on(async {
-        let mut conn = Some(Conn::connect(env.target.addr).await.map_err(|e| fail(e.to_string()))?);
+        let mut conn = Some(
+            Conn::connect(env.target.addr)
+                .await
+                .map_err(|e| fail(e.to_string()))?,
+        );
         let mut ids = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let stmt = &env.workload.statements[i % env.workload.statements.len()];
-            let req = build(&env.target, "POST", "/queries", env.token.as_deref(), None, Some(&stmt.body));
+            let req = build(
+                &env.target,
+                "POST",
+                "/queries",
+                env.token.as_deref(),
+                None,
+                Some(&stmt.body),
+            );
             let c = conn.as_mut().expect("connected");
-            let r = c.send(&req.bytes, false).await.map_err(|e| fail(e.to_string()))?;
+            let r = c
+                .send(&req.bytes, false)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
             if r.status != 202 {
-                return Err(fail(format!("POST /queries answered {}: {}", r.status, String::from_utf8_lossy(r.body))));
+                return Err(fail(format!(
+                    "POST /queries answered {}: {}",
+                    r.status,
+                    String::from_utf8_lossy(r.body)
+                )));
             }
-            let v: serde_json::Value = serde_json::from_slice(r.body).map_err(|e| fail(e.to_string()))?;
-            let id = v["query_id"].as_str().ok_or_else(|| fail("no query_id in submit response".into()))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(r.body).map_err(|e| fail(e.to_string()))?;
+            let id = v["query_id"]
+                .as_str()
+                .ok_or_else(|| fail("no query_id in submit response".into()))?;
             ids.push(id.to_string());
         }
         let deadline = Instant::now() + env.job_timeout;
         for id in &ids {
             loop {
-                let req = build(&env.target, "GET", &format!("/queries/{id}"), env.token.as_deref(), None, None);
+                let req = build(
+                    &env.target,
+                    "GET",
+                    &format!("/queries/{id}"),
+                    env.token.as_deref(),
+                    None,
+                    None,
+                );
                 let c = conn.as_mut().expect("connected");
-                let r = c.send(&req.bytes, false).await.map_err(|e| fail(e.to_string()))?;
-                let v: serde_json::Value = serde_json::from_slice(r.body).map_err(|e| fail(e.to_string()))?;
-                if matches!(v["status"].as_str(), Some("SUCCEEDED" | "FAILED" | "CANCELED")) {
+                let r = c
+                    .send(&req.bytes, false)
+                    .await
+                    .map_err(|e| fail(e.to_string()))?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(r.body).map_err(|e| fail(e.to_string()))?;
+                if matches!(
+                    v["status"].as_str(),
+                    Some("SUCCEEDED" | "FAILED" | "CANCELED")
+                ) {
                     break;
                 }
                 if Instant::now() > deadline {
-                    return Err(fail(format!("job {id} not terminal within {:?}", env.job_timeout)));
+                    return Err(fail(format!(
+                        "job {id} not terminal within {:?}",
+                        env.job_timeout
+                    )));
                 }
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
@@ -223,7 +287,14 @@ fn teardown_jobs(env: &OpEnv, ids: &[String]) {
                 conn = Conn::connect(env.target.addr).await.ok();
             }
             let Some(c) = conn.as_mut() else { return };
-            let req = build(&env.target, "DELETE", &format!("/queries/{id}"), env.token.as_deref(), None, None);
+            let req = build(
+                &env.target,
+                "DELETE",
+                &format!("/queries/{id}"),
+                env.token.as_deref(),
+                None,
+                None,
+            );
             // Best effort: jobs left behind expire by TTL anyway.
             let _ = tokio::time::timeout(Duration::from_secs(5), c.send(&req.bytes, false)).await;
         }
@@ -250,7 +321,15 @@ impl Planner {
             0
         };
         self.seq += 1;
-        OpSpec { kind, intended, measured, statement, status_index, seq: self.seq, worker: self.worker }
+        OpSpec {
+            kind,
+            intended,
+            measured,
+            statement,
+            status_index,
+            seq: self.seq,
+            worker: self.worker,
+        }
     }
 }
 
@@ -274,15 +353,29 @@ struct InFlight {
 }
 
 fn worker_main(spec: WorkerSpec, env: Arc<OpEnv>, mix: Mix, live: Arc<Live>) -> (Recorder, u64) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     let local = tokio::task::LocalSet::new();
     let pool = Rc::new(Pool::new(env.target.addr, spec.connections));
     let rec = Rc::new(RefCell::new(Recorder::default()));
-    let worker = Rc::new(Worker { env: env.clone(), pool: pool.clone(), rec: rec.clone(), window: spec.window });
+    let worker = Rc::new(Worker {
+        env: env.clone(),
+        pool: pool.clone(),
+        rec: rec.clone(),
+        window: spec.window,
+    });
     let inflight = Rc::new(InFlight::default());
-    let planner = Rc::new(RefCell::new(Planner { rng: Rng::for_worker(spec.seed, spec.index), seq: 0, worker: spec.index }));
+    let planner = Rc::new(RefCell::new(Planner {
+        rng: Rng::for_worker(spec.seed, spec.index),
+        seq: 0,
+        worker: spec.index,
+    }));
     local.block_on(&rt, async {
-        let next_spec = |intended: Instant, measured: bool| planner.borrow_mut().next(&mix, &env, intended, measured);
+        let next_spec = |intended: Instant, measured: bool| {
+            planner.borrow_mut().next(&mix, &env, intended, measured)
+        };
         tokio::time::sleep_until(spec.t0.into()).await;
         match spec.mode {
             Mode::Open { rate } => {
@@ -374,13 +467,19 @@ fn worker_main(spec: WorkerSpec, env: Arc<OpEnv>, mix: Mix, live: Arc<Live>) -> 
     for kind in Kind::ALL {
         let left = inflight.measured[kind.index()].get();
         if left > 0 {
-            *r.op(kind.name()).outcomes.failed.entry("unfinished at end of run".into()).or_default() += left;
+            *r.op(kind.name())
+                .outcomes
+                .failed
+                .entry("unfinished at end of run".into())
+                .or_default() += left;
         }
     }
     drop(r);
     let connects = pool.connects();
     drop(local);
     drop(worker);
-    let rec = Rc::try_unwrap(rec).map(RefCell::into_inner).unwrap_or_else(|rc| std::mem::take(&mut *rc.borrow_mut()));
+    let rec = Rc::try_unwrap(rec)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|rc| std::mem::take(&mut *rc.borrow_mut()));
     (rec, connects)
 }

@@ -38,7 +38,10 @@ fn page(title: &str, body: &str) -> String {
 }
 
 fn figure(svg: String, caption: &str) -> String {
-    format!("<figure>{svg}<figcaption>{}</figcaption></figure>\n", escape(caption))
+    format!(
+        "<figure>{svg}<figcaption>{}</figcaption></figure>\n",
+        escape(caption)
+    )
 }
 
 fn class(status: &str) -> &'static str {
@@ -112,16 +115,27 @@ fn run_body(r: &RunReport, heading: &str) -> String {
     b.push_str("</table>\n<table><tr><th class=l>outcome</th><th>count</th></tr>\n");
     for (route, v) in &r.requests {
         for (o, n) in &v.by_outcome {
-            let _ = writeln!(b, "<tr><td class=l>{} &rarr; {}</td><td>{n}</td></tr>", escape(route), escape(o));
+            let _ = writeln!(
+                b,
+                "<tr><td class=l>{} &rarr; {}</td><td>{n}</td></tr>",
+                escape(route),
+                escape(o)
+            );
         }
     }
     for (k, n) in &r.ops.failed_by {
-        let _ = writeln!(b, "<tr><td class=l>failed operation: {}</td><td>{n}</td></tr>", escape(k));
+        let _ = writeln!(
+            b,
+            "<tr><td class=l>failed operation: {}</td><td>{n}</td></tr>",
+            escape(k)
+        );
     }
     b.push_str("</table>\n");
 
     let tl = &r.timeline;
-    let pick = |f: fn(&crate::report::TimelinePoint) -> f64| tl.iter().map(|p| (p.t_s, f(p))).collect::<Vec<_>>();
+    let pick = |f: fn(&crate::report::TimelinePoint) -> f64| {
+        tl.iter().map(|p| (p.t_s, f(p))).collect::<Vec<_>>()
+    };
     b.push_str(&figure(
         line_chart(
             "Latency percentiles over time (from intended start)",
@@ -152,7 +166,10 @@ fn run_body(r: &RunReport, heading: &str) -> String {
     ));
     let samples = &r.agent.health_samples;
     let hs = |f: fn(&crate::sampler::HealthSample) -> Option<f64>| {
-        samples.iter().filter_map(|s| f(s).map(|v| (s.t, v))).collect::<Vec<_>>()
+        samples
+            .iter()
+            .filter_map(|s| f(s).map(|v| (s.t, v)))
+            .collect::<Vec<_>>()
     };
     b.push_str(&figure(
         line_chart(
@@ -169,7 +186,14 @@ fn run_body(r: &RunReport, heading: &str) -> String {
     ));
     if let Some(k) = r.ops.by_kind.values().max_by_key(|k| k.sent) {
         let spectrum = |p: &crate::stats::Percentiles| {
-            vec![(50.0, p.p50_ms), (90.0, p.p90_ms), (95.0, p.p95_ms), (99.0, p.p99_ms), (99.9, p.p999_ms), (100.0, p.max_ms)]
+            vec![
+                (50.0, p.p50_ms),
+                (90.0, p.p90_ms),
+                (95.0, p.p95_ms),
+                (99.0, p.p99_ms),
+                (99.9, p.p999_ms),
+                (100.0, p.max_ms),
+            ]
         };
         b.push_str(&figure(
             line_chart(
@@ -204,7 +228,9 @@ pub fn capacity_page(c: &CapacityReport) -> String {
     let _ = writeln!(b, "<h1>Capacity: {}</h1>", escape(&c.summary));
     let mut steps: Vec<_> = c.steps.iter().collect();
     steps.sort_by(|a, b| a.rate.total_cmp(&b.rate));
-    let curve = |f: fn(&crate::capacity::Step) -> f64| steps.iter().map(|s| (s.rate, f(s))).collect::<Vec<_>>();
+    let curve = |f: fn(&crate::capacity::Step) -> f64| {
+        steps.iter().map(|s| (s.rate, f(s))).collect::<Vec<_>>()
+    };
     b.push_str(&figure(
         line_chart(
             "Completion latency vs. offered rate",
@@ -246,11 +272,23 @@ pub fn capacity_page(c: &CapacityReport) -> String {
         );
     }
     b.push_str("</table>\n");
-    if let Some(s) = c.lower_bound.and_then(|l| c.steps.iter().find(|s| s.rate == l)) {
-        b.push_str(&run_body(&s.report, &format!("Highest passing step: {:.1}/s", s.rate)));
+    if let Some(s) = c
+        .lower_bound
+        .and_then(|l| c.steps.iter().find(|s| s.rate == l))
+    {
+        b.push_str(&run_body(
+            &s.report,
+            &format!("Highest passing step: {:.1}/s", s.rate),
+        ));
     }
-    if let Some(s) = c.upper_bound.and_then(|h| c.steps.iter().find(|s| s.rate == h)) {
-        b.push_str(&run_body(&s.report, &format!("Lowest failing step: {:.1}/s", s.rate)));
+    if let Some(s) = c
+        .upper_bound
+        .and_then(|h| c.steps.iter().find(|s| s.rate == h))
+    {
+        b.push_str(&run_body(
+            &s.report,
+            &format!("Lowest failing step: {:.1}/s", s.rate),
+        ));
     }
     page("loadgen capacity report", &b)
 }
@@ -261,6 +299,9 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("<a href=\"x\">&'</a>"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            escape("<a href=\"x\">&'</a>"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
     }
 }

@@ -53,17 +53,24 @@ impl LongPoll {
             LongPollMode::On => 1,
             LongPollMode::Off => 2,
         };
-        LongPoll { state: AtomicU8::new(state), early_returns: AtomicU32::new(0) }
+        LongPoll {
+            state: AtomicU8::new(state),
+            early_returns: AtomicU32::new(0),
+        }
     }
     fn use_wait(&self) -> bool {
         self.state.load(Ordering::Relaxed) != 2
     }
     fn held(&self) {
-        let _ = self.state.compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
+        let _ = self
+            .state
+            .compare_exchange(0, 1, Ordering::Relaxed, Ordering::Relaxed);
     }
     fn returned_early(&self) {
         if self.early_returns.fetch_add(1, Ordering::Relaxed) + 1 >= EARLY_RETURNS_TO_GIVE_UP {
-            let _ = self.state.compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed);
+            let _ = self
+                .state
+                .compare_exchange(0, 2, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
     pub fn describe(&self) -> &'static str {
@@ -134,7 +141,10 @@ struct ErrorBody<'a> {
 }
 
 fn status_label(status: u16, body: &[u8]) -> String {
-    match serde_json::from_slice::<ErrorBody>(body).ok().and_then(|b| b.code) {
+    match serde_json::from_slice::<ErrorBody>(body)
+        .ok()
+        .and_then(|b| b.code)
+    {
         Some(code) => format!("{status} {code}"),
         None => status.to_string(),
     }
@@ -193,7 +203,9 @@ impl OpRun<'_> {
             let mut lease = self.w.pool.acquire().await?;
             let sent = Instant::now();
             self.first_send.get_or_insert(sent);
-            let resp = match tokio::time::timeout(timeout, lease.conn().send(&req.bytes, req.head)).await {
+            let resp = match tokio::time::timeout(timeout, lease.conn().send(&req.bytes, req.head))
+                .await
+            {
                 Ok(r) => r?,
                 Err(_) => return Err(HttpError::Timeout),
             };
@@ -223,28 +235,56 @@ impl OpRun<'_> {
         value
     }
 
-    fn req(&self, method: &str, path: &str, rid: Option<&str>, body: Option<&[u8]>) -> RequestBytes {
-        build(&self.w.env.target, method, path, self.w.env.token.as_deref(), rid, body)
+    fn req(
+        &self,
+        method: &str,
+        path: &str,
+        rid: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> RequestBytes {
+        build(
+            &self.w.env.target,
+            method,
+            path,
+            self.w.env.token.as_deref(),
+            rid,
+            body,
+        )
     }
 }
 
 impl Worker {
     /// Runs one operation to its end and records it; true on success.
     pub async fn run(&self, spec: OpSpec) -> bool {
-        let mut op = OpRun { w: self, measured: spec.measured, first_send: None };
+        let mut op = OpRun {
+            w: self,
+            measured: spec.measured,
+            first_send: None,
+        };
         let result = match spec.kind {
-            Kind::Health => {
-                op.exchange(ROUTE_HEALTH, &self.env.health_request, 200, Duration::ZERO, |_| Some(())).await.map_err(|f| f.op_label())
-            }
+            Kind::Health => op
+                .exchange(
+                    ROUTE_HEALTH,
+                    &self.env.health_request,
+                    200,
+                    Duration::ZERO,
+                    |_| Some(()),
+                )
+                .await
+                .map_err(|f| f.op_label()),
             Kind::Execute => {
                 let stmt = &self.env.workload.statements[spec.statement];
                 let req = op.req("POST", "/execute", None, Some(&stmt.body));
-                op.exchange(ROUTE_EXECUTE, &req, 200, Duration::ZERO, |_| Some(())).await.map_err(|f| f.op_label())
+                op.exchange(ROUTE_EXECUTE, &req, 200, Duration::ZERO, |_| Some(()))
+                    .await
+                    .map_err(|f| f.op_label())
             }
             Kind::Status => match self.env.status_ids.get(spec.status_index) {
                 Some(id) => {
                     let req = op.req("GET", &format!("/queries/{id}"), None, None);
-                    op.exchange(ROUTE_STATUS, &req, 200, Duration::ZERO, |_| Some(())).await.map_err(|f| f.op_label())
+                    op.exchange(ROUTE_STATUS, &req, 200, Duration::ZERO, |_| Some(()))
+                        .await
+                        .map_err(|f| f.op_label())
                 }
                 None => Err("no status jobs available".to_string()),
             },
@@ -262,8 +302,14 @@ impl Worker {
             Ok(()) => stats.outcomes.succeeded += 1,
             Err(label) => *stats.outcomes.failed.entry(label.clone()).or_default() += 1,
         }
-        record(&mut stats.corrected, done.saturating_duration_since(spec.intended));
-        record(&mut stats.uncorrected, done.saturating_duration_since(first));
+        record(
+            &mut stats.corrected,
+            done.saturating_duration_since(spec.intended),
+        );
+        record(
+            &mut stats.uncorrected,
+            done.saturating_duration_since(first),
+        );
         let win = self.window;
         if done < win.end {
             rec.completed_in_window += 1;
@@ -279,7 +325,10 @@ impl Worker {
         if result.is_err() {
             t.failed += 1;
         }
-        record(&mut t.latency, done.saturating_duration_since(spec.intended));
+        record(
+            &mut t.latency,
+            done.saturating_duration_since(spec.intended),
+        );
         result.is_ok()
     }
 
@@ -291,7 +340,9 @@ impl Worker {
         let t_submit = Instant::now();
         let id = op
             .exchange(ROUTE_SUBMIT, &req, 202, Duration::ZERO, |b| {
-                serde_json::from_slice::<Submitted>(b).ok().map(|s| s.query_id)
+                serde_json::from_slice::<Submitted>(b)
+                    .ok()
+                    .map(|s| s.query_id)
             })
             .await
             .map_err(|f| f.op_label())?;
@@ -301,7 +352,9 @@ impl Worker {
         if env.delete_jobs {
             let t = Instant::now();
             let req = op.req("DELETE", &format!("/queries/{id}"), None, None);
-            let del = op.exchange(ROUTE_DELETE, &req, 200, Duration::ZERO, |_| Some(())).await;
+            let del = op
+                .exchange(ROUTE_DELETE, &req, 200, Duration::ZERO, |_| Some(()))
+                .await;
             phases.push(("delete", t.elapsed()));
             if let (Ok(()), Err(f)) = (&outcome, del) {
                 return self.finish(op, phases, Err(f.op_label()));
@@ -310,7 +363,12 @@ impl Worker {
         self.finish(op, phases, outcome)
     }
 
-    fn finish(&self, op: &OpRun<'_>, phases: Vec<(&'static str, Duration)>, r: Result<(), String>) -> Result<(), String> {
+    fn finish(
+        &self,
+        op: &OpRun<'_>,
+        phases: Vec<(&'static str, Duration)>,
+        r: Result<(), String>,
+    ) -> Result<(), String> {
         if op.measured {
             let mut rec = self.rec.borrow_mut();
             for (name, d) in phases {
@@ -335,13 +393,23 @@ impl Worker {
         let mut left_queue: Option<Instant> = None;
         let final_status = loop {
             let wait = env.long_poll.use_wait();
-            let path = if wait { format!("/queries/{id}?wait_ms={}", env.wait_ms) } else { format!("/queries/{id}") };
-            let extra = if wait { Duration::from_millis(env.wait_ms) } else { Duration::ZERO };
+            let path = if wait {
+                format!("/queries/{id}?wait_ms={}", env.wait_ms)
+            } else {
+                format!("/queries/{id}")
+            };
+            let extra = if wait {
+                Duration::from_millis(env.wait_ms)
+            } else {
+                Duration::ZERO
+            };
             let req = op.req("GET", &path, None, None);
             let t = Instant::now();
             let status = op
                 .exchange(ROUTE_STATUS, &req, 200, extra, |b| {
-                    serde_json::from_slice::<JobStatus>(b).ok().map(|s| s.status.to_string())
+                    serde_json::from_slice::<JobStatus>(b)
+                        .ok()
+                        .map(|s| s.status.to_string())
                 })
                 .await
                 .map_err(|f| f.op_label())?;
@@ -372,7 +440,10 @@ impl Worker {
         };
         let terminal_at = Instant::now();
         phases.push(("to_terminal", terminal_at - accepted));
-        phases.push(("completion", terminal_at.saturating_duration_since(spec.intended)));
+        phases.push((
+            "completion",
+            terminal_at.saturating_duration_since(spec.intended),
+        ));
         if op.measured {
             if let Some(q) = left_queue {
                 self.rec.borrow_mut().queued(q - accepted);
@@ -392,7 +463,9 @@ impl Worker {
             }
             let req = op.req("GET", &path, None, None);
             let page = op
-                .exchange(ROUTE_RESULTS, &req, 200, Duration::ZERO, |b| serde_json::from_slice::<ResultsPage>(b).ok())
+                .exchange(ROUTE_RESULTS, &req, 200, Duration::ZERO, |b| {
+                    serde_json::from_slice::<ResultsPage>(b).ok()
+                })
                 .await
                 .map_err(|f| f.op_label())?;
             rows += page.rows.len() as u64;

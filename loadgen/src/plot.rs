@@ -21,7 +21,10 @@ const COLORS: [RGBColor; 6] = [
 ];
 
 fn bounds(series: &[Series]) -> ((f64, f64), (f64, f64)) {
-    let pts = series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
+    let pts = series
+        .iter()
+        .flat_map(|s| s.points.iter())
+        .filter(|p| p.0.is_finite() && p.1.is_finite());
     let (mut x0, mut x1, mut y1) = (f64::INFINITY, f64::NEG_INFINITY, 0.0f64);
     for &(x, y) in pts {
         x0 = x0.min(x);
@@ -76,9 +79,14 @@ fn draw(
     for (i, s) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         chart
-            .draw_series(LineSeries::new(s.points.iter().copied(), color.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                s.points.iter().copied(),
+                color.stroke_width(2),
+            ))?
             .label(s.name.clone())
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
         if s.points.len() <= 40 {
             chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
         }
@@ -104,7 +112,10 @@ mod tests {
             "Latency over time",
             "seconds",
             "ms",
-            &[Series { name: "p99".into(), points: vec![(0.0, 1.0), (1.0, 3.0), (2.0, 2.0)] }],
+            &[Series {
+                name: "p99".into(),
+                points: vec![(0.0, 1.0), (1.0, 3.0), (2.0, 2.0)],
+            }],
         );
         assert!(s.starts_with("<svg"), "{}", &s[..s.len().min(200)]);
         assert!(s.contains("Latency over time"));

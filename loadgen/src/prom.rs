@@ -88,9 +88,15 @@ pub fn parse(text: &str) -> Metrics {
             },
         };
         let (labels, value_part) = rest;
-        let Some(base) = series.strip_suffix("_bucket") else { continue };
-        let Some(le) = labels.and_then(|l| label(l, "le")).and_then(parse_value) else { continue };
-        let Some(v) = value_part.split_whitespace().next().and_then(parse_value) else { continue };
+        let Some(base) = series.strip_suffix("_bucket") else {
+            continue;
+        };
+        let Some(le) = labels.and_then(|l| label(l, "le")).and_then(parse_value) else {
+            continue;
+        };
+        let Some(v) = value_part.split_whitespace().next().and_then(parse_value) else {
+            continue;
+        };
         let entry = raw.entry(base.to_string()).or_default();
         // Key by the bound's bits so equal bounds from different label sets sum.
         let slot = entry.entry(le.to_bits()).or_insert((le, 0.0));
@@ -102,7 +108,13 @@ pub fn parse(text: &str) -> Metrics {
             let mut buckets: Vec<(f64, f64)> = b.into_values().collect();
             buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
             let to_seconds = unit_scale(&name);
-            (name, Histogram { buckets, to_seconds })
+            (
+                name,
+                Histogram {
+                    buckets,
+                    to_seconds,
+                },
+            )
         })
         .collect();
     Metrics { histograms }
@@ -134,11 +146,18 @@ impl Histogram {
             .buckets
             .iter()
             .map(|&(le, c)| {
-                let before = earlier.buckets.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
+                let before = earlier
+                    .buckets
+                    .iter()
+                    .find(|b| b.0 == le)
+                    .map_or(0.0, |b| b.1);
                 (le, (c - before).max(0.0))
             })
             .collect();
-        Histogram { buckets, to_seconds: self.to_seconds }
+        Histogram {
+            buckets,
+            to_seconds: self.to_seconds,
+        }
     }
 
     /// Quantile `q` in seconds, interpolated linearly inside the bucket as
@@ -192,7 +211,10 @@ weird{le="oops"} 1
         let m = parse(SCRAPE);
         let (name, h) = m.queue_wait().unwrap();
         assert_eq!(name, "agent_queue_wait_seconds");
-        assert_eq!(h.buckets, vec![(0.001, 10.0), (0.01, 16.0), (f64::INFINITY, 20.0)]);
+        assert_eq!(
+            h.buckets,
+            vec![(0.001, 10.0), (0.01, 16.0), (f64::INFINITY, 20.0)]
+        );
         assert_eq!(m.histograms["agent_request_duration_ms"].to_seconds, 1e-3);
         assert!(!m.histograms.contains_key("weird"));
     }

@@ -116,17 +116,32 @@ pub struct RunReport {
 fn queue_wait_delta(out: &RunOutput) -> Option<(String, PromHistogram)> {
     let end = out.metrics_end.as_ref()?;
     let (name, h_end) = end.queue_wait()?;
-    let delta = match out.metrics_start.as_ref().and_then(|m| m.histograms.get(name)) {
+    let delta = match out
+        .metrics_start
+        .as_ref()
+        .and_then(|m| m.histograms.get(name))
+    {
         Some(h0) => h_end.since(h0),
         None => h_end.clone(),
     };
     Some((name.to_string(), delta))
 }
 
-pub fn build(settings: RunSettings, out: &RunOutput, th: &Thresholds, long_poll: &str) -> RunReport {
+pub fn build(
+    settings: RunSettings,
+    out: &RunOutput,
+    th: &Thresholds,
+    long_poll: &str,
+) -> RunReport {
     let rec = &out.recorder;
     let dur = settings.duration_s.max(1e-9);
-    let mut ops = OpsSummary { sent: 0, succeeded: 0, failed: 0, failed_by: BTreeMap::new(), by_kind: BTreeMap::new() };
+    let mut ops = OpsSummary {
+        sent: 0,
+        succeeded: 0,
+        failed: 0,
+        failed_by: BTreeMap::new(),
+        by_kind: BTreeMap::new(),
+    };
     for (kind, s) in &rec.ops {
         let failed = s.outcomes.failed_total();
         let sent = s.outcomes.succeeded + failed;
@@ -162,7 +177,11 @@ pub fn build(settings: RunSettings, out: &RunOutput, th: &Thresholds, long_poll:
             )
         })
         .collect();
-    let phases = rec.phases.iter().map(|(k, h)| (k.to_string(), Percentiles::of(h))).collect::<BTreeMap<_, _>>();
+    let phases = rec
+        .phases
+        .iter()
+        .map(|(k, h)| (k.to_string(), Percentiles::of(h)))
+        .collect::<BTreeMap<_, _>>();
     let tick = out.tick.as_secs_f64();
     let timeline = rec
         .ticks
@@ -184,9 +203,16 @@ pub fn build(settings: RunSettings, out: &RunOutput, th: &Thresholds, long_poll:
         .collect();
 
     // Agent signals over the measured window only (no warm-up, no drain).
-    let steady: Vec<&HealthSample> = out.samples.iter().filter(|s| s.t >= 0.0 && s.t <= dur).collect();
+    let steady: Vec<&HealthSample> = out
+        .samples
+        .iter()
+        .filter(|s| s.t >= 0.0 && s.t <= dur)
+        .collect();
     let queued: Vec<f64> = steady.iter().filter_map(|s| s.queued_jobs).collect();
-    let stored_pts: Vec<(f64, f64)> = steady.iter().filter_map(|s| s.stored_jobs.map(|v| (s.t, v))).collect();
+    let stored_pts: Vec<(f64, f64)> = steady
+        .iter()
+        .filter_map(|s| s.stored_jobs.map(|v| (s.t, v)))
+        .collect();
     let stored = slope::boundedness(&stored_pts, th.stored_abs_slack, th.stored_rel_slack);
     let qw = queue_wait_delta(out);
     let qw_count = qw.as_ref().map(|(_, h)| h.count());
@@ -201,7 +227,8 @@ pub fn build(settings: RunSettings, out: &RunOutput, th: &Thresholds, long_poll:
         queue_wait_p95_s: qw_p95.map(|x| x.0),
         queue_wait_p99_s: qw_p99.map(|x| x.0),
         queued_jobs_max: queued.iter().copied().reduce(f64::max),
-        queued_jobs_mean: (!queued.is_empty()).then(|| queued.iter().sum::<f64>() / queued.len() as f64),
+        queued_jobs_mean: (!queued.is_empty())
+            .then(|| queued.iter().sum::<f64>() / queued.len() as f64),
         stored_jobs: stored.clone(),
         long_poll: long_poll.to_string(),
     };
@@ -210,29 +237,61 @@ pub fn build(settings: RunSettings, out: &RunOutput, th: &Thresholds, long_poll:
         .iter()
         .find_map(|r| requests.get(*r).map(|s| (r, s)))
         .map(|(r, s)| {
-            let ok_code = if *r == ops::ROUTE_SUBMIT { "202" } else { "200" };
-            (s.by_outcome.get(ok_code).copied().unwrap_or(0), s.total, format!("{r} responses"))
-        })
-        .or_else(|| (ops.sent > 0).then(|| (ops.succeeded, ops.sent, "all operations".to_string())));
-    let queue_p95 = match (&qw, qw_p95, qw_count) {
-        (Some((name, _)), Some((p, lower)), Some(c)) if c > 0.0 => Some((p, lower, format!("agent /metrics {name}"))),
-        _ => rec.client_queued.as_ref().filter(|h| !h.is_empty()).map(|h| {
+            let ok_code = if *r == ops::ROUTE_SUBMIT {
+                "202"
+            } else {
+                "200"
+            };
             (
-                h.value_at_quantile(0.95) as f64 / 1e6,
-                false,
-                "client-side status transitions (poll granularity)".to_string(),
+                s.by_outcome.get(ok_code).copied().unwrap_or(0),
+                s.total,
+                format!("{r} responses"),
             )
-        }),
+        })
+        .or_else(|| {
+            (ops.sent > 0).then(|| (ops.succeeded, ops.sent, "all operations".to_string()))
+        });
+    let queue_p95 = match (&qw, qw_p95, qw_count) {
+        (Some((name, _)), Some((p, lower)), Some(c)) if c > 0.0 => {
+            Some((p, lower, format!("agent /metrics {name}")))
+        }
+        _ => rec
+            .client_queued
+            .as_ref()
+            .filter(|h| !h.is_empty())
+            .map(|h| {
+                (
+                    h.value_at_quantile(0.95) as f64 / 1e6,
+                    false,
+                    "client-side status transitions (poll granularity)".to_string(),
+                )
+            }),
     };
     let completion_p95 = if let Some(p) = phases.get("completion") {
-        Some((p.p95_ms / 1e3, "lifecycle: intended start -> terminal status".to_string()))
+        Some((
+            p.p95_ms / 1e3,
+            "lifecycle: intended start -> terminal status".to_string(),
+        ))
     } else {
         ops.by_kind
             .get("execute")
             .filter(|k| k.latency.count > 0)
-            .map(|k| (k.latency.p95_ms / 1e3, "execute: intended start -> response".to_string()))
+            .map(|k| {
+                (
+                    k.latency.p95_ms / 1e3,
+                    "execute: intended start -> response".to_string(),
+                )
+            })
     };
-    let slos = slo::evaluate(th, &Inputs { availability, queue_p95, completion_p95, stored });
+    let slos = slo::evaluate(
+        th,
+        &Inputs {
+            availability,
+            queue_p95,
+            completion_p95,
+            stored,
+        },
+    );
     let passed = slo::passed(&slos);
     RunReport {
         measured_s: settings.duration_s,

@@ -43,7 +43,13 @@ impl Weighted {
     /// `None` when no weight is positive.
     pub fn new(weights: &[u64]) -> Option<Weighted> {
         let mut acc = 0u64;
-        let cumulative: Vec<u64> = weights.iter().map(|w| { acc += w; acc }).collect();
+        let cumulative: Vec<u64> = weights
+            .iter()
+            .map(|w| {
+                acc += w;
+                acc
+            })
+            .collect();
         (acc > 0).then_some(Weighted { cumulative })
     }
 
@@ -60,9 +66,18 @@ mod tests {
 
     #[test]
     fn same_seed_same_stream_different_workers_differ() {
-        let a: Vec<u64> = { let mut r = Rng::for_worker(7, 0); (0..8).map(|_| r.next_u64()).collect() };
-        let b: Vec<u64> = { let mut r = Rng::for_worker(7, 0); (0..8).map(|_| r.next_u64()).collect() };
-        let c: Vec<u64> = { let mut r = Rng::for_worker(7, 1); (0..8).map(|_| r.next_u64()).collect() };
+        let a: Vec<u64> = {
+            let mut r = Rng::for_worker(7, 0);
+            (0..8).map(|_| r.next_u64()).collect()
+        };
+        let b: Vec<u64> = {
+            let mut r = Rng::for_worker(7, 0);
+            (0..8).map(|_| r.next_u64()).collect()
+        };
+        let c: Vec<u64> = {
+            let mut r = Rng::for_worker(7, 1);
+            (0..8).map(|_| r.next_u64()).collect()
+        };
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

@@ -41,7 +41,12 @@ pub fn parse_health(t: f64, body: &[u8]) -> Option<HealthSample> {
 }
 
 /// One GET on a fresh or kept connection; reconnects once on a stale one.
-pub async fn get(conn: &mut Option<Conn>, target: &Target, path: &str, timeout: Duration) -> Result<(u16, Vec<u8>), HttpError> {
+pub async fn get(
+    conn: &mut Option<Conn>,
+    target: &Target,
+    path: &str,
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), HttpError> {
     let req = build(target, "GET", path, None, None, None);
     for attempt in 0..2 {
         if conn.as_ref().is_none_or(|c| !c.is_open()) {
@@ -85,10 +90,17 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("loadgen-sampler".into())
         .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("tokio runtime");
             rt.block_on(async move {
                 let mut conn = None;
-                let mut out = SamplerOutput { samples: Vec::new(), errors: 0, metrics_at_start: None };
+                let mut out = SamplerOutput {
+                    samples: Vec::new(),
+                    errors: 0,
+                    metrics_at_start: None,
+                };
                 let mut scraped = false;
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {

@@ -69,12 +69,17 @@ impl Mix {
     pub fn parse(s: &str) -> Result<Mix, MixError> {
         let mut entries = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, w) = part.split_once('=').ok_or_else(|| MixError::Entry(part.to_string()))?;
+            let (k, w) = part
+                .split_once('=')
+                .ok_or_else(|| MixError::Entry(part.to_string()))?;
             let kind = Kind::ALL
                 .into_iter()
                 .find(|x| x.name() == k.trim())
                 .ok_or_else(|| MixError::Kind(k.trim().to_string()))?;
-            let w: u64 = w.trim().parse().map_err(|_| MixError::Entry(part.to_string()))?;
+            let w: u64 = w
+                .trim()
+                .parse()
+                .map_err(|_| MixError::Entry(part.to_string()))?;
             entries.push((kind, w));
         }
         Mix::new(entries)
@@ -105,7 +110,10 @@ mod tests {
     #[test]
     fn rejects_bad_mix() {
         assert_eq!(Mix::parse("x=1").unwrap_err(), MixError::Kind("x".into()));
-        assert_eq!(Mix::parse("health").unwrap_err(), MixError::Entry("health".into()));
+        assert_eq!(
+            Mix::parse("health").unwrap_err(),
+            MixError::Entry("health".into())
+        );
         assert_eq!(Mix::parse("health=0").unwrap_err(), MixError::Weights);
     }
 }

@@ -91,34 +91,54 @@ pub fn evaluate(th: &Thresholds, i: &Inputs) -> Vec<Verdict> {
                 objective: obj,
                 measured: format!("{pct:.3}% ({ok}/{total})"),
                 source: what.clone(),
-                status: if pct >= th.availability_pct { Status::Pass } else { Status::Fail },
+                status: if pct >= th.availability_pct {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                },
             }
         }
         _ => na("availability", obj, "no requests to measure"),
     });
-    let obj = format!("p95 time in QUEUED < {}", fmt_dur(th.queue_p95.as_secs_f64()));
+    let obj = format!(
+        "p95 time in QUEUED < {}",
+        fmt_dur(th.queue_p95.as_secs_f64())
+    );
     v.push(match &i.queue_p95 {
         Some((s, lower, src)) => Verdict {
             id: "queue_p95",
             objective: obj,
             measured: format!("{}{}", if *lower { ">= " } else { "" }, fmt_dur(*s)),
             source: src.clone(),
-            status: if *s < th.queue_p95.as_secs_f64() && !(*lower && *s >= th.queue_p95.as_secs_f64()) {
+            status: if *s < th.queue_p95.as_secs_f64()
+                && !(*lower && *s >= th.queue_p95.as_secs_f64())
+            {
                 Status::Pass
             } else {
                 Status::Fail
             },
         },
-        None => na("queue_p95", obj, "no queue-wait data (no lifecycle jobs, no agent metrics)"),
+        None => na(
+            "queue_p95",
+            obj,
+            "no queue-wait data (no lifecycle jobs, no agent metrics)",
+        ),
     });
-    let obj = format!("p95 completion latency < {}", fmt_dur(th.completion_p95.as_secs_f64()));
+    let obj = format!(
+        "p95 completion latency < {}",
+        fmt_dur(th.completion_p95.as_secs_f64())
+    );
     v.push(match &i.completion_p95 {
         Some((s, src)) => Verdict {
             id: "completion_p95",
             objective: obj,
             measured: fmt_dur(*s),
             source: src.clone(),
-            status: if *s < th.completion_p95.as_secs_f64() { Status::Pass } else { Status::Fail },
+            status: if *s < th.completion_p95.as_secs_f64() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
         },
         None => na("completion_p95", obj, "no completed SQL operations"),
     });
@@ -131,11 +151,22 @@ pub fn evaluate(th: &Thresholds, i: &Inputs) -> Vec<Verdict> {
         Some(b) => Verdict {
             id: "stored_jobs_bounded",
             objective: obj,
-            measured: format!("{:+.2} jobs/s, +{:.1} over window (mean {:.1})", b.slope_per_s, b.projected_growth, b.mean),
+            measured: format!(
+                "{:+.2} jobs/s, +{:.1} over window (mean {:.1})",
+                b.slope_per_s, b.projected_growth, b.mean
+            ),
             source: format!("GET /health, {} samples in the measured window", b.samples),
-            status: if b.bounded { Status::Pass } else { Status::Fail },
+            status: if b.bounded {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
         },
-        None => na("stored_jobs_bounded", obj, "fewer than 3 health samples with stored_jobs"),
+        None => na(
+            "stored_jobs_bounded",
+            obj,
+            "fewer than 3 health samples with stored_jobs",
+        ),
     });
     v
 }
@@ -171,7 +202,15 @@ mod tests {
     fn verdicts_flip_with_thresholds() {
         let th = Thresholds::default();
         let v = evaluate(&th, &inputs());
-        assert_eq!(v.iter().map(|x| x.status).collect::<Vec<_>>(), [Status::Pass, Status::Pass, Status::Pass, Status::NotApplicable]);
+        assert_eq!(
+            v.iter().map(|x| x.status).collect::<Vec<_>>(),
+            [
+                Status::Pass,
+                Status::Pass,
+                Status::Pass,
+                Status::NotApplicable
+            ]
+        );
         assert!(passed(&v));
         let strict = Thresholds {
             availability_pct: 99.95,

@@ -51,14 +51,18 @@ mod tests {
 
     #[test]
     fn flat_noisy_series_is_bounded() {
-        let pts: Vec<(f64, f64)> = (0..40).map(|i| (f64::from(i) * 0.25, 20.0 + f64::from(i % 3) * 2.0)).collect();
+        let pts: Vec<(f64, f64)> = (0..40)
+            .map(|i| (f64::from(i) * 0.25, 20.0 + f64::from(i % 3) * 2.0))
+            .collect();
         let b = boundedness(&pts, 10.0, 0.1).unwrap();
         assert!(b.bounded, "{b:?}");
     }
 
     #[test]
     fn linear_growth_is_unbounded() {
-        let pts: Vec<(f64, f64)> = (0..40).map(|i| (f64::from(i) * 0.25, f64::from(i) * 5.0)).collect();
+        let pts: Vec<(f64, f64)> = (0..40)
+            .map(|i| (f64::from(i) * 0.25, f64::from(i) * 5.0))
+            .collect();
         let b = boundedness(&pts, 10.0, 0.1).unwrap();
         assert!(!b.bounded);
         assert!((b.slope_per_s - 20.0).abs() < 1e-9);

@@ -98,7 +98,12 @@ pub struct Tick {
 
 impl Tick {
     fn new() -> Tick {
-        Tick { completed: 0, failed: 0, started: 0, latency: new_histogram(2) }
+        Tick {
+            completed: 0,
+            failed: 0,
+            started: 0,
+            latency: new_histogram(2),
+        }
     }
 }
 
@@ -129,10 +134,10 @@ impl Recorder {
     }
 
     pub fn request(&mut self, route: &'static str, outcome: String, latency: Option<Duration>) {
-        let r = self
-            .routes
-            .entry(route)
-            .or_insert_with(|| RouteStats { by_outcome: BTreeMap::new(), latency: new_histogram(3) });
+        let r = self.routes.entry(route).or_insert_with(|| RouteStats {
+            by_outcome: BTreeMap::new(),
+            latency: new_histogram(3),
+        });
         *r.by_outcome.entry(outcome).or_default() += 1;
         if let Some(d) = latency {
             record(&mut r.latency, d);
@@ -140,7 +145,10 @@ impl Recorder {
     }
 
     pub fn phase(&mut self, name: &'static str, d: Duration) {
-        record(self.phases.entry(name).or_insert_with(|| new_histogram(3)), d);
+        record(
+            self.phases.entry(name).or_insert_with(|| new_histogram(3)),
+            d,
+        );
     }
 
     pub fn tick(&mut self, second: usize) -> &mut Tick {
@@ -155,7 +163,10 @@ impl Recorder {
     }
 
     pub fn queued(&mut self, d: Duration) {
-        record(self.client_queued.get_or_insert_with(|| new_histogram(3)), d);
+        record(
+            self.client_queued.get_or_insert_with(|| new_histogram(3)),
+            d,
+        );
     }
 
     pub fn merge(&mut self, other: Recorder) {
@@ -166,17 +177,21 @@ impl Recorder {
             s.uncorrected.add(&o.uncorrected).expect("same bounds");
         }
         for (k, r) in other.routes {
-            let mine = self
-                .routes
-                .entry(k)
-                .or_insert_with(|| RouteStats { by_outcome: BTreeMap::new(), latency: new_histogram(3) });
+            let mine = self.routes.entry(k).or_insert_with(|| RouteStats {
+                by_outcome: BTreeMap::new(),
+                latency: new_histogram(3),
+            });
             for (o, n) in r.by_outcome {
                 *mine.by_outcome.entry(o).or_default() += n;
             }
             mine.latency.add(&r.latency).expect("same bounds");
         }
         for (k, h) in other.phases {
-            self.phases.entry(k).or_insert_with(|| new_histogram(3)).add(&h).expect("same bounds");
+            self.phases
+                .entry(k)
+                .or_insert_with(|| new_histogram(3))
+                .add(&h)
+                .expect("same bounds");
         }
         for (i, t) in other.ticks.into_iter().enumerate() {
             let mine = self.tick(i);
@@ -186,10 +201,16 @@ impl Recorder {
             mine.latency.add(&t.latency).expect("same bounds");
         }
         if let Some(h) = other.schedule_lag {
-            self.schedule_lag.get_or_insert_with(|| new_histogram(3)).add(&h).expect("same bounds");
+            self.schedule_lag
+                .get_or_insert_with(|| new_histogram(3))
+                .add(&h)
+                .expect("same bounds");
         }
         if let Some(h) = other.client_queued {
-            self.client_queued.get_or_insert_with(|| new_histogram(3)).add(&h).expect("same bounds");
+            self.client_queued
+                .get_or_insert_with(|| new_histogram(3))
+                .add(&h)
+                .expect("same bounds");
         }
         self.rows_fetched += other.rows_fetched;
         self.completed_in_window += other.completed_in_window;

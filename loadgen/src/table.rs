@@ -47,7 +47,10 @@ pub fn run(r: &RunReport) -> String {
     for (k, n) in &r.ops.failed_by {
         let _ = writeln!(o, "  failed {k}: {n}");
     }
-    pct_header(&mut o, "\nlatency per operation (corrected = from intended start)");
+    pct_header(
+        &mut o,
+        "\nlatency per operation (corrected = from intended start)",
+    );
     for (k, v) in &r.ops.by_kind {
         pct_row(&mut o, &format!("{k} corrected"), &v.latency);
         pct_row(&mut o, &format!("{k} uncorrected"), &v.latency_uncorrected);
@@ -64,11 +67,19 @@ pub fn run(r: &RunReport) -> String {
     pct_header(&mut o, "\nrequests by route");
     for (route, v) in &r.requests {
         pct_row(&mut o, route, &v.latency);
-        let outcomes: Vec<String> = v.by_outcome.iter().map(|(k, n)| format!("{k}: {n}")).collect();
+        let outcomes: Vec<String> = v
+            .by_outcome
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
         let _ = writeln!(o, "      {}", outcomes.join(", "));
     }
     if let Some(l) = &r.schedule_lag {
-        let _ = writeln!(o, "\nschedule lag (actual - intended start): p50={:.2}ms p99={:.2}ms max={:.2}ms", l.p50_ms, l.p99_ms, l.max_ms);
+        let _ = writeln!(
+            o,
+            "\nschedule lag (actual - intended start): p50={:.2}ms p99={:.2}ms max={:.2}ms",
+            l.p50_ms, l.p99_ms, l.max_ms
+        );
     }
     let a = &r.agent;
     let _ = writeln!(
@@ -76,7 +87,11 @@ pub fn run(r: &RunReport) -> String {
         "\nagent: {} health samples ({} errors), /metrics {}, long-poll {}",
         a.health_samples.len(),
         a.health_sample_errors,
-        if a.metrics_present { "present" } else { "absent" },
+        if a.metrics_present {
+            "present"
+        } else {
+            "absent"
+        },
         a.long_poll
     );
     if let (Some(max), Some(mean)) = (a.queued_jobs_max, a.queued_jobs_mean) {
@@ -87,7 +102,14 @@ pub fn run(r: &RunReport) -> String {
     }
     let _ = writeln!(o, "\nSLOs");
     for v in &r.slos {
-        let _ = writeln!(o, "  [{:<4}] {:<62} measured {}  ({})", v.status.as_str(), v.objective, v.measured, v.source);
+        let _ = writeln!(
+            o,
+            "  [{:<4}] {:<62} measured {}  ({})",
+            v.status.as_str(),
+            v.objective,
+            v.measured,
+            v.source
+        );
     }
     let _ = writeln!(o, "result: {}", if r.passed { "PASS" } else { "FAIL" });
     o
@@ -119,8 +141,14 @@ pub fn capacity(c: &CapacityReport) -> String {
     let _ = writeln!(
         o,
         "highest passing rate: {}   lowest failing rate: {}",
-        c.lower_bound.map_or("none (fails at the start rate)".into(), |x| format!("{x:.1}/s")),
-        c.upper_bound.map_or("none (passes at the max rate)".into(), |x| format!("{x:.1}/s")),
+        c.lower_bound
+            .map_or("none (fails at the start rate)".into(), |x| format!(
+                "{x:.1}/s"
+            )),
+        c.upper_bound
+            .map_or("none (passes at the max rate)".into(), |x| format!(
+                "{x:.1}/s"
+            )),
     );
     let _ = writeln!(o, "capacity: {}", c.summary);
     o

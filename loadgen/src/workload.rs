@@ -20,9 +20,15 @@ use thiserror::Error;
 #[derive(Debug, Error)]
 pub enum WorkloadError {
     #[error("cannot read workload file {path}: {source}")]
-    Read { path: String, source: std::io::Error },
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("invalid workload file {path}: {source}")]
-    Toml { path: String, source: Box<toml::de::Error> },
+    Toml {
+        path: String,
+        source: Box<toml::de::Error>,
+    },
     #[error("workload has no statements")]
     Empty,
     #[error("statement {0:?} has empty SQL")]
@@ -71,13 +77,20 @@ impl Workload {
     /// From `--sql` values; each may be `name=weight:SQL`-free plain SQL, named
     /// `q1`, `q2`, ... with weight 1.
     pub fn from_sql(sqls: &[String]) -> Result<Workload, WorkloadError> {
-        let items = sqls.iter().enumerate().map(|(i, s)| (format!("q{}", i + 1), s.clone(), 1)).collect();
+        let items = sqls
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (format!("q{}", i + 1), s.clone(), 1))
+            .collect();
         Workload::build(items)
     }
 
     pub fn from_file(path: &Path) -> Result<Workload, WorkloadError> {
         let p = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Read { path: p.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| WorkloadError::Read {
+            path: p.clone(),
+            source,
+        })?;
         Workload::from_toml(&text).map_err(|e| match e {
             WorkloadError::Toml { source, .. } => WorkloadError::Toml { path: p, source },
             other => other,
@@ -85,8 +98,16 @@ impl Workload {
     }
 
     pub fn from_toml(text: &str) -> Result<Workload, WorkloadError> {
-        let f: File = toml::from_str(text).map_err(|e| WorkloadError::Toml { path: "<inline>".into(), source: Box::new(e) })?;
-        Workload::build(f.statement.into_iter().map(|s| (s.name, s.sql, s.weight)).collect())
+        let f: File = toml::from_str(text).map_err(|e| WorkloadError::Toml {
+            path: "<inline>".into(),
+            source: Box::new(e),
+        })?;
+        Workload::build(
+            f.statement
+                .into_iter()
+                .map(|s| (s.name, s.sql, s.weight))
+                .collect(),
+        )
     }
 
     fn build(items: Vec<(String, String, u64)>) -> Result<Workload, WorkloadError> {
@@ -101,12 +122,21 @@ impl Workload {
             if statements.iter().any(|s| s.name == name) {
                 return Err(WorkloadError::Duplicate(name));
             }
-            let body = serde_json::to_vec(&serde_json::json!({ "sql": sql })).expect("a string always encodes");
-            statements.push(Statement { name, sql, weight, body });
+            let body = serde_json::to_vec(&serde_json::json!({ "sql": sql }))
+                .expect("a string always encodes");
+            statements.push(Statement {
+                name,
+                sql,
+                weight,
+                body,
+            });
         }
         let weights: Vec<u64> = statements.iter().map(|s| s.weight).collect();
         let chooser = Weighted::new(&weights).ok_or(WorkloadError::ZeroWeights)?;
-        Ok(Workload { statements, chooser })
+        Ok(Workload {
+            statements,
+            chooser,
+        })
     }
 
     pub fn pick(&self, rng: &mut Rng) -> &Statement {
@@ -137,10 +167,13 @@ mod tests {
 
     #[test]
     fn same_seed_same_sequence() {
-        let w = Workload::from_sql(&["SELECT 1".into(), "SELECT 2".into(), "SELECT 3".into()]).unwrap();
+        let w =
+            Workload::from_sql(&["SELECT 1".into(), "SELECT 2".into(), "SELECT 3".into()]).unwrap();
         let seq = |seed| {
             let mut r = Rng::for_worker(seed, 0);
-            (0..50).map(|_| w.pick(&mut r).name.clone()).collect::<Vec<_>>()
+            (0..50)
+                .map(|_| w.pick(&mut r).name.clone())
+                .collect::<Vec<_>>()
         };
         assert_eq!(seq(9), seq(9));
         assert_ne!(seq(9), seq(10));
@@ -149,15 +182,23 @@ mod tests {
     #[test]
     fn rejects_bad_workloads() {
         assert!(matches!(Workload::from_sql(&[]), Err(WorkloadError::Empty)));
-        assert!(matches!(Workload::from_sql(&["  ".into()]), Err(WorkloadError::EmptySql(_))));
+        assert!(matches!(
+            Workload::from_sql(&["  ".into()]),
+            Err(WorkloadError::EmptySql(_))
+        ));
         assert!(matches!(
             Workload::from_toml("[[statement]]\nname=\"a\"\nsql=\"x\"\nweight=0\n"),
             Err(WorkloadError::ZeroWeights)
         ));
         assert!(matches!(
-            Workload::from_toml("[[statement]]\nname=\"a\"\nsql=\"x\"\n[[statement]]\nname=\"a\"\nsql=\"y\"\n"),
+            Workload::from_toml(
+                "[[statement]]\nname=\"a\"\nsql=\"x\"\n[[statement]]\nname=\"a\"\nsql=\"y\"\n"
+            ),
             Err(WorkloadError::Duplicate(_))
         ));
-        assert!(matches!(Workload::from_toml("[[statement]]\nnome=\"a\"\n"), Err(WorkloadError::Toml { .. })));
+        assert!(matches!(
+            Workload::from_toml("[[statement]]\nnome=\"a\"\n"),
+            Err(WorkloadError::Toml { .. })
+        ));
     }
 }

@@ -33,13 +33,19 @@ fn serve(listener: TcpListener) -> std::thread::JoinHandle<usize> {
             served += 1;
             let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
             let pieces: Vec<&[u8]> = match path.as_str() {
-                "/length" => vec![b"HTTP/1.1 200 OK\r\nContent-Le", b"ngth: 11\r\n\r\nhello", b" world"],
+                "/length" => vec![
+                    b"HTTP/1.1 200 OK\r\nContent-Le",
+                    b"ngth: 11\r\n\r\nhello",
+                    b" world",
+                ],
                 "/chunked" => vec![
                     b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhe",
                     b"llo\r\n6\r\n world\r\n0\r\n",
                     b"\r\n",
                 ],
-                "/continue" => vec![b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"],
+                "/continue" => vec![
+                    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                ],
                 _ => vec![b"HTTP/1.0 200 OK\r\n\r\nuntil close"],
             };
             for p in pieces {
@@ -64,7 +70,10 @@ fn keep_alive_framings_over_real_tcp() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = serve(listener);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut c = Conn::connect(addr).await.unwrap();
         for _ in 0..2 {
@@ -78,10 +87,20 @@ fn keep_alive_framings_over_real_tcp() {
         }
         let r = c.send(&get("/close"), false).await.unwrap();
         assert_eq!(r.body, b"until close");
-        assert!(!c.is_open(), "a close-delimited response ends the connection");
-        assert!(matches!(c.send(&get("/length"), false).await, Err(HttpError::Closed)));
+        assert!(
+            !c.is_open(),
+            "a close-delimited response ends the connection"
+        );
+        assert!(matches!(
+            c.send(&get("/length"), false).await,
+            Err(HttpError::Closed)
+        ));
     });
-    assert_eq!(server.join().unwrap(), 7, "every request went over the one connection");
+    assert_eq!(
+        server.join().unwrap(),
+        7,
+        "every request went over the one connection"
+    );
 }
 
 #[test]
@@ -91,9 +110,13 @@ fn server_hanging_up_mid_response_is_an_error() {
     let t = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().unwrap();
         read_request(&mut s);
-        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort").unwrap();
+        s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort")
+            .unwrap();
     });
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let mut c = Conn::connect(addr).await.unwrap();
         let e = c.send(&get("/"), false).await.unwrap_err();
@@ -108,7 +131,16 @@ fn unreachable_agent_exits_3_with_a_clear_message() {
     let port = common::free_port();
     let url = format!("http://127.0.0.1:{port}");
     let out = common::loadgen(
-        &["run", "--scenario", "health", "--url", &url, "--duration", "1s", "--no-progress"],
+        &[
+            "run",
+            "--scenario",
+            "health",
+            "--url",
+            &url,
+            "--duration",
+            "1s",
+            "--no-progress",
+        ],
         Duration::from_secs(30),
     );
     assert_eq!(out.status.code(), Some(3));
@@ -126,7 +158,12 @@ fn bad_flags_exit_2_before_any_load() {
         &["capacity", "--start-rate", "100", "--max-rate", "10"][..],
     ] {
         let out = common::loadgen(args, Duration::from_secs(30));
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(!out.stderr.is_empty());
     }
 }

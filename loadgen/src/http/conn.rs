@@ -91,7 +91,11 @@ impl Conn {
 
     /// Sends `request` (complete bytes) and reads one response.
     /// `head_request` must be true for HEAD, whose response has no body.
-    pub async fn send(&mut self, request: &[u8], head_request: bool) -> Result<Response<'_>, HttpError> {
+    pub async fn send(
+        &mut self,
+        request: &[u8],
+        head_request: bool,
+    ) -> Result<Response<'_>, HttpError> {
         if !self.open {
             return Err(HttpError::Closed);
         }
@@ -133,7 +137,10 @@ impl Conn {
             }
             Framing::Chunked => loop {
                 self.chunked_body.clear();
-                match parse::decode_chunked(&self.buf[head.len..self.filled], &mut self.chunked_body)? {
+                match parse::decode_chunked(
+                    &self.buf[head.len..self.filled],
+                    &mut self.chunked_body,
+                )? {
                     Chunked::Done(n) => break (head.len, head.len + n, true),
                     Chunked::Incomplete => {
                         if self.fill().await? == 0 {
@@ -149,7 +156,14 @@ impl Conn {
         };
         self.consumed = end;
         self.open = !head.close;
-        let body = if chunked { &self.chunked_body[..] } else { &self.buf[start..end] };
-        Ok(Response { status: head.status, body })
+        let body = if chunked {
+            &self.chunked_body[..]
+        } else {
+            &self.buf[start..end]
+        };
+        Ok(Response {
+            status: head.status,
+            body,
+        })
     }
 }

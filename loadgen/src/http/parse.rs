@@ -52,8 +52,14 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 }
 
 fn trim(b: &[u8]) -> &[u8] {
-    let start = b.iter().position(|c| !c.is_ascii_whitespace()).unwrap_or(b.len());
-    let end = b.iter().rposition(|c| !c.is_ascii_whitespace()).map_or(start, |e| e + 1);
+    let start = b
+        .iter()
+        .position(|c| !c.is_ascii_whitespace())
+        .unwrap_or(b.len());
+    let end = b
+        .iter()
+        .rposition(|c| !c.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
     &b[start..end]
 }
 
@@ -99,7 +105,10 @@ pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, ParseE
     let mut close = http10;
     for line in lines {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
-        let colon = line.iter().position(|&c| c == b':').ok_or(ParseError::Header)?;
+        let colon = line
+            .iter()
+            .position(|&c| c == b':')
+            .ok_or(ParseError::Header)?;
         let (name, value) = (&line[..colon], trim(&line[colon + 1..]));
         if name.eq_ignore_ascii_case(b"content-length") {
             let n = parse_usize(value).ok_or(ParseError::ContentLength)?;
@@ -134,7 +143,12 @@ pub fn parse_head(buf: &[u8], head_request: bool) -> Result<Option<Head>, ParseE
         Framing::UntilClose
     };
     let close = close || framing == Framing::UntilClose;
-    Ok(Some(Head { status, len: end, framing, close }))
+    Ok(Some(Head {
+        status,
+        len: end,
+        framing,
+        close,
+    }))
 }
 
 /// Progress of a chunked body decode.
@@ -210,48 +224,81 @@ mod tests {
 
     #[test]
     fn incomplete_head_asks_for_more() {
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Len", false).unwrap(), None);
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Len", false).unwrap(),
+            None
+        );
     }
 
     #[test]
     fn chunked_wins_and_close_is_seen() {
         let raw = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\nConnection: close\r\n\r\n";
         let h = parse_head(raw, false).unwrap().unwrap();
-        assert_eq!((h.status, h.framing, h.close), (404, Framing::Chunked, true));
+        assert_eq!(
+            (h.status, h.framing, h.close),
+            (404, Framing::Chunked, true)
+        );
     }
 
     #[test]
     fn http10_without_length_reads_until_close() {
-        let h = parse_head(b"HTTP/1.0 200 OK\r\n\r\n", false).unwrap().unwrap();
+        let h = parse_head(b"HTTP/1.0 200 OK\r\n\r\n", false)
+            .unwrap()
+            .unwrap();
         assert_eq!(h.framing, Framing::UntilClose);
         assert!(h.close);
     }
 
     #[test]
     fn no_body_statuses() {
-        let h = parse_head(b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n", false).unwrap().unwrap();
+        let h = parse_head(
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n",
+            false,
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(h.framing, Framing::Length(0));
-        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true).unwrap().unwrap();
+        let h = parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n", true)
+            .unwrap()
+            .unwrap();
         assert_eq!(h.framing, Framing::Length(0));
     }
 
     #[test]
     fn malformed_heads_are_errors() {
-        assert_eq!(parse_head(b"HTTX/1.1 200 OK\r\n\r\n", false), Err(ParseError::StatusLine));
-        assert_eq!(parse_head(b"HTTP/1.1 2x0 OK\r\n\r\n", false), Err(ParseError::StatusLine));
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", false), Err(ParseError::Header));
         assert_eq!(
-            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", false),
+            parse_head(b"HTTX/1.1 200 OK\r\n\r\n", false),
+            Err(ParseError::StatusLine)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 2x0 OK\r\n\r\n", false),
+            Err(ParseError::StatusLine)
+        );
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nNoColon\r\n\r\n", false),
+            Err(ParseError::Header)
+        );
+        assert_eq!(
+            parse_head(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                false
+            ),
             Err(ParseError::ContentLength)
         );
-        assert_eq!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false), Err(ParseError::ContentLength));
+        assert_eq!(
+            parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", false),
+            Err(ParseError::ContentLength)
+        );
     }
 
     #[test]
     fn oversized_head_is_refused() {
         let mut raw = b"HTTP/1.1 200 OK\r\n".to_vec();
         raw.resize(MAX_HEAD + 10, b'a');
-        assert_eq!(parse_head(&raw, false), Err(ParseError::HeaderTooLarge(MAX_HEAD)));
+        assert_eq!(
+            parse_head(&raw, false),
+            Err(ParseError::HeaderTooLarge(MAX_HEAD))
+        );
     }
 
     #[test]
@@ -268,10 +315,17 @@ mod tests {
         let raw = b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
         for cut in 0..raw.len() {
             let mut out = Vec::new();
-            assert_eq!(decode_chunked(&raw[..cut], &mut out).unwrap(), Chunked::Incomplete, "cut {cut}");
+            assert_eq!(
+                decode_chunked(&raw[..cut], &mut out).unwrap(),
+                Chunked::Incomplete,
+                "cut {cut}"
+            );
         }
         let mut out = Vec::new();
-        assert_eq!(decode_chunked(raw, &mut out).unwrap(), Chunked::Done(raw.len()));
+        assert_eq!(
+            decode_chunked(raw, &mut out).unwrap(),
+            Chunked::Done(raw.len())
+        );
         assert_eq!(out, b"abcde");
     }
 
@@ -279,6 +333,9 @@ mod tests {
     fn bad_chunk_framing() {
         let mut out = Vec::new();
         assert_eq!(decode_chunked(b"zz\r\n", &mut out), Err(ParseError::Chunk));
-        assert_eq!(decode_chunked(b"3\r\nabcX\r\n", &mut out), Err(ParseError::Chunk));
+        assert_eq!(
+            decode_chunked(b"3\r\nabcX\r\n", &mut out),
+            Err(ParseError::Chunk)
+        );
     }
 }

@@ -41,7 +41,12 @@ impl Pool {
     }
 
     pub async fn acquire(&self) -> Result<Lease<'_>, HttpError> {
-        let permit = self.permits.clone().acquire_owned().await.expect("pool semaphore is never closed");
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("pool semaphore is never closed");
         let idle = self.idle.borrow_mut().pop();
         let conn = match idle {
             Some(c) => c,
@@ -50,13 +55,19 @@ impl Pool {
                 Conn::connect(self.addr).await?
             }
         };
-        Ok(Lease { pool: self, conn: Some(conn), _permit: permit })
+        Ok(Lease {
+            pool: self,
+            conn: Some(conn),
+            _permit: permit,
+        })
     }
 }
 
 impl Lease<'_> {
     pub fn conn(&mut self) -> &mut Conn {
-        self.conn.as_mut().expect("lease holds a connection until dropped")
+        self.conn
+            .as_mut()
+            .expect("lease holds a connection until dropped")
     }
 }
 

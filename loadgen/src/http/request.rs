@@ -48,7 +48,10 @@ pub fn build(
     } else {
         out.extend_from_slice(b"\r\n");
     }
-    RequestBytes { head: method == "HEAD", bytes: out }
+    RequestBytes {
+        head: method == "HEAD",
+        bytes: out,
+    }
 }
 
 /// Percent-encodes a query parameter value (page tokens are base64, whose
@@ -72,7 +75,14 @@ mod tests {
     #[test]
     fn builds_post_with_token_and_body() {
         let t = Target::parse("http://127.0.0.1:1").unwrap();
-        let r = build(&t, "POST", "/queries", Some("tok"), Some("rid-1"), Some(b"{\"sql\":\"SELECT 1\"}"));
+        let r = build(
+            &t,
+            "POST",
+            "/queries",
+            Some("tok"),
+            Some("rid-1"),
+            Some(b"{\"sql\":\"SELECT 1\"}"),
+        );
         let s = String::from_utf8(r.bytes).unwrap();
         assert!(s.starts_with("POST /queries HTTP/1.1\r\nHost: 127.0.0.1:1\r\n"));
         assert!(s.contains("X-Agent-Token: tok\r\n"));
@@ -84,7 +94,10 @@ mod tests {
     fn builds_bare_get() {
         let t = Target::parse("http://127.0.0.1:1/base").unwrap();
         let r = build(&t, "GET", "/health", None, None, None);
-        assert_eq!(r.bytes, b"GET /base/health HTTP/1.1\r\nHost: 127.0.0.1:1\r\nUser-Agent: loadgen\r\n\r\n");
+        assert_eq!(
+            r.bytes,
+            b"GET /base/health HTTP/1.1\r\nHost: 127.0.0.1:1\r\nUser-Agent: loadgen\r\n\r\n"
+        );
     }
 
     #[test]

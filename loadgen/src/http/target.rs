@@ -26,7 +26,9 @@ pub struct Target {
 
 impl Target {
     pub fn parse(url: &str) -> Result<Target, TargetError> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| TargetError::Scheme(url.to_string()))?;
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| TargetError::Scheme(url.to_string()))?;
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
             None => (rest, ""),
@@ -36,7 +38,9 @@ impl Target {
         }
         // Default port 80 unless the authority already names one (a bracketed
         // IPv6 literal contains colons of its own).
-        let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty())
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.chars().all(|c| c.is_ascii_digit()) && !p.is_empty())
             && !authority.ends_with(']')
         {
             authority.to_string()
@@ -48,7 +52,11 @@ impl Target {
             .ok()
             .and_then(|mut a| a.next())
             .ok_or_else(|| TargetError::Resolve(with_port.clone()))?;
-        Ok(Target { addr, host: authority.to_string(), base_path: path.to_string() })
+        Ok(Target {
+            addr,
+            host: authority.to_string(),
+            base_path: path.to_string(),
+        })
     }
 }
 
@@ -60,7 +68,10 @@ mod tests {
     fn parses_common_forms() {
         let t = Target::parse("http://127.0.0.1:9443").unwrap();
         assert_eq!(t.addr, "127.0.0.1:9443".parse().unwrap());
-        assert_eq!((t.host.as_str(), t.base_path.as_str()), ("127.0.0.1:9443", ""));
+        assert_eq!(
+            (t.host.as_str(), t.base_path.as_str()),
+            ("127.0.0.1:9443", "")
+        );
         let t = Target::parse("http://127.0.0.1/agent/").unwrap();
         assert_eq!(t.addr.port(), 80);
         assert_eq!(t.base_path, "/agent");
@@ -70,7 +81,13 @@ mod tests {
 
     #[test]
     fn refuses_other_schemes_and_empty_hosts() {
-        assert!(matches!(Target::parse("https://x:1"), Err(TargetError::Scheme(_))));
-        assert!(matches!(Target::parse("http:///x"), Err(TargetError::NoHost(_))));
+        assert!(matches!(
+            Target::parse("https://x:1"),
+            Err(TargetError::Scheme(_))
+        ));
+        assert!(matches!(
+            Target::parse("http:///x"),
+            Err(TargetError::NoHost(_))
+        ));
     }
 }

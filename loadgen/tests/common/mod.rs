@@ -18,7 +18,11 @@ pub fn agent_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().expect("deps dir").parent().expect("profile dir");
+    let dir = exe
+        .parent()
+        .expect("deps dir")
+        .parent()
+        .expect("profile dir");
     let p = dir.join("compute-agent");
     assert!(
         p.exists(),
@@ -29,7 +33,11 @@ pub fn agent_bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 /// A running agent, killed on drop.
@@ -84,7 +92,12 @@ impl Drop for Agent {
 }
 
 /// One request on a fresh connection (Connection: close), blocking.
-pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> std::io::Result<(u16, String)> {
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.unwrap_or("");
@@ -97,7 +110,10 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> s
     s.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();
     let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|x| x.1.to_string()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -151,8 +167,12 @@ pub fn run_json(args: &[&str], limit: Duration) -> (i32, serde_json::Value, Stri
     let out = loadgen(&all, limit);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("no JSON report ({e}); exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", out.status.code()));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "no JSON report ({e}); exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status.code()
+        )
+    });
     let v: serde_json::Value = serde_json::from_str(&text).expect("JSON report parses");
     (out.status.code().unwrap_or(-1), v, stdout)
 }
@@ -160,8 +180,17 @@ pub fn run_json(args: &[&str], limit: Duration) -> (i32, serde_json::Value, Stri
 /// Checks sent = succeeded + failed everywhere, and failures by code sum up.
 pub fn assert_counts_add_up(r: &serde_json::Value) {
     let ops = &r["ops"];
-    let sum = |v: &serde_json::Value| v.as_object().unwrap().values().map(|x| x.as_u64().unwrap()).sum::<u64>();
-    assert_eq!(ops["sent"].as_u64().unwrap(), ops["succeeded"].as_u64().unwrap() + ops["failed"].as_u64().unwrap());
+    let sum = |v: &serde_json::Value| {
+        v.as_object()
+            .unwrap()
+            .values()
+            .map(|x| x.as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(
+        ops["sent"].as_u64().unwrap(),
+        ops["succeeded"].as_u64().unwrap() + ops["failed"].as_u64().unwrap()
+    );
     assert_eq!(ops["failed"].as_u64().unwrap(), sum(&ops["failed_by"]));
     for (kind, k) in ops["by_kind"].as_object().unwrap() {
         assert_eq!(
@@ -169,10 +198,22 @@ pub fn assert_counts_add_up(r: &serde_json::Value) {
             k["succeeded"].as_u64().unwrap() + k["failed"].as_u64().unwrap(),
             "kind {kind}"
         );
-        assert_eq!(k["failed"].as_u64().unwrap(), sum(&k["failed_by"]), "kind {kind}");
-        assert_eq!(k["latency"]["count"].as_u64().unwrap(), k["sent"].as_u64().unwrap(), "kind {kind}");
+        assert_eq!(
+            k["failed"].as_u64().unwrap(),
+            sum(&k["failed_by"]),
+            "kind {kind}"
+        );
+        assert_eq!(
+            k["latency"]["count"].as_u64().unwrap(),
+            k["sent"].as_u64().unwrap(),
+            "kind {kind}"
+        );
     }
     for (route, v) in r["requests"].as_object().unwrap() {
-        assert_eq!(v["total"].as_u64().unwrap(), sum(&v["by_outcome"]), "route {route}");
+        assert_eq!(
+            v["total"].as_u64().unwrap(),
+            sum(&v["by_outcome"]),
+            "route {route}"
+        );
     }
 }
