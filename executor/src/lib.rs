@@ -1,1 +1,44 @@
-//! Shards: job tables, DuckDB workers, expiry wheels, counters.
+//! Shards: job tables, DuckDB workers, JSON result arenas, expiry queues, counters.
+//!
+//! The crate owns everything between "the agent has a parsed request" and "here
+//! are the bytes of the answer". It must never block a glommio reactor thread:
+//! every DuckDB call happens on a shard's dedicated worker thread (or, for the
+//! few calls at open and shutdown, on the caller's ordinary thread).
+//!
+//! Shape (see README.md for the why):
+//! - [`Engine`] is opened once on the main thread: one DuckDB database, one
+//!   connection per shard, init SQL run on each.
+//! - Each glommio executor calls [`Engine::join_shard`] and gets a [`Shard`]: it
+//!   owns a job table, a FIFO of queued work, a worker thread with that shard's
+//!   DuckDB connection, an expiry queue and the long-poll waiters.
+//! - A job lives on the shard `hash(query_id) % shards`; requests for it travel
+//!   there over glommio's channel mesh and the answer comes back on a oneshot.
+//! - Results are encoded to JSON once, on the worker, into a [`QueryResult`]
+//!   arena; a page is a slice copy.
+
+mod duckdb;
+mod encode;
+mod engine;
+mod error;
+mod expiry;
+mod job;
+mod json;
+mod result;
+mod route;
+mod shard;
+pub mod stats;
+mod types;
+mod worker;
+
+pub use engine::{Engine, EngineConfig};
+pub use error::{EngineError, JobError};
+pub use job::{JobStatus, Status, Submitted};
+pub use result::{Page, QueryResult};
+pub use shard::Shard;
+pub use stats::{HistogramSnapshot, Stats};
+
+/// A job's id. Its owner shard is `route::owner_of_query(id, shards)`.
+pub type QueryId = uuid::Uuid;
+
+/// The longest long-poll a status request may ask for; longer waits are capped.
+pub const MAX_STATUS_WAIT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -1,0 +1,359 @@
+//! The engine: one DuckDB database, one connection per shard, shared counters.
+//!
+//! Owns opening DuckDB (settings, init SQL, version), handing each shard its
+//! connection and channel-mesh slot, the per-shard counter blocks that
+//! [`Engine::stats`] sums, the background refresher that publishes slow facts
+//! (memory) with `arc-swap`, and joining worker threads at shutdown.
+//! `stats()` never touches DuckDB and never takes a lock.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam_utils::CachePadded;
+use glommio::channels::channel_mesh::{Full, MeshBuilder};
+
+use crate::duckdb::{self, Connection, Database, InterruptHandle};
+use crate::error::EngineError;
+use crate::shard::{Msg, Shard};
+use crate::stats::{gauge, ShardCounters, Stats};
+
+/// What the engine needs to start. The agent fills it from its environment.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Database file; `None` = in-memory.
+    pub duckdb_path: Option<PathBuf>,
+    /// Shards (glommio executors) that will call [`Engine::join_shard`]; >= 1.
+    pub shards: usize,
+    /// DuckDB's `threads` setting; `None` = DuckDB's default (all cores).
+    pub duckdb_threads: Option<usize>,
+    /// DuckDB's `max_memory`, in GB; `None` = DuckDB's default (80% of RAM).
+    pub max_memory_gb: Option<f64>,
+    /// SQL run on every shard connection at open (ATTACH / SET / LOAD).
+    /// It runs once per connection, so use `ATTACH IF NOT EXISTS`.
+    pub init_sql: Option<String>,
+    /// How long terminal jobs are retained.
+    pub result_ttl: Duration,
+    /// How often each shard drops expired jobs.
+    pub cleanup_interval: Duration,
+    /// Queued work (jobs + `/execute`) across all shards above which new work
+    /// is refused with `Overloaded`; 0 = unlimited.
+    pub max_queued_jobs: usize,
+    /// Largest encoded result (JSON bytes); 0 = unlimited.
+    pub max_result_bytes: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            duckdb_path: None,
+            shards: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            duckdb_threads: None,
+            max_memory_gb: None,
+            init_sql: None,
+            result_ttl: Duration::from_secs(600),
+            cleanup_interval: Duration::from_secs(60),
+            max_queued_jobs: 10_000,
+            max_result_bytes: 1 << 30,
+        }
+    }
+}
+
+/// Facts that are slow to read, refreshed off the hot path.
+#[derive(Debug, Default)]
+struct Facts {
+    memory_used_mb: u64,
+    duckdb_memory_mb: u64,
+}
+
+/// What a shard picks up when it joins.
+struct Seat {
+    conn: Connection,
+}
+
+/// The opened engine. `Send + Sync`; share it with `Arc`.
+pub struct Engine {
+    pub(crate) cfg: EngineConfig,
+    version: String,
+    pub(crate) counters: Box<[CachePadded<ShardCounters>]>,
+    pub(crate) keywords: Arc<HashSet<String>>,
+    facts: Arc<ArcSwap<Facts>>,
+    /// Connections waiting for their shard, indexed by mesh peer id.
+    seats: Mutex<Vec<Option<Seat>>>,
+    /// Mesh builders cloned on the opening thread (glommio's builder must be
+    /// cloned on one thread), one per shard.
+    meshes: Mutex<Vec<MeshBuilder<Msg, Full>>>,
+    interrupts: Vec<InterruptHandle>,
+    pub(crate) stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    refresher_stop: Mutex<Option<mpsc::Sender<()>>>,
+    // Dropped last: connections and shards reference the instance.
+    _db: Arc<Database>,
+}
+
+/// Capacity of each cross-shard channel in the mesh.
+const MESH_CHANNEL_SIZE: usize = 1024;
+
+impl Engine {
+    /// Opens DuckDB, creates one connection per shard and runs the init SQL on
+    /// each. Call on an ordinary thread (it blocks on DuckDB).
+    pub fn open(cfg: EngineConfig) -> Result<Arc<Engine>, EngineError> {
+        if cfg.shards == 0 {
+            return Err(EngineError::Config("shards must be at least 1".into()));
+        }
+        if cfg.cleanup_interval.is_zero() {
+            return Err(EngineError::Config(
+                "cleanup interval must be positive".into(),
+            ));
+        }
+        let mut settings = Vec::new();
+        if let Some(gb) = cfg.max_memory_gb {
+            if !(gb.is_finite() && gb > 0.0) {
+                return Err(EngineError::Config(format!(
+                    "max_memory_gb must be positive, got {gb}"
+                )));
+            }
+            settings.push((
+                "max_memory",
+                format!("{}MiB", ((gb * 1024.0).round() as u64).max(1)),
+            ));
+        }
+        if let Some(t) = cfg.duckdb_threads {
+            if t == 0 {
+                return Err(EngineError::Config(
+                    "duckdb_threads must be at least 1".into(),
+                ));
+            }
+            settings.push(("threads", t.to_string()));
+        }
+        let db = Database::open(cfg.duckdb_path.as_deref(), &settings).map_err(|m| {
+            // Tell a bad setting apart from a bad file: both arrive as a message.
+            if m.starts_with("invalid setting") {
+                EngineError::Setting {
+                    setting: "max_memory/threads",
+                    message: m,
+                }
+            } else {
+                EngineError::Open(m)
+            }
+        })?;
+        let db = Arc::new(db);
+        let mut conns = Vec::with_capacity(cfg.shards);
+        for shard in 0..cfg.shards {
+            let mut c = db.connect().map_err(EngineError::Connect)?;
+            if let Some(sql) = cfg.init_sql.as_deref().filter(|s| !s.trim().is_empty()) {
+                c.query(sql).map_err(|e| EngineError::InitSql {
+                    shard,
+                    message: match e {
+                        duckdb::DbError::Failed(m) => m,
+                        duckdb::DbError::Interrupted => "interrupted".into(),
+                    },
+                })?;
+            }
+            conns.push(c);
+        }
+        let keywords = Arc::new(load_keywords(&mut conns[0]));
+        let interrupts = conns.iter().map(|c| c.interrupt_handle()).collect();
+        let mesh = MeshBuilder::<Msg, Full>::full(cfg.shards, MESH_CHANNEL_SIZE);
+        let meshes = (0..cfg.shards).map(|_| mesh.clone()).collect();
+        drop(mesh);
+
+        let facts = Arc::new(ArcSwap::from_pointee(Facts::default()));
+        let (stop_tx, stop_rx) = mpsc::channel();
+        let refresher_conn = db.connect().map_err(EngineError::Connect)?;
+        let refresher = {
+            let facts = facts.clone();
+            std::thread::Builder::new()
+                .name("executor-facts".into())
+                .spawn(move || refresh_facts(refresher_conn, facts, stop_rx))
+                .map_err(|e| EngineError::Thread(e.to_string()))?
+        };
+
+        Ok(Arc::new(Engine {
+            version: duckdb::library_version(),
+            counters: (0..cfg.shards)
+                .map(|_| CachePadded::new(ShardCounters::default()))
+                .collect(),
+            keywords,
+            facts,
+            seats: Mutex::new(conns.into_iter().map(|conn| Some(Seat { conn })).collect()),
+            meshes: Mutex::new(meshes),
+            interrupts,
+            stop: Arc::new(AtomicBool::new(false)),
+            threads: Mutex::new(vec![refresher]),
+            refresher_stop: Mutex::new(Some(stop_tx)),
+            _db: db,
+            cfg,
+        }))
+    }
+
+    /// DuckDB's version string, e.g. `v2.0.0`.
+    pub fn duckdb_version(&self) -> &str {
+        &self.version
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+
+    /// Engine-wide counters summed over shards. Lock-free; never touches DuckDB.
+    pub fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        for c in self.counters.iter() {
+            s.active_queries += gauge(&c.active_queries);
+            s.queued_jobs += gauge(&c.queued_jobs);
+            s.running_jobs += gauge(&c.running_jobs);
+            s.completed_jobs += gauge(&c.completed_jobs);
+            s.stored_jobs += gauge(&c.stored_jobs);
+            s.cleaned_jobs += c.cleaned_jobs.load(Relaxed);
+            s.submitted_jobs += c.submitted_jobs.load(Relaxed);
+            s.executed_statements += c.executed_statements.load(Relaxed);
+            s.rejected_overloaded += c.rejected_overloaded.load(Relaxed);
+            s.result_bytes += gauge(&c.result_bytes);
+            s.queue_wait.merge(&c.queue_wait.snapshot());
+            s.execution.merge(&c.execution.snapshot());
+        }
+        let f = self.facts.load();
+        s.memory_used_mb = f.memory_used_mb;
+        s.duckdb_memory_mb = f.duckdb_memory_mb;
+        s
+    }
+
+    /// Work queued on all shards (jobs and `/execute`), for the overload check.
+    pub(crate) fn queued_work(&self) -> usize {
+        self.counters
+            .iter()
+            .map(|c| (gauge(&c.queued_jobs) + gauge(&c.queued_executes)) as usize)
+            .sum()
+    }
+
+    /// Joins the calling glommio executor as one shard. Every shard must call
+    /// this concurrently (the channel mesh completes when all have joined).
+    /// `shard_count` must equal the configured shard count.
+    pub async fn join_shard(
+        self: &Arc<Self>,
+        shard_id: usize,
+        shard_count: usize,
+    ) -> Result<Shard, EngineError> {
+        if shard_count != self.cfg.shards || shard_id >= shard_count {
+            return Err(EngineError::Config(format!(
+                "shard {shard_id} of {shard_count} joined an engine opened for {} shards",
+                self.cfg.shards
+            )));
+        }
+        let mesh = self
+            .meshes
+            .lock()
+            .map_err(|_| EngineError::Config("engine state poisoned".into()))?
+            .pop()
+            .ok_or_else(|| EngineError::Config("more shards joined than configured".into()))?;
+        let (senders, receivers) = mesh
+            .join()
+            .await
+            .map_err(|_| EngineError::Config("cannot join the channel mesh".into()))?;
+        // Routing uses the mesh's peer index (join order is glommio's, not
+        // ours), so the connection is picked by it too.
+        let peer = senders.peer_id();
+        let seat = self
+            .seats
+            .lock()
+            .map_err(|_| EngineError::Config("engine state poisoned".into()))?
+            .get_mut(peer)
+            .and_then(Option::take)
+            .ok_or_else(|| EngineError::Config(format!("shard seat {peer} already taken")))?;
+        let (shard, worker) = Shard::start(self.clone(), peer, senders, receivers, seat.conn)?;
+        if let Ok(mut t) = self.threads.lock() {
+            t.push(worker);
+        }
+        Ok(shard)
+    }
+
+    /// Stops the engine: workers finish (running statements are interrupted),
+    /// the refresher stops, and their threads are joined, waiting at most
+    /// `deadline`. Call after the shards have shut down (or stopped).
+    /// Returns false if some thread was still running at the deadline.
+    pub fn shutdown(&self, deadline: Duration) -> bool {
+        self.stop.store(true, Relaxed);
+        for i in &self.interrupts {
+            i.interrupt();
+        }
+        if let Ok(mut s) = self.refresher_stop.lock() {
+            s.take();
+        }
+        let threads: Vec<JoinHandle<()>> = match self.threads.lock() {
+            Ok(mut t) => t.drain(..).collect(),
+            Err(_) => return false,
+        };
+        let end = Instant::now() + deadline;
+        let mut all = true;
+        for t in threads {
+            while !t.is_finished() && Instant::now() < end {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                all = false;
+            }
+        }
+        all
+    }
+}
+
+/// DuckDB's keywords, for printing struct field names the way DuckDB does.
+fn load_keywords(conn: &mut Connection) -> HashSet<String> {
+    let mut set = HashSet::new();
+    let Ok(mut out) = conn.query("SELECT keyword_name FROM duckdb_keywords()") else {
+        return set;
+    };
+    if let Ok(r) = crate::encode::encode(&mut out, 0, &set) {
+        let mut rows = Vec::new();
+        r.write_rows(0..r.row_count(), &mut rows);
+        // rows = [["a"],["b"],...]: keywords are plain ASCII words, never escaped.
+        for part in rows.split(|&b| b == b'"').skip(1).step_by(2) {
+            set.insert(String::from_utf8_lossy(part).into_owned());
+        }
+    }
+    set
+}
+
+/// Resident set size of this process in MiB (from /proc/self/status).
+fn rss_mb() -> u64 {
+    let Ok(s) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb / 1024)
+}
+
+/// Publishes memory facts every second until `stop` closes.
+fn refresh_facts(mut conn: Connection, facts: Arc<ArcSwap<Facts>>, stop: mpsc::Receiver<()>) {
+    let keywords = HashSet::new();
+    loop {
+        let duckdb_memory_mb = conn
+            .query("SELECT CAST(COALESCE(SUM(memory_usage_bytes), 0) // 1048576 AS BIGINT) FROM duckdb_memory()")
+            .ok()
+            .and_then(|mut out| crate::encode::encode(&mut out, 0, &keywords).ok())
+            .and_then(|r| {
+                let mut rows = Vec::new();
+                r.write_rows(0..1, &mut rows);
+                let digits: String = rows.iter().filter(|b| b.is_ascii_digit()).map(|&b| b as char).collect();
+                digits.parse().ok()
+            })
+            .unwrap_or(0);
+        facts.store(Arc::new(Facts {
+            memory_used_mb: rss_mb(),
+            duckdb_memory_mb,
+        }));
+        match stop.recv_timeout(Duration::from_secs(1)) {
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            _ => break,
+        }
+    }
+}

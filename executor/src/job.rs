@@ -1,0 +1,133 @@
+//! One job's state machine: `QUEUED -> RUNNING -> SUCCEEDED | FAILED | CANCELED`.
+//!
+//! Owns the per-job record kept in a shard's table and the public snapshots of
+//! it ([`JobStatus`], [`Submitted`]). It never touches DuckDB, timers or other
+//! shards; transitions are plain method calls made by the owning shard.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use futures_channel::oneshot;
+
+use crate::result::QueryResult;
+use crate::QueryId;
+
+/// Lifecycle status, as the wire contract spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Canceled,
+}
+
+impl Status {
+    /// `"QUEUED"`, `"RUNNING"`, `"SUCCEEDED"`, `"FAILED"` or `"CANCELED"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "QUEUED",
+            Status::Running => "RUNNING",
+            Status::Succeeded => "SUCCEEDED",
+            Status::Failed => "FAILED",
+            Status::Canceled => "CANCELED",
+        }
+    }
+
+    /// True for `SUCCEEDED`, `FAILED` and `CANCELED`.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Status::Succeeded | Status::Failed | Status::Canceled)
+    }
+}
+
+/// A point-in-time view of a job, as `GET /queries/{id}` reports it.
+#[derive(Debug, Clone)]
+pub struct JobStatus {
+    pub id: QueryId,
+    pub status: Status,
+    /// Set once terminal.
+    pub completed_at: Option<SystemTime>,
+    /// The failure text for `FAILED` / `CANCELED`.
+    pub error: Option<String>,
+    /// The machine-readable reason for `FAILED` / `CANCELED`:
+    /// `EXECUTION_ERROR`, `RESULT_TOO_LARGE`, `CANCELED` or `SHUTTING_DOWN`.
+    pub error_code: Option<&'static str>,
+    /// The result of a `SUCCEEDED` job (columns, types, row count, rows).
+    pub result: Option<Arc<QueryResult>>,
+}
+
+/// The answer to a submit.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub id: QueryId,
+    /// `QUEUED` for a new job; the existing job's status for a repeated request id.
+    pub status: Status,
+    /// True when the request id matched an existing job (nothing new was queued).
+    pub existing: bool,
+}
+
+/// Why a job ended without a result.
+#[derive(Debug, Clone)]
+pub(crate) struct Failure {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// The record a shard keeps per job.
+pub(crate) struct Job {
+    pub status: Status,
+    /// The SQL, held only while queued (taken when the worker starts it).
+    pub sql: Option<String>,
+    pub request_id: Option<Box<str>>,
+    pub submitted: Instant,
+    pub completed_at: Option<SystemTime>,
+    pub result: Option<Arc<QueryResult>>,
+    pub failure: Option<Failure>,
+    /// Long-poll waiters, woken when the job turns terminal (or is dropped).
+    pub waiters: Vec<oneshot::Sender<()>>,
+}
+
+impl Job {
+    pub fn new(sql: String, request_id: Option<Box<str>>) -> Self {
+        Job {
+            status: Status::Queued,
+            sql: Some(sql),
+            request_id,
+            submitted: Instant::now(),
+            completed_at: None,
+            result: None,
+            failure: None,
+            waiters: Vec::new(),
+        }
+    }
+
+    pub fn snapshot(&self, id: QueryId) -> JobStatus {
+        JobStatus {
+            id,
+            status: self.status,
+            completed_at: self.completed_at,
+            error: self.failure.as_ref().map(|f| f.message.clone()),
+            error_code: self.failure.as_ref().map(|f| f.code),
+            result: self.result.clone(),
+        }
+    }
+
+    /// Moves the job to a terminal status and wakes its waiters.
+    pub fn finish(
+        &mut self,
+        status: Status,
+        result: Option<Arc<QueryResult>>,
+        failure: Option<Failure>,
+    ) {
+        debug_assert!(status.is_terminal());
+        self.status = status;
+        self.sql = None;
+        self.result = result;
+        self.failure = failure;
+        self.completed_at = Some(SystemTime::now());
+        for w in self.waiters.drain(..) {
+            // A waiter that gave up has dropped its receiver; nothing to do then.
+            let _ = w.send(());
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The encoded result arena: JSON row bytes plus row offsets.
+//!
+//! Owns [`QueryResult`] (immutable once built, shared by `Arc`) and its
+//! builder. Rows are stored as `row,row,...,` — each row's JSON array followed
+//! by a comma — so any page `[a, b)` is one contiguous slice and writing it is
+//! one `memcpy` plus the brackets. Row offsets are `u32` until the arena passes
+//! 4 GiB, then `u64`: 4 bytes per row of overhead in the common case. It never
+//! re-encodes and never calls DuckDB.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+#[derive(Debug)]
+enum Offsets {
+    Small(Vec<u32>),
+    Large(Vec<u64>),
+}
+
+impl Offsets {
+    fn len(&self) -> usize {
+        match self {
+            Offsets::Small(v) => v.len(),
+            Offsets::Large(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> usize {
+        match self {
+            Offsets::Small(v) => v[i] as usize,
+            Offsets::Large(v) => v[i] as usize,
+        }
+    }
+
+    fn push(&mut self, off: usize) {
+        match self {
+            Offsets::Small(v) => {
+                if let Ok(o) = u32::try_from(off) {
+                    v.push(o);
+                } else {
+                    let mut wide: Vec<u64> = v.iter().map(|&o| o as u64).collect();
+                    wide.push(off as u64);
+                    *self = Offsets::Large(wide);
+                }
+            }
+            Offsets::Large(v) => v.push(off as u64),
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Offsets::Small(v) => v.capacity() * 4,
+            Offsets::Large(v) => v.capacity() * 8,
+        }
+    }
+
+    fn shrink(&mut self) {
+        match self {
+            Offsets::Small(v) => v.shrink_to_fit(),
+            Offsets::Large(v) => v.shrink_to_fit(),
+        }
+    }
+}
+
+/// A statement's result, encoded to JSON once.
+#[derive(Debug)]
+pub struct QueryResult {
+    columns_json: Box<[u8]>,
+    column_types_json: Box<[u8]>,
+    column_types: Box<[String]>,
+    /// `row,row,...,` (every row followed by one comma).
+    rows: Vec<u8>,
+    /// `offsets[i]` = start of row i; one extra entry = `rows.len()`.
+    offsets: Offsets,
+}
+
+impl QueryResult {
+    /// Column names as a JSON array, e.g. `["id","name"]`.
+    pub fn columns_json(&self) -> &[u8] {
+        &self.columns_json
+    }
+
+    /// DuckDB's type names as a JSON array, e.g. `["BIGINT","VARCHAR"]`.
+    pub fn column_types_json(&self) -> &[u8] {
+        &self.column_types_json
+    }
+
+    /// DuckDB's type names, one per column.
+    pub fn column_types(&self) -> &[String] {
+        &self.column_types
+    }
+
+    pub fn column_count(&self) -> usize {
+        self.column_types.len()
+    }
+
+    pub fn row_count(&self) -> usize {
+        self.offsets.len() - 1
+    }
+
+    /// Appends `[row,row,...]` for the rows in `range` (clamped to the result).
+    pub fn write_rows(&self, range: Range<usize>, out: &mut Vec<u8>) {
+        let n = self.row_count();
+        let end = range.end.min(n);
+        let start = range.start.min(end);
+        out.push(b'[');
+        if start < end {
+            let a = self.offsets.get(start);
+            // Drop the comma that follows the last row of the page.
+            let b = self.offsets.get(end) - 1;
+            out.extend_from_slice(&self.rows[a..b]);
+        }
+        out.push(b']');
+    }
+
+    /// Bytes `write_rows(range, ..)` appends, without writing them.
+    pub fn rows_json_len(&self, range: Range<usize>) -> usize {
+        let n = self.row_count();
+        let end = range.end.min(n);
+        let start = range.start.min(end);
+        if start < end {
+            2 + self.offsets.get(end) - 1 - self.offsets.get(start)
+        } else {
+            2
+        }
+    }
+
+    /// Bytes of JSON the rows take (all rows, with separators).
+    pub fn encoded_bytes(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Heap bytes this result keeps alive (rows, offsets, column metadata).
+    pub fn retained_bytes(&self) -> usize {
+        self.rows.capacity()
+            + self.offsets.heap_bytes()
+            + self.columns_json.len()
+            + self.column_types_json.len()
+            + self
+                .column_types
+                .iter()
+                .map(|t| t.capacity() + 24)
+                .sum::<usize>()
+            + std::mem::size_of::<Self>()
+    }
+}
+
+/// A slice of a result: rows `offset..end` of `result`.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub result: Arc<QueryResult>,
+    pub offset: usize,
+    pub end: usize,
+}
+
+impl Page {
+    /// True when rows remain after this page (`next_page_token` is due).
+    pub fn has_more(&self) -> bool {
+        self.end < self.result.row_count()
+    }
+
+    /// Appends this page's rows as a JSON array.
+    pub fn write_rows(&self, out: &mut Vec<u8>) {
+        self.result.write_rows(self.offset..self.end, out);
+    }
+}
+
+/// Builds a [`QueryResult`] row by row; used by the encoder on the worker.
+pub(crate) struct ResultBuilder {
+    pub rows: Vec<u8>,
+    offsets: Offsets,
+    limit: usize,
+}
+
+/// The arena would pass `max_result_bytes`.
+#[derive(Debug)]
+pub(crate) struct TooLarge;
+
+impl ResultBuilder {
+    /// `limit` = 0 means unlimited.
+    pub fn new(limit: usize) -> Self {
+        ResultBuilder {
+            rows: Vec::new(),
+            offsets: Offsets::Small(vec![0]),
+            limit: if limit == 0 { usize::MAX } else { limit },
+        }
+    }
+
+    /// Closes the row the encoder just wrote into `rows` (which must end in `]`).
+    #[inline]
+    pub fn end_row(&mut self) -> Result<(), TooLarge> {
+        self.rows.push(b',');
+        // The limit counts what the client would receive; row offsets are
+        // bookkeeping and are not part of it.
+        if self.rows.len() > self.limit {
+            return Err(TooLarge);
+        }
+        self.offsets.push(self.rows.len());
+        Ok(())
+    }
+
+    /// Checked between chunks so a single huge chunk cannot run far past the limit.
+    pub fn over_limit(&self) -> bool {
+        self.rows.len() > self.limit
+    }
+
+    pub fn finish(mut self, columns_json: Vec<u8>, column_types: Vec<String>) -> QueryResult {
+        self.rows.shrink_to_fit();
+        self.offsets.shrink();
+        let mut types_json =
+            Vec::with_capacity(column_types.iter().map(|t| t.len() + 3).sum::<usize>() + 2);
+        types_json.push(b'[');
+        for (i, t) in column_types.iter().enumerate() {
+            if i > 0 {
+                types_json.push(b',');
+            }
+            crate::json::write_str(&mut types_json, t.as_bytes());
+        }
+        types_json.push(b']');
+        QueryResult {
+            columns_json: columns_json.into_boxed_slice(),
+            column_types_json: types_json.into_boxed_slice(),
+            column_types: column_types.into_boxed_slice(),
+            rows: self.rows,
+            offsets: self.offsets,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build(rows: &[&str]) -> QueryResult {
+        let mut b = ResultBuilder::new(0);
+        for r in rows {
+            b.rows.extend_from_slice(r.as_bytes());
+            b.end_row().unwrap();
+        }
+        b.finish(b"[\"a\"]".to_vec(), vec!["INTEGER".into()])
+    }
+
+    #[test]
+    fn pages_are_slices_of_the_whole() {
+        let r = build(&["[1]", "[22]", "[333]"]);
+        assert_eq!(r.row_count(), 3);
+        let mut all = Vec::new();
+        r.write_rows(0..3, &mut all);
+        assert_eq!(all, b"[[1],[22],[333]]");
+        for a in 0..=3 {
+            for b in a..=4 {
+                let mut out = Vec::new();
+                r.write_rows(a..b, &mut out);
+                assert_eq!(out.len(), r.rows_json_len(a..b));
+                let want: Vec<&str> = ["[1]", "[22]", "[333]"][a.min(3)..b.min(3)].to_vec();
+                assert_eq!(
+                    String::from_utf8(out).unwrap(),
+                    format!("[{}]", want.join(","))
+                );
+            }
+        }
+        assert_eq!(r.column_types_json(), b"[\"INTEGER\"]");
+    }
+
+    #[test]
+    fn empty_result_and_limit() {
+        let r = build(&[]);
+        let mut out = Vec::new();
+        r.write_rows(0..10, &mut out);
+        assert_eq!(out, b"[]");
+        let mut b = ResultBuilder::new(8);
+        b.rows.extend_from_slice(b"[1234]");
+        assert!(b.end_row().is_ok());
+        b.rows.extend_from_slice(b"[5]");
+        assert!(b.end_row().is_err());
+    }
+}
