@@ -106,7 +106,6 @@ fn one_run(
     let live = Arc::new(Live::default());
     let pb = progress_bar(out, cfg.warmup + cfg.duration, label);
     let total = cfg.warmup + cfg.duration;
-    let started = Instant::now();
     let mut on_tick = |elapsed: Duration| {
         if let Some(pb) = &pb {
             pb.set_position(elapsed.min(total).as_millis() as u64);
@@ -126,7 +125,6 @@ fn one_run(
     if let Some(pb) = pb {
         pb.finish_and_clear();
     }
-    let _ = started;
     Ok(report::build(
         settings(load, &cfg),
         &output,
