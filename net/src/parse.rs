@@ -228,15 +228,24 @@ pub fn framing(buf: &[u8], head: &Head, headers: &[Header]) -> Result<Framing, R
         let name = h.name.of(buf);
         let value = h.value.of(buf);
         match name.len() {
-            4 if name.eq_ignore_ascii_case(b"host") => hosts += 1,
-            6 if name.eq_ignore_ascii_case(b"expect") => {
+            4 if eq_lower(name, b"host") => hosts += 1,
+            6 if eq_lower(name, b"expect") => {
                 if value.eq_ignore_ascii_case(b"100-continue") {
                     expect_continue = true;
                 } else if head.minor_version == 1 {
                     return Err(RequestError::UnsupportedExpectation);
                 }
             }
-            10 if name.eq_ignore_ascii_case(b"connection") => {
+            10 if eq_lower(name, b"connection") => {
+                // The common values first, without splitting a list.
+                if eq_lower_any(value, b"keep-alive") {
+                    keep_alive_token = true;
+                    continue;
+                }
+                if eq_lower_any(value, b"close") {
+                    close = true;
+                    continue;
+                }
                 for token in list_items(value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         close = true;
@@ -245,7 +254,14 @@ pub fn framing(buf: &[u8], head: &Head, headers: &[Header]) -> Result<Framing, R
                     }
                 }
             }
-            14 if name.eq_ignore_ascii_case(b"content-length") => {
+            14 if eq_lower(name, b"content-length") => {
+                if let Some(n) = parse_decimal(value) {
+                    match content_length {
+                        Some(prev) if prev != n => return Err(RequestError::BadContentLength),
+                        _ => content_length = Some(n),
+                    }
+                    continue;
+                }
                 for item in list_items(value) {
                     let n = parse_decimal(item).ok_or(RequestError::BadContentLength)?;
                     match content_length {
@@ -257,7 +273,7 @@ pub fn framing(buf: &[u8], head: &Head, headers: &[Header]) -> Result<Framing, R
                     return Err(RequestError::BadContentLength);
                 }
             }
-            17 if name.eq_ignore_ascii_case(b"transfer-encoding") => {
+            17 if eq_lower(name, b"transfer-encoding") => {
                 has_te = true;
                 for coding in list_items(value) {
                     if chunked {
@@ -300,6 +316,39 @@ pub fn framing(buf: &[u8], head: &Head, headers: &[Header]) -> Result<Framing, R
         keep_alive,
         expect_continue: expect_continue && head.minor_version == 1,
     })
+}
+
+/// `name` (token bytes, same length as `lower`) equals the lowercase
+/// `lower` ignoring ASCII case. OR-ing 0x20 lowercases letters; for the
+/// letters and `-` in `lower` no other token byte maps onto them, so the
+/// comparison is exact. Eight bytes at a time.
+#[inline(always)]
+fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
+    debug_assert_eq!(name.len(), lower.len());
+    let n = name.len();
+    let mut i = 0;
+    while i + 8 <= n {
+        let a = u64::from_le_bytes(name[i..i + 8].try_into().unwrap());
+        let b = u64::from_le_bytes(lower[i..i + 8].try_into().unwrap());
+        if a | LO * 0x20 != b {
+            return false;
+        }
+        i += 8;
+    }
+    while i < n {
+        if name[i] | 0x20 != lower[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// Like [`eq_lower`] for arbitrary bytes (header values): length-checked and
+/// exact (`eq_ignore_ascii_case`) once the cheap test passes.
+#[inline(always)]
+fn eq_lower_any(value: &[u8], lower: &[u8]) -> bool {
+    value.len() == lower.len() && value.eq_ignore_ascii_case(lower)
 }
 
 /// Items of a comma-separated header list, trimmed, empty items skipped.
