@@ -268,7 +268,7 @@ impl LoadArgs {
             long_poll: LongPoll::new(self.long_poll),
             page_size: self.page_size,
             delete_jobs: !self.keep_jobs,
-            status_ids: Vec::new(),
+            status_ids: std::sync::OnceLock::new(),
             run_nonce: format!("{nonce:x}"),
             health_request,
         };

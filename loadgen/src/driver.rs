@@ -98,12 +98,10 @@ pub fn run(
     }
     let target = cfg.env.target.clone();
     preflight(&target)?;
-    let mut env = cfg.env.clone();
-    let created = if cfg.mix.contains(Kind::Status) && env.status_ids.is_empty() {
+    let env = cfg.env.clone();
+    let created = if cfg.mix.contains(Kind::Status) && env.status_ids.get().is_none() {
         let ids = setup_status_jobs(&env, cfg.status_jobs)?;
-        Arc::get_mut(&mut env)
-            .expect("no other holders before workers start")
-            .status_ids = ids.clone();
+        let _ = env.status_ids.set(ids.clone());
         ids
     } else {
         Vec::new()
@@ -315,8 +313,9 @@ impl Planner {
             Kind::Execute | Kind::Lifecycle => env.workload.pick_index(&mut self.rng),
             _ => 0,
         };
-        let status_index = if kind == Kind::Status && !env.status_ids.is_empty() {
-            self.rng.below(env.status_ids.len() as u64) as usize
+        let n_status = env.status_ids.get().map_or(0, Vec::len);
+        let status_index = if kind == Kind::Status && n_status > 0 {
+            self.rng.below(n_status as u64) as usize
         } else {
             0
         };

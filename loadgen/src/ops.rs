@@ -96,7 +96,8 @@ pub struct OpEnv {
     pub long_poll: LongPoll,
     pub page_size: usize,
     pub delete_jobs: bool,
-    pub status_ids: Vec<String>,
+    /// Jobs the `status` scenario reads; set once before the workers start.
+    pub status_ids: std::sync::OnceLock<Vec<String>>,
     pub run_nonce: String,
     pub health_request: RequestBytes,
 }
@@ -279,7 +280,12 @@ impl Worker {
                     .await
                     .map_err(|f| f.op_label())
             }
-            Kind::Status => match self.env.status_ids.get(spec.status_index) {
+            Kind::Status => match self
+                .env
+                .status_ids
+                .get()
+                .and_then(|ids| ids.get(spec.status_index))
+            {
                 Some(id) => {
                     let req = op.req("GET", &format!("/queries/{id}"), None, None);
                     op.exchange(ROUTE_STATUS, &req, 200, Duration::ZERO, |_| Some(()))

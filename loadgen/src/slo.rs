@@ -152,7 +152,7 @@ pub fn evaluate(th: &Thresholds, i: &Inputs) -> Vec<Verdict> {
             id: "stored_jobs_bounded",
             objective: obj,
             measured: format!(
-                "{:+.2} jobs/s, +{:.1} over window (mean {:.1})",
+                "{:+.2} jobs/s, {:+.1} over the window (mean {:.1})",
                 b.slope_per_s, b.projected_growth, b.mean
             ),
             source: format!("GET /health, {} samples in the measured window", b.samples),
