@@ -136,16 +136,23 @@ fn run_body(r: &RunReport, heading: &str) -> String {
     let pick = |f: fn(&crate::report::TimelinePoint) -> f64| {
         tl.iter().map(|p| (p.t_s, f(p))).collect::<Vec<_>>()
     };
+    // An interval in which nothing completed has no latency, not zero latency.
+    let pick_lat = |f: fn(&crate::report::TimelinePoint) -> f64| {
+        tl.iter()
+            .filter(|p| p.completed_per_s > 0.0)
+            .map(|p| (p.t_s, f(p)))
+            .collect::<Vec<_>>()
+    };
     b.push_str(&figure(
         line_chart(
             "Latency percentiles over time (from intended start)",
             "seconds into the measured window",
             "latency (ms)",
             &[
-                Series { name: "p50".into(), points: pick(|p| p.p50_ms) },
-                Series { name: "p90".into(), points: pick(|p| p.p90_ms) },
-                Series { name: "p99".into(), points: pick(|p| p.p99_ms) },
-                Series { name: "max".into(), points: pick(|p| p.max_ms) },
+                Series { name: "p50".into(), points: pick_lat(|p| p.p50_ms) },
+                Series { name: "p90".into(), points: pick_lat(|p| p.p90_ms) },
+                Series { name: "p99".into(), points: pick_lat(|p| p.p99_ms) },
+                Series { name: "max".into(), points: pick_lat(|p| p.max_ms) },
             ],
         ),
         "Latency of operations completing in each interval, measured from when each operation should have started. \
