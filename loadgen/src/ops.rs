@@ -169,6 +169,15 @@ struct ResultsPage {
     next_page_token: Option<String>,
 }
 
+/// The label of a success, without allocating for the usual codes.
+fn ok_label(status: u16) -> std::borrow::Cow<'static, str> {
+    match status {
+        200 => "200".into(),
+        202 => "202".into(),
+        other => other.to_string().into(),
+    }
+}
+
 fn terminal(s: &str) -> bool {
     matches!(s, "SUCCEEDED" | "FAILED" | "CANCELED")
 }
@@ -219,19 +228,19 @@ impl OpRun<'_> {
         }
         .await;
         let (outcome, latency, value) = match result {
-            Ok((Ok(Some(v)), d)) => (expect.to_string(), Some(d), Ok(v)),
+            Ok((Ok(Some(v)), d)) => (ok_label(expect), Some(d), Ok(v)),
             Ok((Ok(None), d)) => {
                 let l = format!("{expect} bad-body");
-                (l.clone(), Some(d), Err(Fail { route, label: l }))
+                (l.clone().into(), Some(d), Err(Fail { route, label: l }))
             }
-            Ok((Err(l), d)) => (l.clone(), Some(d), Err(Fail { route, label: l })),
+            Ok((Err(l), d)) => (l.clone().into(), Some(d), Err(Fail { route, label: l })),
             Err(e) => {
                 let l = e.kind().to_string();
-                (l.clone(), None, Err(Fail { route, label: l }))
+                (l.clone().into(), None, Err(Fail { route, label: l }))
             }
         };
         if self.measured {
-            self.w.rec.borrow_mut().request(route, outcome, latency);
+            self.w.rec.borrow_mut().request(route, &outcome, latency);
         }
         value
     }

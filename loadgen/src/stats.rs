@@ -133,12 +133,19 @@ impl Recorder {
         })
     }
 
-    pub fn request(&mut self, route: &'static str, outcome: String, latency: Option<Duration>) {
+    pub fn request(&mut self, route: &'static str, outcome: &str, latency: Option<Duration>) {
         let r = self.routes.entry(route).or_insert_with(|| RouteStats {
             by_outcome: BTreeMap::new(),
             latency: new_histogram(3),
         });
-        *r.by_outcome.entry(outcome).or_default() += 1;
+        // Look up before inserting: the common outcome exists already, and
+        // this runs once per request, so avoid allocating its key each time.
+        match r.by_outcome.get_mut(outcome) {
+            Some(n) => *n += 1,
+            None => {
+                r.by_outcome.insert(outcome.to_string(), 1);
+            }
+        }
         if let Some(d) = latency {
             record(&mut r.latency, d);
         }
@@ -230,7 +237,7 @@ mod tests {
         record(&mut a.op("health").corrected, Duration::from_millis(2));
         b.op("health").outcomes.failed.insert("timeout".into(), 2);
         record(&mut b.op("health").corrected, Duration::from_millis(100));
-        b.request("GET /health", "200".into(), Some(Duration::from_millis(1)));
+        b.request("GET /health", "200", Some(Duration::from_millis(1)));
         b.tick(3).completed = 4;
         a.merge(b);
         let h = &a.ops["health"];
