@@ -210,6 +210,13 @@ mod tests {
         };
         let o = search(&c, |r| Ok::<_, ()>((r <= 333.0, ()))).unwrap();
         assert_eq!(o.steps.len(), 4);
-        assert!(o.highest_pass.unwrap() < o.lowest_fail.unwrap());
+        assert_eq!((o.highest_pass, o.lowest_fail), (Some(80.0), None));
+        let c = SearchConfig {
+            max_steps: 8,
+            ..cfg()
+        };
+        let o = search(&c, |r| Ok::<_, ()>((r <= 333.0, ()))).unwrap();
+        assert_eq!(o.steps.len(), 8);
+        assert_eq!((o.highest_pass, o.lowest_fail), (Some(320.0), Some(480.0)));
     }
 }
