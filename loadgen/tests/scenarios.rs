@@ -50,6 +50,7 @@ fn base<'a>(url: &'a str, scenario: &'a str, wl: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn every_scenario_runs_and_counts_add_up() {
+    let _turn = common::serial();
     let agent = Agent::start(&[]);
     let url = agent.url();
     let wl = workload_file();
@@ -133,6 +134,7 @@ fn every_scenario_runs_and_counts_add_up() {
 
 #[test]
 fn open_loop_holds_a_constant_rate_on_light_load() {
+    let _turn = common::serial();
     let agent = Agent::start(&[]);
     let url = agent.url();
     let (code, r, _) = run_json(
@@ -167,6 +169,7 @@ fn open_loop_holds_a_constant_rate_on_light_load() {
 
 #[test]
 fn same_seed_same_mix() {
+    let _turn = common::serial();
     let agent = Agent::start(&[]);
     let url = agent.url();
     let args = |seed: &'static str| {
@@ -210,6 +213,7 @@ fn same_seed_same_mix() {
 
 #[test]
 fn json_and_html_reports_are_produced_and_parse() {
+    let _turn = common::serial();
     let agent = Agent::start(&[]);
     let url = agent.url();
     let html_path = common::tmp_path("report.html");

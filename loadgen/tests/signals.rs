@@ -25,6 +25,7 @@ fn slo<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
 /// request in flight waited). That gap is coordinated omission.
 #[test]
 fn coordinated_omission_is_visible_during_a_stall() {
+    let _turn = common::serial();
     let agent = Agent::start(&[("DUCKDB_THREADS", "1")]);
     let url = agent.url();
     let addr = agent.addr;
@@ -94,6 +95,7 @@ fn coordinated_omission_is_visible_during_a_stall() {
 
 #[test]
 fn slo_verdicts_flip_with_thresholds() {
+    let _turn = common::serial();
     let agent = Agent::start(&[]);
     let url = agent.url();
     let run = |extra: &[&str]| {
@@ -158,6 +160,7 @@ fn slo_verdicts_flip_with_thresholds() {
 
 #[test]
 fn capacity_search_terminates_between_its_bounds() {
+    let _turn = common::serial();
     let agent = Agent::start(&[("DUCKDB_THREADS", "1")]);
     let url = agent.url();
     // ~10-30 ms of DuckDB work per statement on one thread per shard: a

@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 
 pub const TOKEN: &str = "loadgen-test-token";
 
+/// Load tests in one binary take turns: run side by side on a 2-core machine
+/// they would measure each other instead of the agent.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The agent binary: $COMPUTE_AGENT_BIN, else next to this test's target dir
 /// (`cargo test --release --workspace` builds it there before tests run).
 pub fn agent_bin() -> PathBuf {
