@@ -1,1 +1,35 @@
-fn main() {}
+//! The `compute-agent` binary: parse configuration at the edge, set up logs, run.
+//!
+//! Exit codes: 0 after a graceful shutdown, 2 for a bad setting (one line on stderr
+//! naming the variable), 1 when the engine or server fails.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use compute_agent::config::{Args, Config};
+use compute_agent::{app, logging};
+
+// jemalloc for Rust and (unprefixed) for DuckDB's C++ allocations alike.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn main() -> ExitCode {
+    let config = match Config::from_args(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("compute-agent: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let guard = logging::init(config.log_level);
+    let code = match app::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "compute-agent failed");
+            ExitCode::from(1)
+        }
+    };
+    // Flush queued log lines before the process exits.
+    drop(guard);
+    code
+}

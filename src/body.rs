@@ -1,0 +1,159 @@
+//! Request bodies of `POST /execute` and `POST /queries`: `{"sql": "...", "request_id": "..."}`,
+//! parsed in place with simd-json.
+//!
+//! Owns body validation and its error kinds. The returned strings borrow the request
+//! buffer; nothing here allocates per field unless JSON escapes force a copy.
+
+use std::borrow::Cow;
+
+use simd_json::prelude::*;
+
+/// A validated query body.
+#[derive(Debug)]
+pub struct QueryBody<'a> {
+    pub sql: Cow<'a, str>,
+    pub request_id: Option<Cow<'a, str>>,
+}
+
+/// Why a body was rejected: `Parse` is 400 PARSE_ERROR, the rest 400 VALIDATION_ERROR.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("request body is not valid JSON: {0}")]
+    Parse(String),
+    #[error("request body must be a JSON object")]
+    NotObject,
+    #[error("sql is required")]
+    MissingSql,
+    #[error("sql must be a string")]
+    SqlNotString,
+    #[error("sql must not be empty")]
+    EmptySql,
+    #[error("request_id must be a string")]
+    RequestIdNotString,
+}
+
+impl BodyError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            BodyError::Parse(_) => "PARSE_ERROR",
+            _ => "VALIDATION_ERROR",
+        }
+    }
+}
+
+/// A rejected body, with the body's `request_id` when it had one, so the error
+/// response can still echo it.
+#[derive(Debug)]
+pub struct Rejected {
+    pub error: BodyError,
+    pub request_id: Option<String>,
+}
+
+fn take_str(v: simd_json::BorrowedValue<'_>) -> Option<Cow<'_, str>> {
+    match v {
+        simd_json::BorrowedValue::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Parses and validates a query body. simd-json rewrites `body` while parsing.
+pub fn parse_query(body: &mut [u8]) -> Result<QueryBody<'_>, Rejected> {
+    let reject = |error, request_id: Option<&Cow<'_, str>>| Rejected {
+        error,
+        request_id: request_id.filter(|r| !r.is_empty()).map(|r| r.to_string()),
+    };
+    let value = simd_json::to_borrowed_value(body)
+        .map_err(|e| reject(BodyError::Parse(e.to_string()), None))?;
+    let simd_json::BorrowedValue::Object(mut obj) = value else {
+        return Err(reject(BodyError::NotObject, None));
+    };
+    let request_id = match obj.remove("request_id") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => Some(take_str(v).ok_or_else(|| reject(BodyError::RequestIdNotString, None))?),
+    };
+    let request_id = request_id.filter(|r| !r.is_empty());
+    let sql = match obj.remove("sql") {
+        None => return Err(reject(BodyError::MissingSql, request_id.as_ref())),
+        Some(v) if v.is_null() => return Err(reject(BodyError::MissingSql, request_id.as_ref())),
+        Some(v) => match take_str(v) {
+            Some(s) => s,
+            None => return Err(reject(BodyError::SqlNotString, request_id.as_ref())),
+        },
+    };
+    if sql.trim().is_empty() {
+        return Err(reject(BodyError::EmptySql, request_id.as_ref()));
+    }
+    Ok(QueryBody { sql, request_id })
+}
+
+/// Best-effort `request_id` of an optional body (e.g. `POST .../cancel`): anything
+/// that is not an object with a string `request_id` yields `None`.
+pub fn request_id_only(body: &mut [u8]) -> Option<String> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    let value = simd_json::to_borrowed_value(body).ok()?;
+    let s = value.get("request_id")?.as_str()?;
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<(String, Option<String>), &'static str> {
+        let mut b = s.as_bytes().to_vec();
+        parse_query(&mut b)
+            .map(|q| (q.sql.into_owned(), q.request_id.map(Cow::into_owned)))
+            .map_err(|e| e.error.code())
+    }
+
+    #[test]
+    fn bodies() {
+        assert_eq!(
+            parse(r#"{"sql":"SELECT 1"}"#),
+            Ok(("SELECT 1".into(), None))
+        );
+        assert_eq!(
+            parse(r#"{"sql":"SELECT '\"x\n'","request_id":"r1"}"#),
+            Ok(("SELECT '\"x\n'".into(), Some("r1".into())))
+        );
+        assert_eq!(
+            parse(r#"{"sql":"SELECT 1","request_id":""}"#),
+            Ok(("SELECT 1".into(), None))
+        );
+        assert_eq!(parse(r#"{"sql":"S\u00e9"}"#), Ok(("Sé".into(), None)));
+        assert_eq!(parse(""), Err("PARSE_ERROR"));
+        assert_eq!(parse("{"), Err("PARSE_ERROR"));
+        assert_eq!(parse(r#"{"sql":"x"} trailing"#), Err("PARSE_ERROR"));
+        assert_eq!(parse("[1]"), Err("VALIDATION_ERROR"));
+        assert_eq!(parse("{}"), Err("VALIDATION_ERROR"));
+        assert_eq!(parse(r#"{"sql":""}"#), Err("VALIDATION_ERROR"));
+        assert_eq!(parse(r#"{"sql":"  "}"#), Err("VALIDATION_ERROR"));
+        assert_eq!(parse(r#"{"sql":5}"#), Err("VALIDATION_ERROR"));
+        assert_eq!(parse(r#"{"sql":null}"#), Err("VALIDATION_ERROR"));
+        assert_eq!(
+            parse(r#"{"sql":"x","request_id":7}"#),
+            Err("VALIDATION_ERROR")
+        );
+    }
+
+    #[test]
+    fn rejection_keeps_request_id() {
+        let mut b = br#"{"request_id":"r9","sql":""}"#.to_vec();
+        let r = parse_query(&mut b).unwrap_err();
+        assert_eq!(r.request_id.as_deref(), Some("r9"));
+        assert_eq!(r.error.code(), "VALIDATION_ERROR");
+    }
+
+    #[test]
+    fn optional_request_id() {
+        assert_eq!(request_id_only(&mut b"".to_vec()), None);
+        assert_eq!(request_id_only(&mut b"nonsense".to_vec()), None);
+        assert_eq!(
+            request_id_only(&mut br#"{"request_id":"abc"}"#.to_vec()),
+            Some("abc".into())
+        );
+    }
+}

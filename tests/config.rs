@@ -1,0 +1,165 @@
+//! Start-up configuration through the real binary: bad values stop it with exit code 2
+//! and one line naming the variable; --help lists everything; flags and Go durations
+//! work; SIGTERM drains and exits 0.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn bad_values_exit_2_naming_the_variable() {
+    let cases = [
+        ("QUERY_RESULT_TTL", "5"),
+        ("QUERY_RESULT_TTL", "ten minutes"),
+        ("QUERY_CLEANUP_INTERVAL", "-1s"),
+        ("QUERY_CLEANUP_INTERVAL", "1d"),
+        ("LISTEN_ADDR", "nonsense"),
+        ("LISTEN_ADDR", ":99999"),
+        ("MAX_MEMORY_GB", "lots"),
+        ("SHARDS", "0"),
+        ("DUCKDB_THREADS", "x"),
+        ("MAX_QUEUED_JOBS", "-1"),
+        ("MAX_RESULT_BYTES", "1e6"),
+        ("FEATURE_CURSOR_MODE", "maybe"),
+        ("DUCKDB_INIT_SQL", "/nonexistent/dir/init.sql"),
+    ];
+    for (var, value) in cases {
+        let out = Agent::run_to_exit(&[(var, value)], &[]);
+        assert_eq!(out.status.code(), Some(2), "{var}={value}: {}", out.stderr);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "one line for {var}={value}: {}", out.stderr);
+        assert!(lines[0].contains(var), "{var}: {}", lines[0]);
+    }
+}
+
+#[test]
+fn missing_token_refuses_to_start() {
+    for envs in [&[("AGENT_TOKEN", UNSET)], &[("AGENT_TOKEN", "")]] {
+        let out = Agent::run_to_exit(envs, &[]);
+        assert_eq!(out.status.code(), Some(2), "{}", out.stderr);
+        assert!(out.stderr.contains("AGENT_TOKEN"), "{}", out.stderr);
+        assert_eq!(out.stderr.lines().count(), 1);
+    }
+}
+
+#[test]
+fn help_lists_every_setting_with_defaults() {
+    let out = Agent::run_to_exit(&[], &["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    // clap prints help on stdout; our harness discards stdout, so ask again capturing it.
+    let help = std::process::Command::new(BIN)
+        .arg("--help")
+        .env_clear()
+        .output()
+        .unwrap();
+    let text = String::from_utf8(help.stdout).unwrap();
+    for var in [
+        "AGENT_TOKEN",
+        "LISTEN_ADDR",
+        "MAX_MEMORY_GB",
+        "QUERY_RESULT_TTL",
+        "QUERY_CLEANUP_INTERVAL",
+        "DUCKDB_PATH",
+        "SHARDS",
+        "DUCKDB_THREADS",
+        "MAX_QUEUED_JOBS",
+        "MAX_RESULT_BYTES",
+        "DUCKDB_INIT_SQL",
+        "FEATURE_CURSOR_MODE",
+    ] {
+        assert!(
+            text.contains(&format!("env: {var}")),
+            "{var} missing from --help:\n{text}"
+        );
+    }
+    for default in [
+        "[default: :9443]",
+        "[default: 10m]",
+        "[default: 1m]",
+        "[default: true]",
+    ] {
+        assert!(text.contains(default), "{default} missing:\n{text}");
+    }
+    // The token's value is never shown.
+    let help = std::process::Command::new(BIN)
+        .arg("--help")
+        .env_clear()
+        .env("AGENT_TOKEN", "s3cret-value")
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("s3cret-value"));
+}
+
+#[test]
+fn flags_and_go_durations() {
+    // Flags override the environment; Go's duration forms are accepted.
+    let agent = Agent::start_with_args(
+        &[("QUERY_RESULT_TTL", "10m")],
+        &[
+            "--query-result-ttl",
+            "1.5h",
+            "--query-cleanup-interval=2h45m10.5s",
+        ],
+    );
+    assert_eq!(agent.health()["query_result_ttl_seconds"], 5400);
+    let agent = Agent::start(&[
+        ("QUERY_RESULT_TTL", "1500us"),
+        ("QUERY_CLEANUP_INTERVAL", "300ms"),
+        ("FEATURE_CURSOR_MODE", "0"),
+    ]);
+    assert_eq!(
+        agent.health()["query_result_ttl_seconds"].to_string(),
+        "0.0015"
+    );
+    agent
+        .client()
+        .post("/queries", &serde_json::json!({"sql": "SELECT 1"}))
+        .expect_error(404, "NOT_FOUND");
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let agent = Agent::start(&[]);
+    assert_eq!(
+        agent.client().execute("SELECT 1 AS x")["rows"],
+        serde_json::json!([[1]])
+    );
+    let log = agent.log();
+    // Structured start-up line with the config summary.
+    let start = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "compute-agent listening")
+        .unwrap_or_else(|| panic!("no start-up line in:\n{log}"));
+    assert_eq!(start["level"], "INFO");
+    assert_eq!(start["shards"], 2);
+    assert_eq!(start["feature_cursor_mode"], true);
+    assert!(!log.contains(TOKEN), "the token must never be logged");
+    let status = agent.terminate();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn logs_are_json_lines_with_request_ids() {
+    let agent = Agent::start(&[("LOG_LEVEL", "debug")]);
+    let mut c = agent.client();
+    let r = c.request(
+        "POST",
+        "/execute",
+        &[("X-Request-ID", "log-rid-1")],
+        Some(br#"{"sql":"SELECT * FROM nope_tbl"}"#),
+    );
+    assert_eq!(r.status, 500);
+    let line = eventually("request log line", || {
+        agent
+            .log()
+            .lines()
+            .map(|l| {
+                serde_json::from_str::<Value>(l)
+                    .unwrap_or_else(|e| panic!("log line is not JSON ({e}): {l}"))
+            })
+            .find(|v| v["request_id"] == "log-rid-1" && v["status"] == 500)
+    });
+    assert_eq!(line["path"], "/execute");
+    assert!(line["timestamp"].is_string());
+}
