@@ -306,11 +306,35 @@ impl Worker {
             Kind::Lifecycle => self.lifecycle(&mut op, &spec).await,
         };
         let done = Instant::now();
+        let win = self.window;
+        let first = op.first_send.unwrap_or(done);
+        let mut rec = self.rec.borrow_mut();
+        // Rates count every operation that started or completed inside the
+        // window, warm-up ones included, so a window not much longer than
+        // one operation is not under-counted at its end.
+        if first >= win.start && first < win.end {
+            rec.started_in_window += 1;
+            rec.tick(slot(first, win)).started += 1;
+        }
+        if done >= win.start {
+            if done < win.end {
+                rec.completed_in_window += 1;
+            }
+            let t = rec.tick(slot(done, win));
+            t.completed += 1;
+            if result.is_err() {
+                t.failed += 1;
+            }
+            if spec.measured {
+                record(
+                    &mut t.latency,
+                    done.saturating_duration_since(spec.intended),
+                );
+            }
+        }
         if !spec.measured {
             return result.is_ok();
         }
-        let mut rec = self.rec.borrow_mut();
-        let first = op.first_send.unwrap_or(done);
         rec.lag(first.saturating_duration_since(spec.intended));
         let stats = rec.op(spec.kind.name());
         match &result {
@@ -324,25 +348,6 @@ impl Worker {
         record(
             &mut stats.uncorrected,
             done.saturating_duration_since(first),
-        );
-        let win = self.window;
-        if done < win.end {
-            rec.completed_in_window += 1;
-        }
-        if first >= win.start && first < win.end {
-            rec.started_in_window += 1;
-            let i = slot(first, win);
-            rec.tick(i).started += 1;
-        }
-        let i = slot(done, win);
-        let t = rec.tick(i);
-        t.completed += 1;
-        if result.is_err() {
-            t.failed += 1;
-        }
-        record(
-            &mut t.latency,
-            done.saturating_duration_since(spec.intended),
         );
         result.is_ok()
     }

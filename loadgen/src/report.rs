@@ -100,9 +100,10 @@ pub struct RunReport {
     pub client_queued: Option<Percentiles>,
     /// How late operations actually started relative to their schedule.
     pub schedule_lag: Option<Percentiles>,
-    /// Measured operations whose first request went out in the window, per second.
+    /// Operations whose first request went out in the window, per second.
     pub sent_rate: f64,
-    /// Measured operations completed inside the window, per second.
+    /// Operations completed inside the window, per second (whenever they
+    /// were scheduled: the agent's steady output rate).
     pub throughput: f64,
     pub goodput: f64,
     pub rows_fetched: u64,

@@ -118,9 +118,9 @@ pub struct Recorder {
     /// Client-side time spent QUEUED (lifecycle, poll granularity).
     pub client_queued: Option<Histogram<u64>>,
     pub rows_fetched: u64,
-    /// Measured operations that completed before the window closed.
+    /// Operations (warm-up ones included) that completed inside the window.
     pub completed_in_window: u64,
-    /// Measured operations whose first request went out inside the window.
+    /// Operations whose first request went out inside the window.
     pub started_in_window: u64,
 }
 
