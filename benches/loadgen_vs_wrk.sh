@@ -50,23 +50,35 @@ if [[ $PART == all || $PART == wrk ]]; then
   nginx -p "$NGX" -c "$PWD/benches/loadgen/nginx.conf" >"$NGX/log" 2>&1 &
   PIDS+=($!)
   for _ in $(seq 50); do curl -fs http://127.0.0.1:18080/health >/dev/null 2>&1 && break; sleep 0.1; done
+  kill -0 "${PIDS[-1]}" 2>/dev/null || { echo "nginx did not start (port 18080 busy?): $(cat "$NGX/log")" >&2; exit 2; }
   echo
   echo "## 1. loadgen vs wrk on nginx (closed loop, $CONNS connections, $THREADS threads, ${SECS}s each, $ROUNDS rounds)"
-  echo "| round | wrk req/s | loadgen req/s | ratio |"
-  echo "|---|---|---|---|"
-  ratios=()
+  echo "| round | wrk req/s | loadgen req/s | ratio | wrk CPU us/req | loadgen CPU us/req |"
+  echo "|---|---|---|---|---|---|"
+  ratios=(); cpus=()
   for r in $(seq "$ROUNDS"); do
-    w=$(wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" http://127.0.0.1:18080/health | awk '/Requests\/sec/ {print $2}')
-    l=$("$LOADGEN_BIN" run --scenario health --url http://127.0.0.1:18080 --connections "$CONNS" --threads "$THREADS" \
-          --duration "${SECS}s" --warmup 0s --no-progress --json - | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["throughput"],1))')
-    ratio=$(python3 -c "print(round($l/$w,3))")
-    ratios+=("$ratio")
-    echo "| $r | $w | $l | $ratio |"
+    # CPU seconds (user+sys) of each client, from /usr/bin/time: a second,
+    # noise-resistant view of client cost (CPU per request).
+    w=$(/usr/bin/time -f "%U %S" -o "$OUT/wrk.time" wrk -t"$THREADS" -c"$CONNS" -d"${SECS}s" http://127.0.0.1:18080/health \
+          | awk '/Requests\/sec/ {print $2}')
+    l=$(/usr/bin/time -f "%U %S" -o "$OUT/lg.time" "$LOADGEN_BIN" run --scenario health --url http://127.0.0.1:18080 \
+          --connections "$CONNS" --threads "$THREADS" --duration "${SECS}s" --warmup 0s --no-progress --json - \
+          | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["throughput"],1))')
+    read -r wc lc ratio < <(python3 - "$w" "$l" "$SECS" "$OUT/wrk.time" "$OUT/lg.time" <<'PY'
+import sys
+w, l, secs = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+cpu = lambda p: sum(map(float, open(p).read().split()[-2:]))
+print(round(cpu(sys.argv[4]) / (w * secs) * 1e6, 2), round(cpu(sys.argv[5]) / (l * secs) * 1e6, 2), round(l / w, 3))
+PY
+)
+    ratios+=("$ratio"); cpus+=("$(python3 -c "print($lc/$wc)")")
+    echo "| $r | $w | $l | $ratio | $wc | $lc |"
   done
-  python3 - "${ratios[@]}" <<'PY'
+  python3 - "${#ratios[@]}" "${ratios[@]}" "${cpus[@]}" <<'PY'
 import statistics, sys
-r = [float(x) for x in sys.argv[1:]]
-print(f"\nmedian ratio loadgen/wrk: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f}); goal >= 0.9")
+n = int(sys.argv[1]); r = [float(x) for x in sys.argv[2:2 + n]]; c = [float(x) for x in sys.argv[2 + n:]]
+print(f"\nmedian req/s ratio loadgen/wrk: {statistics.median(r):.3f} (min {min(r):.3f}, max {max(r):.3f}); goal >= 0.9")
+print(f"median CPU-per-request ratio loadgen/wrk: {statistics.median(c):.3f} (min {min(c):.3f}, max {max(c):.3f}); below 1 = loadgen cheaper")
 PY
   kill "${PIDS[-1]}" 2>/dev/null || true
 fi
