@@ -320,3 +320,127 @@ pub fn mode_name(m: Mode) -> &'static str {
         Mode::Closed => "closed",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::driver::RunOutput;
+    use crate::stats::{record, Recorder};
+    use std::time::Duration;
+
+    fn settings() -> RunSettings {
+        RunSettings {
+            target: "http://x".into(),
+            scenario: "lifecycle".into(),
+            mix: vec![("lifecycle".into(), 1)],
+            statements: vec![],
+            mode: "open".into(),
+            offered_rate: Some(10.0),
+            connections: 1,
+            threads: 1,
+            duration_s: 2.0,
+            warmup_s: 0.0,
+            seed: 1,
+        }
+    }
+
+    fn output(rec: Recorder, metrics: Option<(&str, &str)>) -> RunOutput {
+        RunOutput {
+            recorder: rec,
+            tick: Duration::from_millis(100),
+            samples: (0..10)
+                .map(|i| crate::sampler::HealthSample {
+                    t: f64::from(i) * 0.2,
+                    queued_jobs: Some(1.0),
+                    running_jobs: Some(0.0),
+                    active_queries: None,
+                    stored_jobs: Some(5.0),
+                    completed_jobs: None,
+                    memory_used_mb: None,
+                })
+                .collect(),
+            sample_errors: 0,
+            metrics_start: metrics.map(|m| crate::prom::parse(m.0)),
+            metrics_end: metrics.map(|m| crate::prom::parse(m.1)),
+            connects: 1,
+            wall: Duration::from_secs(2),
+        }
+    }
+
+    fn lifecycle_recorder() -> Recorder {
+        let mut rec = Recorder::default();
+        for i in 0..1000 {
+            let outcome = if i == 0 { "500 INTERNAL" } else { "202" };
+            rec.request(
+                crate::ops::ROUTE_SUBMIT,
+                outcome,
+                Some(Duration::from_millis(1)),
+            );
+            rec.phase(
+                "completion",
+                Duration::from_millis(if i < 900 { 10 } else { 300 }),
+            );
+            rec.queued(Duration::from_millis(40));
+        }
+        let op = rec.op("lifecycle");
+        op.outcomes.succeeded = 999;
+        op.outcomes
+            .failed
+            .insert("POST /queries 500 INTERNAL".into(), 1);
+        record(&mut op.corrected, Duration::from_millis(10));
+        rec
+    }
+
+    #[test]
+    fn slo_inputs_come_from_the_right_measurements() {
+        let th = Thresholds::default();
+        let r = build(
+            settings(),
+            &output(lifecycle_recorder(), None),
+            &th,
+            "supported",
+        );
+        let v = |id: &str| r.slos.iter().find(|s| s.id == id).unwrap().clone();
+        // 999 of 1000 submits answered 202: exactly the 99.9% objective.
+        assert_eq!(v("availability").status, crate::slo::Status::Pass);
+        assert!(v("availability").measured.contains("999/1000"));
+        // No agent metrics: the queue SLO falls back to client transitions.
+        assert!(v("queue_p95").source.contains("client"));
+        assert!(
+            v("queue_p95").measured.starts_with("40."),
+            "{}",
+            v("queue_p95").measured
+        );
+        // p95 of the completion phase is in the slow 10%.
+        assert!(
+            v("completion_p95").measured.starts_with("300"),
+            "{}",
+            v("completion_p95").measured
+        );
+        assert_eq!(v("stored_jobs_bounded").status, crate::slo::Status::Pass);
+        assert_eq!(r.ops.sent, r.ops.succeeded + r.ops.failed);
+        assert!(r.passed);
+    }
+
+    #[test]
+    fn agent_queue_histogram_wins_and_only_this_run_counts() {
+        let before = "compute_agent_queue_wait_seconds_bucket{le=\"0.5\"} 0\ncompute_agent_queue_wait_seconds_bucket{le=\"2\"} 100\ncompute_agent_queue_wait_seconds_bucket{le=\"+Inf\"} 100\n";
+        let after = "compute_agent_queue_wait_seconds_bucket{le=\"0.5\"} 50\ncompute_agent_queue_wait_seconds_bucket{le=\"2\"} 150\ncompute_agent_queue_wait_seconds_bucket{le=\"+Inf\"} 150\n";
+        let th = Thresholds::default();
+        let r = build(
+            settings(),
+            &output(lifecycle_recorder(), Some((before, after))),
+            &th,
+            "supported",
+        );
+        let q = r.slos.iter().find(|s| s.id == "queue_p95").unwrap();
+        // The 100 slow waits happened before the window; the 50 new ones were all <= 0.5 s.
+        assert!(
+            q.source.contains("compute_agent_queue_wait_seconds"),
+            "{}",
+            q.source
+        );
+        assert_eq!(q.status, crate::slo::Status::Pass);
+        assert_eq!(r.agent.queue_wait_count, Some(50.0));
+    }
+}
