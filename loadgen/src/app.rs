@@ -86,7 +86,7 @@ fn progress_bar(out: &OutputArgs, total: Duration, label: String) -> Option<Prog
     }
     let pb = ProgressBar::new(total.as_millis() as u64);
     pb.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {elapsed}/{duration} {msg}")
+        ProgressStyle::with_template("{prefix} [{bar:30}] {elapsed} {msg}")
             .expect("static template")
             .progress_chars("=> "),
     );
@@ -118,7 +118,10 @@ fn one_run(
             } else {
                 "measuring"
             };
-            pb.set_message(format!("{phase}: {done} ops, {failed} failed"));
+            pb.set_message(format!(
+                "of {:.0}s, {phase}: {done} ops, {failed} failed",
+                total.as_secs_f64()
+            ));
         }
     };
     let output = driver::run(&cfg, &live, &mut on_tick)?;
