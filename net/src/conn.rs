@@ -17,6 +17,7 @@ use crate::parse::{self, BodyKind, Head, Header};
 use crate::request::Request;
 use crate::response::{self, Body, Response};
 use crate::server::ShardState;
+use crate::timeouts::{self, Deadline};
 use crate::Handler;
 
 /// Headers per request; more is answered with 431.
@@ -58,7 +59,6 @@ pub(crate) async fn serve<H: Handler>(stream: TcpStream, handler: Rc<H>, shard: 
         end: 0,
         out: Vec::with_capacity(BUF_SIZE),
         headers: Vec::with_capacity(32),
-        read_timeout: None,
         guard: None,
     };
     conn.guard = Some(shard.enter(fd));
@@ -79,7 +79,6 @@ struct Conn {
     /// Responses waiting to be written.
     out: Vec<u8>,
     headers: Vec<Header>,
-    read_timeout: Option<Duration>,
     guard: Option<crate::server::ConnectionGuard>,
 }
 
@@ -286,14 +285,14 @@ impl Conn {
         r
     }
 
-    fn set_read_timeout(&mut self, t: Duration) {
-        if self.read_timeout != Some(t) {
-            // Only fails for a zero duration, which we never pass.
-            let _ = self
-                .stream
-                .set_read_timeout(Some(t.max(Duration::from_millis(1))));
-            self.read_timeout = Some(t);
-        }
+    /// The next reads must complete by `at_ms` (coarse clock), or the
+    /// shard's sweeper cuts the connection.
+    fn wait_until(&mut self, at_ms: u64) {
+        self.deadline().arm_at(at_ms);
+    }
+
+    fn deadline(&self) -> &Deadline {
+        &self.guard.as_ref().expect("registered connection").deadline
     }
 
     /// Reads more bytes into `buf[end..]`, growing or compacting so at least
@@ -310,7 +309,9 @@ impl Conn {
                 self.buf.resize(self.end + needed, 0);
             }
         }
-        match self.stream.read(&mut self.buf[self.end..]).await {
+        let r = self.stream.read(&mut self.buf[self.end..]).await;
+        self.deadline().disarm();
+        match r {
             Ok(0) | Err(_) => Err(()),
             Ok(n) => {
                 self.end += n;
@@ -325,7 +326,7 @@ impl Conn {
         let limits = &shard.limits;
         // Offset (from `start`) from which a head terminator may still appear.
         let mut scan_from: Option<usize> = None;
-        let mut header_deadline: Option<Instant> = None;
+        let mut header_deadline: Option<u64> = None;
         loop {
             let avail = self.end - self.start;
             if avail > 0 {
@@ -360,15 +361,15 @@ impl Conn {
             if self.flush().await.is_err() {
                 return Err(ReadEnd::Closed);
             }
+            let now = timeouts::coarse_ms();
             if avail == 0 {
-                self.set_read_timeout(limits.idle_timeout);
+                self.wait_until(now + ms(limits.idle_timeout));
             } else {
-                let now = Instant::now();
-                let deadline = *header_deadline.get_or_insert(now + limits.header_timeout);
+                let deadline = *header_deadline.get_or_insert(now + ms(limits.header_timeout));
                 if now >= deadline {
                     return Err(ReadEnd::Closed);
                 }
-                self.set_read_timeout(deadline - now);
+                self.wait_until(deadline);
             }
             // The header clock starts when we first have to wait for the
             // rest of a head, so a head that arrives whole never reads it.
@@ -379,8 +380,9 @@ impl Conn {
     /// Reads until `total` bytes from `start` are buffered.
     async fn read_exact_body(&mut self, total: usize, idle: Duration) -> Result<(), ()> {
         self.flush().await.map_err(|_| ())?;
-        self.set_read_timeout(idle);
         while self.end - self.start < total {
+            // Inactivity, not total time: a large body may take a while.
+            self.wait_until(timeouts::coarse_ms() + ms(idle));
             self.fill(total).await?;
         }
         Ok(())
@@ -415,9 +417,9 @@ impl Conn {
             self.end -= shrink;
             if !flushed {
                 self.flush().await.map_err(|_| ReadEnd::Closed)?;
-                self.set_read_timeout(limits.idle_timeout);
                 flushed = true;
             }
+            self.wait_until(timeouts::coarse_ms() + ms(limits.idle_timeout));
             self.fill(0).await.map_err(|_| ReadEnd::Closed)?;
         }
     }
@@ -467,6 +469,10 @@ impl Conn {
             }
         }
     }
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
 }
 
 fn error_code(e: RequestError) -> &'static str {

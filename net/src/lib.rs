@@ -28,6 +28,7 @@ pub mod parse;
 mod request;
 mod response;
 mod server;
+mod timeouts;
 
 pub use config::{Limits, ServerConfig};
 pub use error::{RequestError, ServerError};
@@ -35,6 +36,12 @@ pub use handler::{Handler, ShardInfo};
 pub use request::{percent_decode, Request, Version};
 pub use response::{reason, HeaderValue, Response};
 pub use server::{Server, ServerHandle};
+
+/// Entry points for `cargo fuzz` (net/fuzz); not part of the API.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::body::fuzz_chunked;
+}
 
 /// The number of CPUs this process may run on (its affinity mask), at least 1.
 pub fn default_shards() -> usize {

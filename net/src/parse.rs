@@ -330,7 +330,7 @@ fn eq_lower(name: &[u8], lower: &[u8]) -> bool {
     while i + 8 <= n {
         let a = u64::from_le_bytes(name[i..i + 8].try_into().unwrap());
         let b = u64::from_le_bytes(lower[i..i + 8].try_into().unwrap());
-        if a | LO * 0x20 != b {
+        if a | (LO * 0x20) != b {
             return false;
         }
         i += 8;

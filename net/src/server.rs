@@ -4,7 +4,6 @@
 //! the per-shard connection registry; never parses HTTP (see `conn`).
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -21,6 +20,7 @@ use crate::config::{Limits, ServerConfig};
 use crate::date::DateCache;
 use crate::error::ServerError;
 use crate::handler::{Handler, ShardInfo};
+use crate::timeouts::{self, Deadline};
 
 /// State shared by the handle and every shard thread.
 struct Shared {
@@ -50,8 +50,12 @@ pub(crate) struct ShardState {
     pub(crate) limits: Limits,
     pub(crate) date: DateCache,
     shutting_down: Cell<bool>,
+    /// Set when the shard has finished; stops the sweeper.
+    stopped: Cell<bool>,
     connections: Cell<usize>,
-    fds: RefCell<HashSet<RawFd>>,
+    /// Live connections' deadlines, indexed by fd (fds are small and dense,
+    /// so this is a slab without hashing).
+    slots: RefCell<Vec<Option<Rc<Deadline>>>>,
 }
 
 impl ShardState {
@@ -62,10 +66,24 @@ impl ShardState {
     /// Counts a connection in; it is counted out when the guard drops.
     pub(crate) fn enter(self: &Rc<Self>, fd: RawFd) -> ConnectionGuard {
         self.connections.set(self.connections.get() + 1);
-        self.fds.borrow_mut().insert(fd);
+        let deadline = Rc::new(Deadline::new(fd));
+        let idx = fd as usize;
+        let mut slots = self.slots.borrow_mut();
+        if slots.len() <= idx {
+            slots.resize(idx + 1, None);
+        }
+        slots[idx] = Some(deadline.clone());
         ConnectionGuard {
             shard: self.clone(),
             fd,
+            deadline,
+        }
+    }
+
+    /// Calls `f` with every live connection's deadline.
+    fn for_each_connection(&self, mut f: impl FnMut(&Deadline)) {
+        for d in self.slots.borrow().iter().flatten() {
+            f(d);
         }
     }
 }
@@ -75,12 +93,13 @@ impl ShardState {
 pub(crate) struct ConnectionGuard {
     shard: Rc<ShardState>,
     fd: RawFd,
+    pub(crate) deadline: Rc<Deadline>,
 }
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {
         self.shard.connections.set(self.shard.connections.get() - 1);
-        self.shard.fds.borrow_mut().remove(&self.fd);
+        self.shard.slots.borrow_mut()[self.fd as usize] = None;
     }
 }
 
@@ -312,9 +331,11 @@ async fn run_shard<H: Handler>(
         limits,
         date: DateCache::new(),
         shutting_down: Cell::new(false),
+        stopped: Cell::new(false),
         connections: Cell::new(0),
-        fds: RefCell::new(HashSet::new()),
+        slots: RefCell::new(Vec::new()),
     });
+    glommio::spawn_local(sweep(state.clone())).detach();
     // SAFETY: `into_raw_fd` hands over sole ownership of a bound, listening
     // socket to glommio's listener.
     let listener =
@@ -342,6 +363,19 @@ async fn run_shard<H: Handler>(
     }
     drop(listener);
     drain(&state, &*handler, deadline).await;
+    state.stopped.set(true);
+}
+
+/// Cuts connections whose wait deadline has passed (see `timeouts`).
+async fn sweep(state: Rc<ShardState>) {
+    let every = timeouts::sweep_interval(&[state.limits.header_timeout, state.limits.idle_timeout]);
+    while !state.stopped.get() {
+        glommio::timer::sleep(every).await;
+        let now = timeouts::coarse_ms();
+        state.for_each_connection(|d| {
+            d.expire(now);
+        });
+    }
 }
 
 /// Closes idle connections and waits (bounded) for busy ones to finish.
@@ -350,11 +384,7 @@ async fn drain<H: Handler>(state: &Rc<ShardState>, handler: &H, deadline: Durati
     state.shutting_down.set(true);
     // Every connection's pending or next read now ends with EOF: idle ones
     // close at once, busy ones after answering (with Connection: close).
-    for &fd in state.fds.borrow().iter() {
-        // SAFETY: registered fds belong to live connections on this thread
-        // (the guard unregisters before the socket closes).
-        unsafe { libc::shutdown(fd, libc::SHUT_RD) };
-    }
+    state.for_each_connection(|d| d.shutdown(libc::SHUT_RD));
     let _ = glommio::timer::timeout(deadline, async {
         handler.shutdown().await;
         Ok(())
@@ -365,8 +395,5 @@ async fn drain<H: Handler>(state: &Rc<ShardState>, handler: &H, deadline: Durati
     }
     // Past the deadline: cut what is left, so clients see the close now
     // rather than whenever the executor's leftover tasks are dropped.
-    for &fd in state.fds.borrow().iter() {
-        // SAFETY: as above; the fds are still registered, hence still open.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
-    }
+    state.for_each_connection(|d| d.shutdown(libc::SHUT_RDWR));
 }

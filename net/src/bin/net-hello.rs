@@ -61,8 +61,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    println!("listening on {}", server.local_addr());
+    // Handlers first: whoever reads the line below may signal at once.
     server.shutdown_on_signals();
+    println!("listening on {}", server.local_addr());
     match server.join() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
