@@ -351,6 +351,33 @@ struct InFlight {
     total: Cell<u64>,
 }
 
+impl InFlight {
+    /// Called before an operation is spawned, so a drain that starts
+    /// before the task first runs still waits for (or counts) it.
+    fn begin(&self, op: &OpSpec) {
+        self.total.set(self.total.get() + 1);
+        if op.measured {
+            let c = &self.measured[op.kind.index()];
+            c.set(c.get() + 1);
+        }
+    }
+
+    /// Runs an operation begun with `begin` and updates the counters.
+    async fn run(&self, worker: &Worker, live: &Live, op: OpSpec) {
+        let (kind, measured) = (op.kind, op.measured);
+        let ok = worker.run(op).await;
+        self.total.set(self.total.get() - 1);
+        if measured {
+            let c = &self.measured[kind.index()];
+            c.set(c.get() - 1);
+            live.done.fetch_add(1, Ordering::Relaxed);
+            if !ok {
+                live.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 fn worker_main(spec: WorkerSpec, env: Arc<OpEnv>, mix: Mix, live: Arc<Live>) -> (Recorder, u64) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -392,27 +419,9 @@ fn worker_main(spec: WorkerSpec, env: Arc<OpEnv>, mix: Mix, live: Arc<Live>) -> 
                         tokio::time::sleep_until(intended.into()).await;
                     }
                     let op = next_spec(intended, intended >= spec.window.start);
-                    let (kind, measured) = (op.kind, op.measured);
-                    inflight.total.set(inflight.total.get() + 1);
-                    if measured {
-                        let c = &inflight.measured[kind.index()];
-                        c.set(c.get() + 1);
-                    }
-                    let worker = worker.clone();
-                    let inflight = inflight.clone();
-                    let live = live.clone();
-                    tokio::task::spawn_local(async move {
-                        let ok = worker.run(op).await;
-                        inflight.total.set(inflight.total.get() - 1);
-                        if measured {
-                            let c = &inflight.measured[kind.index()];
-                            c.set(c.get() - 1);
-                            live.done.fetch_add(1, Ordering::Relaxed);
-                            if !ok {
-                                live.failed.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    });
+                    inflight.begin(&op);
+                    let (worker, inflight, live) = (worker.clone(), inflight.clone(), live.clone());
+                    tokio::task::spawn_local(async move { inflight.run(&worker, &live, op).await });
                     k += 1;
                 }
             }
@@ -435,22 +444,8 @@ fn worker_main(spec: WorkerSpec, env: Arc<OpEnv>, mix: Mix, live: Arc<Live>) -> 
                                 break;
                             }
                             let op = planner.borrow_mut().next(&mix, &env, now, now >= start);
-                            let (kind, measured) = (op.kind, op.measured);
-                            inflight.total.set(inflight.total.get() + 1);
-                            if measured {
-                                let c = &inflight.measured[kind.index()];
-                                c.set(c.get() + 1);
-                            }
-                            let ok = worker.run(op).await;
-                            inflight.total.set(inflight.total.get() - 1);
-                            if measured {
-                                let c = &inflight.measured[kind.index()];
-                                c.set(c.get() - 1);
-                                live.done.fetch_add(1, Ordering::Relaxed);
-                                if !ok {
-                                    live.failed.fetch_add(1, Ordering::Relaxed);
-                                }
-                            }
+                            inflight.begin(&op);
+                            inflight.run(&worker, &live, op).await;
                         }
                     });
                 }
