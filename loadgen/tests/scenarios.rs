@@ -130,6 +130,34 @@ fn every_scenario_runs_and_counts_add_up() {
     // Lifecycle deleted its jobs and the status scenario removed its own.
     let h = common::health(agent.addr);
     assert_eq!(h["stored_jobs"], 0, "{h}");
+
+    // Without the token every submit is refused, and counted as such.
+    let (code, r, _) = run_json(
+        &[
+            "run",
+            "--scenario",
+            "lifecycle",
+            "--url",
+            &url,
+            "--rate",
+            "20",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+        ],
+        LIMIT,
+    );
+    assert_eq!(code, 1, "availability must fail");
+    assert_counts_add_up(&r);
+    let sent = r["ops"]["sent"].as_u64().unwrap();
+    assert!(sent > 0);
+    assert_eq!(
+        r["ops"]["failed_by"]["lifecycle: POST /queries 401 AUTH_ERROR"]
+            .as_u64()
+            .unwrap(),
+        sent
+    );
 }
 
 #[test]
