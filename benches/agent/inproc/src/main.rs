@@ -67,24 +67,42 @@ fn parse_args() -> Result<Args, BenchError> {
         Some("prepare") => Mode::Prepare,
         Some("query") => Mode::Query,
         Some("reuse") => Mode::Reuse,
-        other => return Err(BenchError::Usage(format!("mode prepare|query|reuse, got {other:?}"))),
+        other => {
+            return Err(BenchError::Usage(format!(
+                "mode prepare|query|reuse, got {other:?}"
+            )))
+        }
     };
     let sql = match it.next().as_deref() {
         Some("repeat") => Sql::Repeat,
         Some("unique") => Sql::Unique,
-        other => return Err(BenchError::Usage(format!("sql repeat|unique, got {other:?}"))),
+        other => {
+            return Err(BenchError::Usage(format!(
+                "sql repeat|unique, got {other:?}"
+            )))
+        }
     };
     if mode == Mode::Reuse && sql == Sql::Unique {
-        return Err(BenchError::Usage("reuse only makes sense with repeat".into()));
+        return Err(BenchError::Usage(
+            "reuse only makes sense with repeat".into(),
+        ));
     }
-    let mut args = Args { mode, sql, threads: 2, seconds: 4.0, duckdb_threads: None };
+    let mut args = Args {
+        mode,
+        sql,
+        threads: 2,
+        seconds: 4.0,
+        duckdb_threads: None,
+    };
     while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| BenchError::Usage(format!("{flag} needs a value")))?;
-        let bad = |_| BenchError::Usage(format!("bad value for {flag}: {value}"));
+        let value = it
+            .next()
+            .ok_or_else(|| BenchError::Usage(format!("{flag} needs a value")))?;
+        let bad = || BenchError::Usage(format!("bad value for {flag}: {value}"));
         match flag.as_str() {
-            "--threads" => args.threads = value.parse().map_err(bad)?,
-            "--seconds" => args.seconds = value.parse().map_err(bad)?,
-            "--duckdb-threads" => args.duckdb_threads = Some(value.parse().map_err(bad)?),
+            "--threads" => args.threads = value.parse().map_err(|_| bad())?,
+            "--seconds" => args.seconds = value.parse().map_err(|_| bad())?,
+            "--duckdb-threads" => args.duckdb_threads = Some(value.parse().map_err(|_| bad())?),
             _ => return Err(BenchError::Usage(format!("unknown flag {flag}"))),
         }
     }
@@ -113,7 +131,11 @@ fn open(duckdb_threads: Option<usize>) -> Result<Db, BenchError> {
         let state = ffi::duckdb_open_ext(ptr::null(), &mut db, config, &mut err);
         ffi::duckdb_destroy_config(&mut config);
         if state != ffi::DuckDBSuccess {
-            let msg = if err.is_null() { "open failed".into() } else { CStr::from_ptr(err).to_string_lossy().into_owned() };
+            let msg = if err.is_null() {
+                "open failed".into()
+            } else {
+                CStr::from_ptr(err).to_string_lossy().into_owned()
+            };
             return Err(BenchError::DuckDb(msg));
         }
         Ok(Db(db))
@@ -141,12 +163,21 @@ unsafe fn consume(result: &mut ffi::duckdb_result) -> Result<i64, BenchError> {
 
 unsafe fn result_error(result: &mut ffi::duckdb_result) -> BenchError {
     let p = ffi::duckdb_result_error(result);
-    let msg = if p.is_null() { "query failed".into() } else { CStr::from_ptr(p).to_string_lossy().into_owned() };
+    let msg = if p.is_null() {
+        "query failed".into()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    };
     BenchError::DuckDb(msg)
 }
 
 /// One statement through the chosen path; returns its value.
-unsafe fn run_once(con: ffi::duckdb_connection, mode: Mode, sql: &CStr, reused: ffi::duckdb_prepared_statement) -> Result<i64, BenchError> {
+unsafe fn run_once(
+    con: ffi::duckdb_connection,
+    mode: Mode,
+    sql: &CStr,
+    reused: ffi::duckdb_prepared_statement,
+) -> Result<i64, BenchError> {
     let mut result: ffi::duckdb_result = std::mem::zeroed();
     match mode {
         Mode::Query => {
@@ -160,7 +191,11 @@ unsafe fn run_once(con: ffi::duckdb_connection, mode: Mode, sql: &CStr, reused: 
             let mut stmt: ffi::duckdb_prepared_statement = ptr::null_mut();
             if ffi::duckdb_prepare(con, sql.as_ptr(), &mut stmt) != ffi::DuckDBSuccess {
                 let p = ffi::duckdb_prepare_error(stmt);
-                let msg = if p.is_null() { "prepare failed".into() } else { CStr::from_ptr(p).to_string_lossy().into_owned() };
+                let msg = if p.is_null() {
+                    "prepare failed".into()
+                } else {
+                    CStr::from_ptr(p).to_string_lossy().into_owned()
+                };
                 ffi::duckdb_destroy_prepare(&mut stmt);
                 return Err(BenchError::DuckDb(msg));
             }
@@ -185,7 +220,12 @@ unsafe fn run_once(con: ffi::duckdb_connection, mode: Mode, sql: &CStr, reused: 
     v
 }
 
-fn worker(db: &Db, args: &Args, tid: usize, start: &Barrier) -> Result<(u64, Duration), BenchError> {
+fn worker(
+    db: &Db,
+    args: &Args,
+    tid: usize,
+    start: &Barrier,
+) -> Result<(u64, Duration), BenchError> {
     unsafe {
         let mut con: ffi::duckdb_connection = ptr::null_mut();
         if ffi::duckdb_connect(db.0, &mut con) != ffi::DuckDBSuccess {
@@ -193,7 +233,9 @@ fn worker(db: &Db, args: &Args, tid: usize, start: &Barrier) -> Result<(u64, Dur
         }
         let repeat = CString::new("SELECT 1").unwrap();
         let mut reused: ffi::duckdb_prepared_statement = ptr::null_mut();
-        if args.mode == Mode::Reuse && ffi::duckdb_prepare(con, repeat.as_ptr(), &mut reused) != ffi::DuckDBSuccess {
+        if args.mode == Mode::Reuse
+            && ffi::duckdb_prepare(con, repeat.as_ptr(), &mut reused) != ffi::DuckDBSuccess
+        {
             return Err(BenchError::DuckDb("prepare".into()));
         }
         // Unique values: thread t uses 1000 + t, 1000 + t + threads, ...
@@ -223,7 +265,7 @@ fn worker(db: &Db, args: &Args, tid: usize, start: &Barrier) -> Result<(u64, Dur
             };
             std::hint::black_box(value);
             ops += 1;
-            if ops % 64 == 0 && Instant::now() >= deadline {
+            if ops.is_multiple_of(64) && Instant::now() >= deadline {
                 break;
             }
         }
@@ -240,11 +282,16 @@ fn run(args: Args) -> Result<(), BenchError> {
     let db = open(args.duckdb_threads)?;
     let start = Barrier::new(args.threads);
     let results: Vec<Result<(u64, Duration), BenchError>> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..args.threads).map(|t| {
-            let (db, args, start) = (&db, &args, &start);
-            s.spawn(move || worker(db, args, t, start))
-        }).collect();
-        handles.into_iter().map(|h| h.join().expect("worker panicked")).collect()
+        let handles: Vec<_> = (0..args.threads)
+            .map(|t| {
+                let (db, args, start) = (&db, &args, &start);
+                s.spawn(move || worker(db, args, t, start))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker panicked"))
+            .collect()
     });
     let mut total_ops = 0u64;
     let mut rate = 0.0f64;
@@ -253,7 +300,11 @@ fn run(args: Args) -> Result<(), BenchError> {
         total_ops += ops;
         rate += ops as f64 / elapsed.as_secs_f64();
     }
-    let version = unsafe { CStr::from_ptr(ffi::duckdb_library_version()).to_string_lossy().into_owned() };
+    let version = unsafe {
+        CStr::from_ptr(ffi::duckdb_library_version())
+            .to_string_lossy()
+            .into_owned()
+    };
     println!(
         "{{\"mode\":\"{:?}\",\"sql\":\"{:?}\",\"threads\":{},\"ops\":{},\"rate\":{:.1},\"duckdb\":\"{}\"}}",
         args.mode, args.sql, args.threads, total_ops, rate, version
