@@ -198,6 +198,50 @@ fn parse_size_line(line: &[u8]) -> Result<u64, RequestError> {
     Ok(size)
 }
 
+/// Fuzzing entry: decodes `wire` in one go and again delivered in two
+/// pieces with compaction in between; both must agree. Returns the decoded
+/// body and wire length when complete.
+#[doc(hidden)]
+pub fn fuzz_chunked(wire: &[u8]) -> Option<(Vec<u8>, usize)> {
+    const MAX: usize = 1 << 16;
+    let mut whole = wire.to_vec();
+    let one = ChunkedDecoder::new().decode(&mut whole, wire.len(), MAX, MAX);
+    let one = match one {
+        Ok(Progress::Done { body, consumed }) => Ok(Some((whole[..body].to_vec(), consumed))),
+        Ok(Progress::NeedMore) => Ok(None),
+        Err(e) => Err(e),
+    };
+
+    let split = wire.first().map_or(0, |&b| b as usize).min(wire.len());
+    let mut region = wire[..split].to_vec();
+    let mut dec = ChunkedDecoder::new();
+    let mut filled = region.len();
+    let mut two = dec.decode(&mut region, filled, MAX, MAX);
+    if let Ok(Progress::NeedMore) = two {
+        let shrink = dec.compact(&mut region, filled);
+        filled -= shrink;
+        region.truncate(filled);
+        region.extend_from_slice(&wire[split..]);
+        filled = region.len();
+        two = dec.decode(&mut region, filled, MAX, MAX);
+    }
+    let two = match two {
+        Ok(Progress::Done { body, consumed }) => Ok(Some((
+            region[..body].to_vec(),
+            consumed + (wire.len() - filled),
+        ))),
+        Ok(Progress::NeedMore) => Ok(None),
+        Err(e) => Err(e),
+    };
+    // The first piece may already hold a complete body (then `two` reports
+    // it without the second piece); otherwise both must agree exactly.
+    match (&one, &two) {
+        (Ok(Some((b1, c1))), Ok(Some((b2, _)))) if *c1 <= split => assert_eq!(b1, b2),
+        _ => assert_eq!(one, two, "split at {split}"),
+    }
+    one.ok().flatten()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,47 +330,4 @@ mod tests {
             p => panic!("{p:?}"),
         }
     }
-}
-
-/// Fuzzing entry: decodes `wire` in one go and again delivered in two
-/// pieces with compaction in between; both must agree. Returns the decoded
-/// body and wire length when complete.
-#[doc(hidden)]
-pub fn fuzz_chunked(wire: &[u8]) -> Option<(Vec<u8>, usize)> {
-    const MAX: usize = 1 << 16;
-    let mut whole = wire.to_vec();
-    let one = ChunkedDecoder::new().decode(&mut whole, wire.len(), MAX, MAX);
-    let one = match one {
-        Ok(Progress::Done { body, consumed }) => Ok(Some((whole[..body].to_vec(), consumed))),
-        Ok(Progress::NeedMore) => Ok(None),
-        Err(e) => Err(e),
-    };
-
-    let split = wire.first().map_or(0, |&b| b as usize).min(wire.len());
-    let mut region = wire[..split].to_vec();
-    let mut dec = ChunkedDecoder::new();
-    let mut filled = region.len();
-    let mut two = dec.decode(&mut region, filled, MAX, MAX);
-    if let Ok(Progress::NeedMore) = two {
-        let shrink = dec.compact(&mut region, filled);
-        filled -= shrink;
-        region.truncate(filled);
-        region.extend_from_slice(&wire[split..]);
-        filled = region.len();
-        two = dec.decode(&mut region, filled, MAX, MAX);
-    }
-    let two = match two {
-        Ok(Progress::Done { body, consumed }) => {
-            Ok(Some((region[..body].to_vec(), consumed + (wire.len() - filled))))
-        }
-        Ok(Progress::NeedMore) => Ok(None),
-        Err(e) => Err(e),
-    };
-    // The first piece may already hold a complete body (then `two` reports
-    // it without the second piece); otherwise both must agree exactly.
-    match (&one, &two) {
-        (Ok(Some((b1, c1))), Ok(Some((b2, _)))) if *c1 <= split => assert_eq!(b1, b2),
-        _ => assert_eq!(one, two, "split at {split}"),
-    }
-    one.ok().flatten()
 }

@@ -168,19 +168,39 @@ impl Conn {
             }
 
             let date = shard.date.now();
+            // RFC 9110 §8.6, §15.3.5: 1xx and 204 carry neither a body nor
+            // Content-Length; 304 and HEAD carry the length but no body.
+            let no_length = resp.status < 200 || resp.status == 204;
+            let no_body = is_head || no_length || resp.status == 304;
             match resp.body {
                 Body::Bytes(ref bytes) => {
+                    let framing = if no_length {
+                        response::Framing::UntilClose
+                    } else {
+                        response::Framing::Length(bytes.len())
+                    };
                     response::write_head(
                         &mut self.out,
                         &resp,
-                        response::Framing::Length(bytes.len()),
+                        framing,
                         &date,
                         close,
                         keep_alive_header,
                     );
-                    if !is_head {
+                    if !no_body {
                         self.out.extend_from_slice(bytes);
                     }
+                }
+                Body::Stream(_) if no_length => {
+                    let framing = response::Framing::UntilClose;
+                    response::write_head(
+                        &mut self.out,
+                        &resp,
+                        framing,
+                        &date,
+                        close,
+                        keep_alive_header,
+                    );
                 }
                 Body::Stream(_) => {
                     let (framing, close) = if http10 {

@@ -162,7 +162,8 @@ impl fmt::Debug for Response {
 pub(crate) enum Framing {
     Length(usize),
     Chunked,
-    /// HTTP/1.0 stream: no length, the connection close ends the body.
+    /// No framing header: an HTTP/1.0 stream (the connection close ends
+    /// the body), or a 1xx/204 response (no body at all).
     UntilClose,
 }
 

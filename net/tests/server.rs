@@ -340,6 +340,10 @@ fn head_query_params_headers_and_streams() {
     assert_eq!(c.get("/param?name=missing").status, 404);
     c.send(b"GET /header?name=x-custom-HEADER HTTP/1.1\r\nHost: t\r\nX-Custom-Header:   spaced value  \r\n\r\n");
     assert_eq!(c.read_response().text(), "spaced value");
+    // 204: no Content-Length, no body, and the connection goes on.
+    c.send(b"DELETE /thing HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = c.read_response();
+    assert_eq!((r.status, r.header("content-length")), (204, None));
     let r = c.get("/stream");
     assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     assert_eq!(r.text(), "one,two,three");

@@ -95,6 +95,7 @@ impl Handler for Router {
     async fn handle(&self, req: &mut Request<'_>) -> Response {
         match (req.method(), req.path()) {
             ("GET", "/hello") | ("HEAD", "/hello") => Response::json(200, HELLO.to_vec()),
+            ("DELETE", "/thing") => Response::new(204).body(b"ignored".to_vec()),
             ("GET", "/shard") => Response::new(200).body(self.shard.id.to_string().into_bytes()),
             ("GET", "/echo") => Response::new(200).body(req.query().as_bytes().to_vec()),
             ("POST", "/echo") => Response::new(200)
@@ -343,7 +344,7 @@ impl Client {
             headers,
             body: Vec::new(),
         };
-        if head {
+        if head || status == 204 || status == 304 || status < 200 {
             return resp;
         }
         if resp.header("transfer-encoding") == Some("chunked") {
