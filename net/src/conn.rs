@@ -4,11 +4,12 @@
 //! close politely. Owns the connection's buffers; never blocks the thread and
 //! never lets one connection's error reach another.
 
+use std::panic::AssertUnwindSafe;
 use std::pin::pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use futures_lite::{AsyncReadExt, AsyncWriteExt, StreamExt};
+use futures_lite::{AsyncReadExt, AsyncWriteExt, FutureExt, StreamExt};
 use glommio::net::TcpStream;
 
 use crate::body::{ChunkedDecoder, Progress};
@@ -82,6 +83,9 @@ struct Conn {
     guard: Option<crate::server::ConnectionGuard>,
 }
 
+/// The handler panicked; the panic was caught (and reported by the hook).
+struct HandlerPanicked;
+
 /// Why reading stopped.
 enum ReadEnd {
     /// EOF, timeout or a socket error: close without answering.
@@ -151,13 +155,20 @@ impl Conn {
             let keep_alive_header = framing.keep_alive && head.minor_version == 0;
             let http10 = head.minor_version == 0;
 
-            let resp = self.call(handler, &head, body_len).await;
-            let resp = match resp {
-                Some(r) => r,
+            let (resp, panicked) = match self.call(handler, &head, body_len).await {
+                Some(Ok(r)) => (r, false),
+                Some(Err(HandlerPanicked)) => (
+                    Response::json(
+                        500,
+                        br#"{"error":"internal error","code":"INTERNAL"}"#.to_vec(),
+                    ),
+                    true,
+                ),
                 None => return false, // the earlier responses could not be written
             };
             // Decided after the handler: shutdown may have begun meanwhile.
-            let close = !framing.keep_alive || shard.shutting_down();
+            // After a panic the handler's state is suspect: end the connection.
+            let close = !framing.keep_alive || shard.shutting_down() || panicked;
             self.start += consumed;
             if self.start == self.end {
                 self.start = 0;
@@ -235,7 +246,7 @@ impl Conn {
         handler: &H,
         head: &Head,
         body_len: usize,
-    ) -> Option<Response> {
+    ) -> Option<Result<Response, HandlerPanicked>> {
         let Conn {
             stream,
             buf,
@@ -246,9 +257,10 @@ impl Conn {
         } = self;
         let (head_buf, rest) = buf[*start..].split_at_mut(head.len);
         let mut req = Request::new(head_buf, head, headers, &mut rest[..body_len]);
-        let mut fut = pin!(handler.handle(&mut req));
-        if let Some(resp) = futures_lite::future::poll_once(fut.as_mut()).await {
-            return Some(resp);
+        // A panicking handler costs its request a 500, not the whole shard.
+        let mut fut = pin!(AssertUnwindSafe(handler.handle(&mut req)).catch_unwind());
+        if let Some(r) = futures_lite::future::poll_once(fut.as_mut()).await {
+            return Some(r.map_err(|_| HandlerPanicked));
         }
         if !out.is_empty() {
             if stream.write_all(out).await.is_err() {
@@ -256,7 +268,7 @@ impl Conn {
             }
             out.clear();
         }
-        Some(fut.await)
+        Some(fut.await.map_err(|_| HandlerPanicked))
     }
 
     /// Writes a streamed body chunk by chunk (each chunk flushed: streams are

@@ -513,3 +513,16 @@ fn port_in_use_is_a_typed_error() {
     assert!(matches!(err, net::ServerError::NoShards));
     drop(server);
 }
+
+#[test]
+fn a_panicking_handler_gets_500_and_the_shard_keeps_serving() {
+    let server = TestServer::start(config(1));
+    let mut c = server.connect();
+    let r = c.get("/panic");
+    assert_eq!(r.status, 500);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed());
+    for _ in 0..3 {
+        assert_eq!(server.connect().get("/hello").body, HELLO);
+    }
+}

@@ -95,6 +95,7 @@ impl Handler for Router {
     async fn handle(&self, req: &mut Request<'_>) -> Response {
         match (req.method(), req.path()) {
             ("GET", "/hello") | ("HEAD", "/hello") => Response::json(200, HELLO.to_vec()),
+            ("GET", "/panic") => panic!("router stub asked to panic"),
             ("DELETE", "/thing") => Response::new(204).body(b"ignored".to_vec()),
             ("GET", "/shard") => Response::new(200).body(self.shard.id.to_string().into_bytes()),
             ("GET", "/echo") => Response::new(200).body(req.query().as_bytes().to_vec()),
