@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Some(head)) = net::parse::parse_head(data, &mut headers, 100) {
         assert!(head.len <= data.len());
         assert!(head.method.of(data).iter().all(|&b| is_tchar(b)));
-        assert!(head.target.of(data).iter().all(|&b| (0x21..0x7f).contains(&b)));
+        assert!(head
+            .target
+            .of(data)
+            .iter()
+            .all(|&b| (0x21..0x7f).contains(&b)));
         for h in &headers {
             let n = h.name.of(data);
             assert!(!n.is_empty() && n.iter().all(|&b| is_tchar(b)));
