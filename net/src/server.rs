@@ -112,6 +112,11 @@ impl Server {
     /// `config.shards` glommio executors, runs `factory` on each shard's
     /// thread (all shards concurrently, so factories may build a channel
     /// mesh between shards), and returns once every shard is serving.
+    ///
+    /// A factory that panics makes `start` fail with
+    /// [`ServerError::ShardPanicked`] once the other shards' factories have
+    /// returned: factories that wait for each other (joining a mesh) must not
+    /// panic, or `start` waits for them forever.
     pub fn start<F, Fut, H>(config: ServerConfig, factory: F) -> Result<ServerHandle, ServerError>
     where
         F: Fn(ShardInfo) -> Fut + Send + Sync + 'static,
