@@ -179,6 +179,9 @@ impl Server {
                     let handler = Rc::new(factory(info).await);
                     drop(factory);
                     let _ = ready_tx.send(id);
+                    // Dropped now, so `start` sees a disconnect (not a hang)
+                    // if another shard's factory fails.
+                    drop(ready_tx);
                     run_shard(listener, handler, shared, limits, deadline).await;
                 });
             match spawned {

@@ -528,3 +528,19 @@ fn a_panicking_handler_gets_500_and_the_shard_keeps_serving() {
         assert_eq!(server.connect().get("/hello").body, HELLO);
     }
 }
+
+#[test]
+fn a_factory_that_panics_fails_start_with_a_typed_error() {
+    let err = net::Server::start(config(2), |shard| async move {
+        if shard.id == 1 {
+            panic!("factory refuses shard 1");
+        }
+        common::Router::new(shard, None).await
+    })
+    .err()
+    .expect("start must fail");
+    assert!(
+        matches!(err, net::ServerError::ShardPanicked { shard: 1 }),
+        "{err}"
+    );
+}
