@@ -79,26 +79,16 @@ impl net::Handler for Api {
         let elapsed = start.elapsed();
         let status = resp.status();
         self.metrics.record(kind, status, elapsed);
-        let rid = rid.as_deref().unwrap_or("");
-        if status >= 500 {
-            tracing::warn!(
-                method,
-                path,
-                status,
-                request_id = rid,
-                elapsed_us = elapsed.as_micros() as u64,
-                "request failed"
-            );
-        } else {
-            tracing::debug!(
-                method,
-                path,
-                status,
-                request_id = rid,
-                elapsed_us = elapsed.as_micros() as u64,
-                "request"
-            );
-        }
+        // One line per request at debug; failures worth an operator's attention get
+        // their own line (with DuckDB's message) where they happen.
+        tracing::debug!(
+            method,
+            path,
+            status,
+            request_id = rid.as_deref().unwrap_or(""),
+            elapsed_us = elapsed.as_micros() as u64,
+            "request"
+        );
         resp
     }
 
@@ -224,9 +214,7 @@ impl Api {
         match self.shard.execute(&q.sql).await {
             Ok(result) => reply::executed(&result, rid.as_deref()),
             Err(e) => {
-                if !matches!(e, JobError::Overloaded { .. }) {
-                    tracing::info!(request_id = rid.as_deref().unwrap_or(""), code = e.code(), error = %e, "execute failed");
-                }
+                tracing::info!(request_id = rid.as_deref().unwrap_or(""), code = e.code(), error = %e, "execute failed");
                 reply::job_error(&e, rid.as_deref())
             }
         }
@@ -245,7 +233,10 @@ impl Api {
                 tracing::debug!(request_id = rid.as_deref().unwrap_or(""), query_id = %s.id, existing = s.existing, "submitted");
                 reply::submitted(s.id, s.status.as_str(), rid.as_deref())
             }
-            Err(e) => reply::job_error(&e, rid.as_deref()),
+            Err(e) => {
+                tracing::info!(request_id = rid.as_deref().unwrap_or(""), code = e.code(), error = %e, "submit refused");
+                reply::job_error(&e, rid.as_deref())
+            }
         }
     }
 }

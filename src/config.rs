@@ -9,98 +9,179 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Arg, ArgAction, ArgMatches, Command};
 
 use crate::duration::parse_go_duration;
 
+/// One setting: its variable, flag, default and help line. One table drives clap's
+/// builder API, so a name, its default and its help cannot drift apart.
+struct Setting {
+    var: &'static str,
+    flag: &'static str,
+    default: Option<&'static str>,
+    help: &'static str,
+}
+
+const SETTINGS: &[Setting] = &[
+    Setting {
+        var: "AGENT_TOKEN",
+        flag: "agent-token",
+        default: None,
+        help: "Shared token gateways send in X-Agent-Token (required)",
+    },
+    Setting {
+        var: "LISTEN_ADDR",
+        flag: "listen-addr",
+        default: Some(":9443"),
+        help: "HTTP listen address: \":port\" (all interfaces), \"host:port\" or \"[v6]:port\"",
+    },
+    Setting {
+        var: "MAX_MEMORY_GB",
+        flag: "max-memory-gb",
+        default: None,
+        help: "DuckDB max_memory in GB (DuckDB's own default when unset)",
+    },
+    Setting {
+        var: "QUERY_RESULT_TTL",
+        flag: "query-result-ttl",
+        default: Some("10m"),
+        help:
+            "Retention of terminal lifecycle jobs and their results (Go duration: 300ms, 1m30s, 2h)",
+    },
+    Setting {
+        var: "QUERY_CLEANUP_INTERVAL",
+        flag: "query-cleanup-interval",
+        default: Some("1m"),
+        help: "How often expired jobs are dropped (Go duration)",
+    },
+    Setting {
+        var: "DUCKDB_PATH",
+        flag: "duckdb-path",
+        default: None,
+        help: "DuckDB database file (in-memory when unset)",
+    },
+    Setting {
+        var: "SHARDS",
+        flag: "shards",
+        default: None,
+        help: "Shards: reactor threads with one DuckDB connection each [default: cores available]",
+    },
+    Setting {
+        var: "DUCKDB_THREADS",
+        flag: "duckdb-threads",
+        default: None,
+        help: "DuckDB worker threads for the whole database (DuckDB's default when unset)",
+    },
+    Setting {
+        var: "MAX_QUEUED_JOBS",
+        flag: "max-queued-jobs",
+        default: Some("10000"),
+        help: "Queued jobs allowed before requests get 429 OVERLOADED (0 = unlimited)",
+    },
+    Setting {
+        var: "MAX_RESULT_BYTES",
+        flag: "max-result-bytes",
+        default: Some("1073741824"),
+        help: "Largest encoded JSON result; larger fails with RESULT_TOO_LARGE (0 = unlimited)",
+    },
+    Setting {
+        var: "DUCKDB_INIT_SQL",
+        flag: "duckdb-init-sql",
+        default: None,
+        help: "File of SQL run on every shard connection at start (ATTACH, SET, LOAD, ...)",
+    },
+    Setting {
+        var: "FEATURE_CURSOR_MODE",
+        flag: "feature-cursor-mode",
+        default: Some("true"),
+        help:
+            "Serve the /queries lifecycle routes; false answers them 404 so gateways use /execute",
+    },
+    Setting {
+        var: "LOG_LEVEL",
+        flag: "log-level",
+        default: Some("info"),
+        help: "Level of the JSON logs on stderr: error, warn, info, debug or trace",
+    },
+];
+
+/// The command line definition: one flag per setting, each falling back to its
+/// environment variable, then to its default.
+pub fn command() -> Command {
+    let mut cmd = Command::new("compute-agent")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("Compute agent: runs gateway-rewritten SQL on DuckDB over HTTP/JSON");
+    for s in SETTINGS {
+        let mut arg = Arg::new(s.var)
+            .long(s.flag)
+            .env(s.var)
+            .value_name(s.var)
+            .help(s.help)
+            .action(ArgAction::Set)
+            // Let "-5s" reach our own validation (one clear line) instead of clap's.
+            .allow_hyphen_values(true);
+        if let Some(d) = s.default {
+            arg = arg.default_value(d);
+        }
+        if s.var == "AGENT_TOKEN" {
+            arg = arg.hide_env_values(true);
+        }
+        cmd = cmd.arg(arg);
+    }
+    cmd
+}
+
 /// Command line and environment, as text. Typed parsing happens in [`Config::from_args`]
 /// so a bad value gives one line naming the variable instead of clap's usage dump.
-#[derive(Debug, Parser)]
-#[command(
-    name = "compute-agent",
-    version,
-    about = "Compute agent: runs gateway-rewritten SQL on DuckDB over HTTP/JSON"
-)]
+#[derive(Debug, Default, Clone)]
 pub struct Args {
-    /// Shared token gateways send in X-Agent-Token (required).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        env = "AGENT_TOKEN",
-        hide_env_values = true
-    )]
-    pub agent_token: Option<String>,
-    /// HTTP listen address: ":port" (all interfaces), "host:port" or "[v6]:port".
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        env = "LISTEN_ADDR",
-        default_value = ":9443"
-    )]
-    pub listen_addr: String,
-    /// DuckDB max_memory in GB (DuckDB's own default when unset).
-    #[arg(long, allow_hyphen_values = true, env = "MAX_MEMORY_GB")]
-    pub max_memory_gb: Option<String>,
-    /// Retention of terminal lifecycle jobs and their results (Go duration).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        env = "QUERY_RESULT_TTL",
-        default_value = "10m"
-    )]
-    pub query_result_ttl: String,
-    /// How often expired jobs are dropped (Go duration).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        env = "QUERY_CLEANUP_INTERVAL",
-        default_value = "1m"
-    )]
-    pub query_cleanup_interval: String,
-    /// DuckDB database file (in-memory when unset).
-    #[arg(long, allow_hyphen_values = true, env = "DUCKDB_PATH")]
-    pub duckdb_path: Option<PathBuf>,
-    /// Number of shards (reactor threads, one DuckDB connection each) [default: cores available].
-    #[arg(long, allow_hyphen_values = true, env = "SHARDS")]
-    pub shards: Option<String>,
-    /// DuckDB worker threads for the whole database (DuckDB's default when unset).
-    #[arg(long, allow_hyphen_values = true, env = "DUCKDB_THREADS")]
-    pub duckdb_threads: Option<String>,
-    /// Queued jobs allowed before submits get 429 OVERLOADED (0 = unlimited).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        env = "MAX_QUEUED_JOBS",
-        default_value = "10000"
-    )]
-    pub max_queued_jobs: String,
-    /// Largest encoded JSON result a job may keep; larger fails with RESULT_TOO_LARGE (0 = unlimited).
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        env = "MAX_RESULT_BYTES",
-        default_value = "1073741824"
-    )]
-    pub max_result_bytes: String,
-    /// File of SQL run on every shard connection at start (ATTACH, SET, LOAD, ...).
-    #[arg(long, allow_hyphen_values = true, env = "DUCKDB_INIT_SQL")]
-    pub duckdb_init_sql: Option<PathBuf>,
-    /// Serve the /queries lifecycle routes; false answers them 404 so gateways use /execute.
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        env = "FEATURE_CURSOR_MODE",
-        default_value = "true"
-    )]
-    pub feature_cursor_mode: String,
-    /// Log level for the JSON logs on stderr: error, warn, info, debug or trace.
-    #[arg(
-        long,
-        allow_hyphen_values = true,
-        env = "LOG_LEVEL",
-        default_value = "info"
-    )]
-    pub log_level: String,
+    values: Vec<(&'static str, String)>,
+}
+
+impl Args {
+    /// Parses the process's arguments and environment; `--help`, `--version` and
+    /// unknown flags are handled (and exit) the usual clap way.
+    pub fn parse() -> Args {
+        Args::from_matches(&command().get_matches())
+    }
+
+    /// Parses the given arguments (first = program name) and the environment.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Args, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        Ok(Args::from_matches(&command().try_get_matches_from(args)?))
+    }
+
+    fn from_matches(m: &ArgMatches) -> Args {
+        let values = SETTINGS
+            .iter()
+            .filter_map(|s| {
+                // Like Go's os.Getenv, an empty variable means "unset": use the default.
+                let v = m
+                    .get_one::<String>(s.var)
+                    .filter(|v| !v.is_empty())
+                    .cloned();
+                v.or_else(|| s.default.map(String::from))
+                    .map(|v| (s.var, v))
+            })
+            .collect();
+        Args { values }
+    }
+
+    /// The value of a setting (flag, else environment, else default).
+    pub fn get(&self, var: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn req(&self, var: &str) -> &str {
+        // Every setting read with req() has a default, so clap always fills it.
+        self.get(var).unwrap_or_default()
+    }
 }
 
 /// The init SQL file, read once at start-up.
@@ -193,12 +274,12 @@ fn invalid(var: &'static str, value: &str, expected: &'static str) -> ConfigErro
 impl Config {
     /// Validates every setting; the first bad one is reported.
     pub fn from_args(args: Args) -> Result<Config, ConfigError> {
-        let agent_token = match args.agent_token {
-            Some(t) if !t.is_empty() => t,
+        let agent_token = match args.get("AGENT_TOKEN") {
+            Some(t) if !t.is_empty() => t.to_string(),
             _ => return Err(ConfigError::Missing { var: "AGENT_TOKEN" }),
         };
-        let listen_addr = parse_listen_addr(&args.listen_addr)?;
-        let max_memory_gb = match args.max_memory_gb.as_deref() {
+        let listen_addr = parse_listen_addr(args.req("LISTEN_ADDR"))?;
+        let max_memory_gb = match args.get("MAX_MEMORY_GB") {
             None => None,
             Some(v) => match v.trim().parse::<f64>() {
                 Ok(gb) if gb.is_finite() && gb > 0.0 => Some(gb),
@@ -211,38 +292,50 @@ impl Config {
                 }
             },
         };
-        let result_ttl = positive_duration("QUERY_RESULT_TTL", &args.query_result_ttl)?;
+        let result_ttl = positive_duration("QUERY_RESULT_TTL", args.req("QUERY_RESULT_TTL"))?;
         let cleanup_interval =
-            positive_duration("QUERY_CLEANUP_INTERVAL", &args.query_cleanup_interval)?;
-        let shards = match args.shards.as_deref() {
+            positive_duration("QUERY_CLEANUP_INTERVAL", args.req("QUERY_CLEANUP_INTERVAL"))?;
+        let shards = match args.get("SHARDS") {
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
             Some(v) => match v.trim().parse::<usize>() {
                 Ok(n) if (1..=1024).contains(&n) => n,
                 _ => return Err(invalid("SHARDS", v, "an integer from 1 to 1024")),
             },
         };
-        let duckdb_threads = match args.duckdb_threads.as_deref() {
+        let duckdb_threads = match args.get("DUCKDB_THREADS") {
             None => None,
             Some(v) => match v.trim().parse::<usize>() {
                 Ok(n) if n >= 1 => Some(n),
                 _ => return Err(invalid("DUCKDB_THREADS", v, "a positive integer")),
             },
         };
-        let max_queued_jobs = args.max_queued_jobs.trim().parse::<usize>().map_err(|_| {
-            invalid(
-                "MAX_QUEUED_JOBS",
-                &args.max_queued_jobs,
-                "a non-negative integer (0 = unlimited)",
-            )
-        })?;
-        let max_result_bytes = args.max_result_bytes.trim().parse::<usize>().map_err(|_| {
-            invalid(
-                "MAX_RESULT_BYTES",
-                &args.max_result_bytes,
-                "a non-negative integer of bytes (0 = unlimited)",
-            )
-        })?;
-        let init_sql = match args.duckdb_init_sql {
+        let max_queued_jobs = args
+            .req("MAX_QUEUED_JOBS")
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| {
+                invalid(
+                    "MAX_QUEUED_JOBS",
+                    args.req("MAX_QUEUED_JOBS"),
+                    "a non-negative integer (0 = unlimited)",
+                )
+            })?;
+        let max_result_bytes = args
+            .req("MAX_RESULT_BYTES")
+            .trim()
+            .parse::<usize>()
+            .map_err(|_| {
+                invalid(
+                    "MAX_RESULT_BYTES",
+                    args.req("MAX_RESULT_BYTES"),
+                    "a non-negative integer of bytes (0 = unlimited)",
+                )
+            })?;
+        let init_sql = match args
+            .get("DUCKDB_INIT_SQL")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+        {
             None => None,
             Some(path) => match std::fs::read_to_string(&path) {
                 Ok(sql) => Some(InitSql { path, sql }),
@@ -255,14 +348,14 @@ impl Config {
                 }
             },
         };
-        let cursor_mode = parse_go_bool(&args.feature_cursor_mode).ok_or_else(|| {
+        let cursor_mode = parse_go_bool(args.req("FEATURE_CURSOR_MODE")).ok_or_else(|| {
             invalid(
                 "FEATURE_CURSOR_MODE",
-                &args.feature_cursor_mode,
+                args.req("FEATURE_CURSOR_MODE"),
                 "a boolean: true/false, 1/0, t/f",
             )
         })?;
-        let log_level = match args.log_level.to_ascii_lowercase().as_str() {
+        let log_level = match args.req("LOG_LEVEL").to_ascii_lowercase().as_str() {
             "error" => LogLevel::Error,
             "warn" | "warning" => LogLevel::Warn,
             "info" => LogLevel::Info,
@@ -271,7 +364,7 @@ impl Config {
             _ => {
                 return Err(invalid(
                     "LOG_LEVEL",
-                    &args.log_level,
+                    args.req("LOG_LEVEL"),
                     "one of error, warn, info, debug, trace",
                 ))
             }
@@ -282,7 +375,10 @@ impl Config {
             max_memory_gb,
             result_ttl,
             cleanup_interval,
-            duckdb_path: args.duckdb_path.filter(|p| !p.as_os_str().is_empty()),
+            duckdb_path: args
+                .get("DUCKDB_PATH")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
             shards,
             duckdb_threads,
             max_queued_jobs,

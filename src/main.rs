@@ -5,7 +5,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use compute_agent::config::{Args, Config};
 use compute_agent::{app, logging};
 

@@ -161,5 +161,19 @@ fn logs_are_json_lines_with_request_ids() {
             .find(|v| v["request_id"] == "log-rid-1" && v["status"] == 500)
     });
     assert_eq!(line["path"], "/execute");
+    assert_eq!(line["level"], "DEBUG");
     assert!(line["timestamp"].is_string());
+    // The failure itself is logged at info with DuckDB's message and the request id.
+    let failed = agent
+        .log()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "execute failed" && v["request_id"] == "log-rid-1")
+        .expect("execute failed line");
+    assert_eq!(failed["level"], "INFO");
+    assert_eq!(failed["code"], "EXECUTION_ERROR");
+    assert!(
+        failed["error"].as_str().unwrap().contains("nope_tbl"),
+        "{failed}"
+    );
 }
