@@ -306,9 +306,9 @@ impl QueryOutput {
         // SAFETY: a successful result; the chunk returned is ours to destroy.
         let raw = unsafe { ffi::duckdb_fetch_chunk(self.raw) };
         if raw.is_null() {
-            // SAFETY: reading the error state of a valid result.
-            let kind = unsafe { ffi::duckdb_result_error_type(&mut self.raw) };
-            if kind != ffi::duckdb_error_type_DUCKDB_ERROR_INVALID {
+            // SAFETY: reading the error state of a valid result (null = no error).
+            let failed = !unsafe { ffi::duckdb_result_error(&mut self.raw) }.is_null();
+            if failed {
                 return Err(self.error());
             }
             return Ok(None);

@@ -9,6 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -82,6 +83,8 @@ struct State {
     by_request: HashMap<Box<str>, QueryId>,
     queue: VecDeque<Work>,
     busy: Option<Busy>,
+    /// The cancel flag of the statement the worker holds.
+    busy_cancel: Arc<AtomicBool>,
     expiry: ExpiryQueue,
     closed: bool,
 }
@@ -136,6 +139,7 @@ impl Shard {
                 by_request: HashMap::new(),
                 queue: VecDeque::new(),
                 busy: None,
+                busy_cancel: Arc::new(AtomicBool::new(false)),
                 expiry: ExpiryQueue::default(),
                 closed: false,
             }),
@@ -323,11 +327,13 @@ impl Shard {
                     }
                 }
             }
-            if st.busy.is_some() {
-                me.interrupt.interrupt();
+            if let Some(busy) = st.busy {
+                drop(st);
+                me.stop_running(busy);
             }
         }
         me.worker.borrow_mut().take();
+        let end = Instant::now() + deadline;
         let exited = me.worker_exited.borrow_mut().take();
         if let Some(rx) = exited {
             let _ = glommio::timer::timeout(deadline, async move {
@@ -335,6 +341,11 @@ impl Shard {
                 Ok(())
             })
             .await;
+        }
+        // The last statement's answer and the exit signal wake different
+        // tasks; wait until the answer has been applied to the job table.
+        while me.state.borrow().busy.is_some() && Instant::now() < end {
+            glommio::timer::sleep(Duration::from_millis(1)).await;
         }
     }
 }
@@ -348,8 +359,9 @@ struct ExecuteGuard<'a> {
 
 impl Drop for ExecuteGuard<'_> {
     fn drop(&mut self) {
-        if !self.done && self.inner.state.borrow().busy == Some(Busy::Execute(self.seq)) {
-            self.inner.interrupt.interrupt();
+        let running = self.inner.state.borrow().busy == Some(Busy::Execute(self.seq));
+        if !self.done && running {
+            self.inner.stop_running(Busy::Execute(self.seq));
         }
         // A still-queued execute is skipped by `pump` (its reply is closed).
     }
@@ -538,7 +550,7 @@ impl Inner {
         }
     }
 
-    fn cancel_local(&self, id: QueryId) -> Result<JobStatus, JobError> {
+    fn cancel_local(self: &Rc<Self>, id: QueryId) -> Result<JobStatus, JobError> {
         let mut st = self.state.borrow_mut();
         let ttl = self.engine.cfg.result_ttl;
         let job = st.jobs.get_mut(&id).ok_or(JobError::NotFound)?;
@@ -549,14 +561,12 @@ impl Inner {
                 "query was canceled before it started"
             }
             Status::Running => {
-                // The worker runs exactly this job (the shard hands it one task
-                // at a time), so the interrupt cannot hit another statement.
-                self.interrupt.interrupt();
                 ShardCounters::add(&c.running_jobs, -1);
                 "query was canceled"
             }
             _ => return Ok(job.snapshot(id)),
         };
+        let was_running = job.status == Status::Running;
         ShardCounters::add(&c.completed_jobs, 1);
         job.finish(
             Status::Canceled,
@@ -568,22 +578,27 @@ impl Inner {
         );
         let snap = job.snapshot(id);
         st.expiry.push(Instant::now() + ttl, id);
+        drop(st);
+        if was_running {
+            self.stop_running(Busy::Job(id));
+        }
         Ok(snap)
     }
 
-    fn delete_local(&self, id: QueryId) -> Result<JobStatus, JobError> {
+    fn delete_local(self: &Rc<Self>, id: QueryId) -> Result<JobStatus, JobError> {
         let mut st = self.state.borrow_mut();
         let job = st.jobs.remove(&id).ok_or(JobError::NotFound)?;
         let c = self.counters();
         match job.status {
             Status::Queued => ShardCounters::add(&c.queued_jobs, -1),
-            Status::Running => {
-                self.interrupt.interrupt();
-                ShardCounters::add(&c.running_jobs, -1);
-            }
+            Status::Running => ShardCounters::add(&c.running_jobs, -1),
             _ => ShardCounters::add(&c.completed_jobs, -1),
         }
         self.forget(&mut st, &job);
+        drop(st);
+        if job.status == Status::Running {
+            self.stop_running(Busy::Job(id));
+        }
         // Dropping the job drops its waiters' senders: they wake and see NotFound.
         Ok(JobStatus {
             id,
@@ -626,6 +641,35 @@ impl Inner {
                 .cleaned_jobs
                 .fetch_add(cleaned, std::sync::atomic::Ordering::Relaxed);
         }
+    }
+
+    /// Stops the statement the worker holds for `busy`: flags it (so it is
+    /// skipped if it has not started) and interrupts DuckDB, again every few
+    /// milliseconds until the worker answers, because DuckDB drops an
+    /// interrupt that lands just before a statement begins. The shard hands
+    /// the worker one statement at a time and checks `busy` on this thread
+    /// before each interrupt, so no other statement can be hit.
+    fn stop_running(self: &Rc<Self>, busy: Busy) {
+        {
+            let st = self.state.borrow();
+            if st.busy != Some(busy) {
+                return;
+            }
+            st.busy_cancel.store(true, Ordering::SeqCst);
+        }
+        self.interrupt.interrupt();
+        let weak = Rc::downgrade(self);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(Duration::from_millis(5)).await;
+                let Some(me) = weak.upgrade() else { return };
+                if me.state.borrow().busy != Some(busy) {
+                    return;
+                }
+                me.interrupt.interrupt();
+            }
+        })
+        .detach();
     }
 
     /// Hands the next queued work to the worker if it is idle.
@@ -682,9 +726,15 @@ impl Inner {
 
     fn dispatch(self: &Rc<Self>, sql: String, busy: Busy, reply: Option<Reply<Arc<QueryResult>>>) {
         let (tx, rx) = oneshot::channel();
+        let canceled = Arc::new(AtomicBool::new(false));
+        self.state.borrow_mut().busy_cancel = canceled.clone();
         if let Some(w) = self.worker.borrow().as_ref() {
             // If the worker is gone the task (and `tx`) drops and `rx` reports it.
-            let _ = w.send(Task { sql, reply: tx });
+            let _ = w.send(Task {
+                sql,
+                canceled,
+                reply: tx,
+            });
         }
         let me = self.clone();
         glommio::spawn_local(async move {

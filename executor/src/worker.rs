@@ -23,6 +23,8 @@ use crate::result::QueryResult;
 /// One statement for the worker.
 pub(crate) struct Task {
     pub sql: String,
+    /// Set by the shard when the statement is canceled; checked before it starts.
+    pub canceled: Arc<AtomicBool>,
     pub reply: oneshot::Sender<Outcome>,
 }
 
@@ -79,7 +81,13 @@ fn run(mut conn: Connection, cfg: Config, rx: mpsc::Receiver<Task>) {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let start = Instant::now();
-        let result = execute(&mut conn, &mut cache, &task.sql, &cfg);
+        // A cancel that arrived before the statement started must not be lost:
+        // DuckDB clears a pending interrupt when the next statement begins.
+        let result = if task.canceled.load(Ordering::SeqCst) {
+            Err(ExecFailure::Interrupted)
+        } else {
+            execute(&mut conn, &mut cache, &task.sql, &cfg)
+        };
         // The shard may have stopped listening (job deleted); nothing to do then.
         let _ = task.reply.send(Outcome {
             result,

@@ -35,7 +35,7 @@ const CASES: &[(&str, &str)] = &[
     ),
     ("0.1::FLOAT", "0.1"),
     ("(-2.5)::DOUBLE", "-2.5"),
-    ("1e300::DOUBLE", "1e300"),
+    ("1e300::DOUBLE", "1e+300"),
     ("'NaN'::DOUBLE", "\"NaN\""),
     ("'Infinity'::DOUBLE", "\"Infinity\""),
     ("'-Infinity'::FLOAT", "\"-Infinity\""),
