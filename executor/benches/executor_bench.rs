@@ -395,6 +395,15 @@ fn main() {
         executor_version(),
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
+    // Profiling aids: one path alone for BENCH_SECS.
+    if filter == "exec-fresh" || filter == "exec-cached" {
+        println!("{:.0} stmts/s", executor_rate(secs, filter == "exec-fresh"));
+        return;
+    }
+    if filter == "ref-query" {
+        println!("{:.0} stmts/s", reference_rate(secs, RefMode::Query));
+        return;
+    }
     if filter.is_empty() || filter == "statements" {
         bench_statements(secs, rounds);
     }

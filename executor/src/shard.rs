@@ -9,7 +9,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -71,20 +71,32 @@ enum Work {
     },
 }
 
-/// What the worker is running.
+/// What a statement handed to the worker belongs to.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Busy {
     Job(QueryId),
     Execute(u64),
 }
 
+/// A statement handed to the worker.
+struct Flight {
+    busy: Busy,
+    /// The worker reports this token in `current` while it executes the statement.
+    token: u64,
+    canceled: Arc<AtomicBool>,
+}
+
+/// How many `/execute` statements the worker may hold at once: the next one
+/// waits in its channel so it never idles while the reactor turns around.
+/// Jobs are never handed over behind anything (so `RUNNING` means running).
+const EXECUTE_PIPELINE: usize = 2;
+
 struct State {
     jobs: HashMap<QueryId, Job>,
     by_request: HashMap<Box<str>, QueryId>,
     queue: VecDeque<Work>,
-    busy: Option<Busy>,
-    /// The cancel flag of the statement the worker holds.
-    busy_cancel: Arc<AtomicBool>,
+    /// Statements handed to the worker, oldest (executing) first; see `pump`.
+    in_flight: VecDeque<Flight>,
     expiry: ExpiryQueue,
     closed: bool,
 }
@@ -97,6 +109,8 @@ struct Inner {
     worker: RefCell<Option<mpsc::Sender<Task>>>,
     worker_exited: RefCell<Option<oneshot::Receiver<()>>>,
     interrupt: InterruptHandle,
+    /// The token of the statement the worker is executing (0: none).
+    current: Arc<AtomicU64>,
     state: RefCell<State>,
     next_seq: Cell<u64>,
 }
@@ -118,10 +132,12 @@ impl Shard {
     ) -> Result<(Shard, JoinHandle<()>), EngineError> {
         let interrupt = conn.interrupt_handle();
         let (exit_tx, exit_rx) = oneshot::channel();
+        let current = Arc::new(AtomicU64::new(0));
         let cfg = worker::Config {
             max_result_bytes: engine.cfg.max_result_bytes,
             keywords: engine.keywords.clone(),
             stop: engine.stop.clone(),
+            current: current.clone(),
         };
         let (tx, handle) = worker::spawn(index, conn, cfg, exit_tx)
             .map_err(|e| EngineError::Thread(e.to_string()))?;
@@ -134,12 +150,12 @@ impl Shard {
             worker: RefCell::new(Some(tx)),
             worker_exited: RefCell::new(Some(exit_rx)),
             interrupt,
+            current,
             state: RefCell::new(State {
                 jobs: HashMap::new(),
                 by_request: HashMap::new(),
                 queue: VecDeque::new(),
-                busy: None,
-                busy_cancel: Arc::new(AtomicBool::new(false)),
+                in_flight: VecDeque::new(),
                 expiry: ExpiryQueue::default(),
                 closed: false,
             }),
@@ -327,8 +343,9 @@ impl Shard {
                     }
                 }
             }
-            if let Some(busy) = st.busy {
-                drop(st);
+            let flights: Vec<Busy> = st.in_flight.iter().map(|f| f.busy).collect();
+            drop(st);
+            for busy in flights {
                 me.stop_running(busy);
             }
         }
@@ -344,7 +361,7 @@ impl Shard {
         }
         // The last statement's answer and the exit signal wake different
         // tasks; wait until the answer has been applied to the job table.
-        while me.state.borrow().busy.is_some() && Instant::now() < end {
+        while !me.state.borrow().in_flight.is_empty() && Instant::now() < end {
             glommio::timer::sleep(Duration::from_millis(1)).await;
         }
     }
@@ -359,8 +376,14 @@ struct ExecuteGuard<'a> {
 
 impl Drop for ExecuteGuard<'_> {
     fn drop(&mut self) {
-        let running = self.inner.state.borrow().busy == Some(Busy::Execute(self.seq));
-        if !self.done && running {
+        let handed_over = self
+            .inner
+            .state
+            .borrow()
+            .in_flight
+            .iter()
+            .any(|f| f.busy == Busy::Execute(self.seq));
+        if !self.done && handed_over {
             self.inner.stop_running(Busy::Execute(self.seq));
         }
         // A still-queued execute is skipped by `pump` (its reply is closed).
@@ -643,41 +666,55 @@ impl Inner {
         }
     }
 
-    /// Stops the statement the worker holds for `busy`: flags it (so it is
-    /// skipped if it has not started) and interrupts DuckDB, again every few
-    /// milliseconds until the worker answers, because DuckDB drops an
-    /// interrupt that lands just before a statement begins. The shard hands
-    /// the worker one statement at a time and checks `busy` on this thread
-    /// before each interrupt, so no other statement can be hit.
+    /// Stops the statement handed to the worker for `busy`: flags it (the
+    /// worker skips it if it has not started) and interrupts DuckDB while the
+    /// worker reports executing it — again every few milliseconds until it
+    /// answers, because DuckDB drops an interrupt that lands just before a
+    /// statement begins. If the worker moves on to the next statement between
+    /// the check and the interrupt, that statement sees an interrupt nobody
+    /// asked for; the worker retries such statements (see `worker.rs`).
     fn stop_running(self: &Rc<Self>, busy: Busy) {
-        {
+        let token = {
             let st = self.state.borrow();
-            if st.busy != Some(busy) {
+            let Some(f) = st.in_flight.iter().find(|f| f.busy == busy) else {
                 return;
-            }
-            st.busy_cancel.store(true, Ordering::SeqCst);
+            };
+            f.canceled.store(true, Ordering::SeqCst);
+            f.token
+        };
+        if self.current.load(Ordering::SeqCst) == token {
+            self.interrupt.interrupt();
         }
-        self.interrupt.interrupt();
         let weak = Rc::downgrade(self);
         glommio::spawn_local(async move {
             loop {
                 glommio::timer::sleep(Duration::from_millis(5)).await;
                 let Some(me) = weak.upgrade() else { return };
-                if me.state.borrow().busy != Some(busy) {
+                if !me.state.borrow().in_flight.iter().any(|f| f.token == token) {
                     return;
                 }
-                me.interrupt.interrupt();
+                if me.current.load(Ordering::SeqCst) == token {
+                    me.interrupt.interrupt();
+                }
             }
         })
         .detach();
     }
 
-    /// Hands the next queued work to the worker if it is idle.
+    /// Hands queued work to the worker: a job only to an idle worker, an
+    /// `/execute` also behind other `/execute`s (up to `EXECUTE_PIPELINE`).
     fn pump(self: &Rc<Self>) {
         loop {
             let mut st = self.state.borrow_mut();
-            if st.busy.is_some() {
+            let job_in_flight = st.in_flight.iter().any(|f| matches!(f.busy, Busy::Job(_)));
+            if job_in_flight || st.in_flight.len() >= EXECUTE_PIPELINE {
                 return;
+            }
+            let idle = st.in_flight.is_empty();
+            match st.queue.front() {
+                None => return,
+                Some(Work::Job(_)) if !idle => return,
+                _ => {}
             }
             let Some(work) = st.queue.pop_front() else {
                 return;
@@ -697,7 +734,6 @@ impl Inner {
                     ShardCounters::add(&c.queued_jobs, -1);
                     ShardCounters::add(&c.running_jobs, 1);
                     ShardCounters::add(&c.active_queries, 1);
-                    st.busy = Some(Busy::Job(id));
                     drop(st);
                     self.dispatch(sql, Busy::Job(id), None);
                 }
@@ -715,23 +751,28 @@ impl Inner {
                     c.executed_statements
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     ShardCounters::add(&c.active_queries, 1);
-                    st.busy = Some(Busy::Execute(seq));
                     drop(st);
                     self.dispatch(sql, Busy::Execute(seq), Some(reply));
                 }
             }
-            return;
         }
     }
 
     fn dispatch(self: &Rc<Self>, sql: String, busy: Busy, reply: Option<Reply<Arc<QueryResult>>>) {
         let (tx, rx) = oneshot::channel();
         let canceled = Arc::new(AtomicBool::new(false));
-        self.state.borrow_mut().busy_cancel = canceled.clone();
+        let token = self.next_seq.get() + 1;
+        self.next_seq.set(token);
+        self.state.borrow_mut().in_flight.push_back(Flight {
+            busy,
+            token,
+            canceled: canceled.clone(),
+        });
         if let Some(w) = self.worker.borrow().as_ref() {
             // If the worker is gone the task (and `tx`) drops and `rx` reports it.
             let _ = w.send(Task {
                 sql,
+                token,
                 canceled,
                 reply: tx,
             });
@@ -739,20 +780,21 @@ impl Inner {
         let me = self.clone();
         glommio::spawn_local(async move {
             let outcome = rx.await.ok();
-            me.on_done(busy, outcome, reply);
+            me.on_done(token, busy, outcome, reply);
         })
         .detach();
     }
 
     fn on_done(
         self: &Rc<Self>,
+        token: u64,
         busy: Busy,
         outcome: Option<Outcome>,
         reply: Option<Reply<Arc<QueryResult>>>,
     ) {
         {
             let mut st = self.state.borrow_mut();
-            st.busy = None;
+            st.in_flight.retain(|f| f.token != token);
             let c = self.counters();
             ShardCounters::add(&c.active_queries, -1);
             if let Some(o) = &outcome {

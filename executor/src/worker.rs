@@ -8,7 +8,7 @@
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,6 +23,8 @@ use crate::result::QueryResult;
 /// One statement for the worker.
 pub(crate) struct Task {
     pub sql: String,
+    /// Published in `Config::current` while this statement executes.
+    pub token: u64,
     /// Set by the shard when the statement is canceled; checked before it starts.
     pub canceled: Arc<AtomicBool>,
     pub reply: oneshot::Sender<Outcome>,
@@ -47,6 +49,9 @@ pub(crate) struct Config {
     pub keywords: Arc<HashSet<String>>,
     /// Set by `Engine::shutdown`: stop even if the shard never closed its queue.
     pub stop: Arc<AtomicBool>,
+    /// The token of the task being executed (0: none), read by the shard to
+    /// aim its interrupts.
+    pub current: Arc<AtomicU64>,
 }
 
 /// Starts the worker thread for shard `index`. It exits when the task sender
@@ -81,13 +86,25 @@ fn run(mut conn: Connection, cfg: Config, rx: mpsc::Receiver<Task>) {
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         };
         let start = Instant::now();
-        // A cancel that arrived before the statement started must not be lost:
-        // DuckDB clears a pending interrupt when the next statement begins.
-        let result = if task.canceled.load(Ordering::SeqCst) {
-            Err(ExecFailure::Interrupted)
-        } else {
-            execute(&mut conn, &mut cache, &task.sql, &cfg)
-        };
+        // Publish the token before reading the flag (both SeqCst), and the
+        // shard sets the flag before reading the token: either we see the
+        // cancel and skip, or the shard sees us running and interrupts.
+        cfg.current.store(task.token, Ordering::SeqCst);
+        let mut result = Err(ExecFailure::Interrupted);
+        for _ in 0..3 {
+            if task.canceled.load(Ordering::SeqCst) || cfg.stop.load(Ordering::SeqCst) {
+                result = Err(ExecFailure::Interrupted);
+                break;
+            }
+            result = execute(&mut conn, &mut cache, &task.sql, &cfg);
+            // An interrupt aimed at the previous statement can land on this
+            // one; DuckDB rolled it back, so run it again (a real cancel sets
+            // the flag and ends the loop above).
+            if !matches!(result, Err(ExecFailure::Interrupted)) {
+                break;
+            }
+        }
+        cfg.current.store(0, Ordering::SeqCst);
         // The shard may have stopped listening (job deleted); nothing to do then.
         let _ = task.reply.send(Outcome {
             result,

@@ -727,3 +727,45 @@ fn dropping_an_execute_future_interrupts_its_statement() {
         }
     });
 }
+
+#[test]
+fn dropped_executes_handed_over_behind_each_other_are_skipped_or_interrupted() {
+    let engine = open(config(1));
+    let e2 = engine.clone();
+    run_shards(&engine, move |shard| {
+        let engine = e2.clone();
+        async move {
+            // The first runs, the second waits in the worker's pipeline, the
+            // third in the shard's FIFO.
+            let first = {
+                let shard = shard.clone();
+                glommio::spawn_local(async move { shard.execute(LONG_SQL).await })
+            };
+            let second = {
+                let shard = shard.clone();
+                glommio::spawn_local(async move { shard.execute(LONG_SQL).await })
+            };
+            let third = {
+                let shard = shard.clone();
+                glommio::spawn_local(async move { shard.execute("SELECT 3").await })
+            };
+            assert!(
+                eventually(Duration::from_secs(30), || engine.stats().active_queries
+                    >= 1)
+                .await
+            );
+            glommio::timer::sleep(Duration::from_millis(100)).await;
+            drop(second);
+            drop(first);
+            let r = glommio::timer::timeout(Duration::from_secs(60), async { Ok(third.await) })
+                .await
+                .expect("the third statement is answered once the first two are gone");
+            assert_eq!(rows_text(&r.unwrap()), "[[3]]");
+            assert!(
+                eventually(Duration::from_secs(30), || engine.stats().active_queries
+                    == 0)
+                .await
+            );
+        }
+    });
+}
