@@ -283,6 +283,14 @@ impl QueryOutput {
         })
     }
 
+    /// Total rows of a materialized result (known before the first fetch);
+    /// used only to size the JSON arena once instead of growing it.
+    pub fn row_count_hint(&mut self) -> usize {
+        // SAFETY: a successful (materialized) result; deprecated in DuckDB's
+        // docs but present, and returns 0 for streaming results.
+        unsafe { ffi::duckdb_row_count(&mut self.raw) as usize }
+    }
+
     pub fn column_count(&mut self) -> usize {
         // SAFETY: a successful result.
         unsafe { ffi::duckdb_column_count(&mut self.raw) as usize }

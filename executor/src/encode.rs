@@ -54,7 +54,9 @@ pub fn encode(
     }
     columns_json.push(b']');
 
+    let total_rows = out.row_count_hint();
     let mut b = ResultBuilder::new(limit);
+    let mut rows_done = 0;
     while let Some(chunk) = out.next_chunk().map_err(EncodeError::Db)? {
         let len = chunk.len();
         let cols: Vec<Col<'_>> = kinds
@@ -76,6 +78,8 @@ pub fn encode(
         if b.over_limit() {
             return Err(EncodeError::TooLarge);
         }
+        rows_done += len;
+        b.reserve_for(total_rows, rows_done);
     }
     Ok(b.finish(columns_json, names))
 }

@@ -198,6 +198,32 @@ impl ResultBuilder {
         Ok(())
     }
 
+    /// Sizes the arena for `total_rows` from the bytes per row seen so far
+    /// (called after each chunk), growing it in exact steps instead of
+    /// doubling, so a large result does not keep up to half its size as empty
+    /// capacity or pay for repeated copies. Never beyond the size limit.
+    pub fn reserve_for(&mut self, total_rows: usize, rows_done: usize) {
+        if rows_done == 0 || total_rows <= rows_done {
+            return;
+        }
+        let want = (self.rows.len() as u128 * total_rows as u128 / rows_done as u128) as usize;
+        let want = want
+            .saturating_add(want / 16)
+            .min(self.limit.saturating_add(1));
+        if want > self.rows.capacity() {
+            self.rows.reserve_exact(want - self.rows.len());
+        }
+        match &mut self.offsets {
+            Offsets::Small(v) if v.capacity() <= total_rows => {
+                v.reserve_exact(total_rows + 1 - v.len())
+            }
+            Offsets::Large(v) if v.capacity() <= total_rows => {
+                v.reserve_exact(total_rows + 1 - v.len())
+            }
+            _ => {}
+        }
+    }
+
     /// Checked between chunks so a single huge chunk cannot run far past the limit.
     pub fn over_limit(&self) -> bool {
         self.rows.len() > self.limit
