@@ -16,6 +16,7 @@ use crate::sampler::{self, HealthSample};
 use crate::scenario::{Kind, Mix};
 use crate::stats::Recorder;
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -343,12 +344,14 @@ struct WorkerSpec {
     drain: Duration,
 }
 
-/// Operations in flight on this worker, per kind, so anything still running
-/// at the drain deadline is counted as a failure instead of vanishing.
+/// Operations in flight on this worker, so anything still running at the
+/// drain deadline is counted as a failure (with the time it had been
+/// waiting) instead of vanishing.
 #[derive(Default)]
 struct InFlight {
-    measured: [Cell<u64>; 4],
     total: Cell<u64>,
+    /// Measured operations in flight: (worker seq) -> (kind, intended start).
+    measured: RefCell<HashMap<u64, (Kind, Instant)>>,
 }
 
 impl InFlight {
@@ -357,23 +360,38 @@ impl InFlight {
     fn begin(&self, op: &OpSpec) {
         self.total.set(self.total.get() + 1);
         if op.measured {
-            let c = &self.measured[op.kind.index()];
-            c.set(c.get() + 1);
+            self.measured
+                .borrow_mut()
+                .insert(op.seq, (op.kind, op.intended));
         }
     }
 
     /// Runs an operation begun with `begin` and updates the counters.
     async fn run(&self, worker: &Worker, live: &Live, op: OpSpec) {
-        let (kind, measured) = (op.kind, op.measured);
+        let (seq, measured) = (op.seq, op.measured);
         let ok = worker.run(op).await;
         self.total.set(self.total.get() - 1);
         if measured {
-            let c = &self.measured[kind.index()];
-            c.set(c.get() - 1);
+            self.measured.borrow_mut().remove(&seq);
             live.done.fetch_add(1, Ordering::Relaxed);
             if !ok {
                 live.failed.fetch_add(1, Ordering::Relaxed);
             }
+        }
+    }
+
+    /// Charges every operation still running to the recorder: a failure
+    /// `unfinished at end of run`, with its latency so far (a lower bound)
+    /// in the corrected histogram, so the percentiles cannot hide it.
+    fn charge_unfinished(&self, rec: &mut Recorder) {
+        let now = Instant::now();
+        for (_, (kind, intended)) in self.measured.borrow_mut().drain() {
+            let s = rec.op(kind.name());
+            *s.outcomes
+                .failed
+                .entry("unfinished at end of run".into())
+                .or_default() += 1;
+            crate::stats::record(&mut s.corrected, now.saturating_duration_since(intended));
         }
     }
 }
@@ -458,16 +476,7 @@ fn worker_main(spec: WorkerSpec, env: Arc<OpEnv>, mix: Mix, live: Arc<Live>) -> 
         }
     });
     let mut r = rec.borrow_mut();
-    for kind in Kind::ALL {
-        let left = inflight.measured[kind.index()].get();
-        if left > 0 {
-            *r.op(kind.name())
-                .outcomes
-                .failed
-                .entry("unfinished at end of run".into())
-                .or_default() += left;
-        }
-    }
+    inflight.charge_unfinished(&mut r);
     drop(r);
     let connects = pool.connects();
     drop(local);

@@ -152,8 +152,8 @@ fn slo_verdicts_flip_with_thresholds() {
         "--slo-queue-p95",
         "5s",
     ]);
-    assert_eq!(code, 1);
     let s = slo(&r, "stored_jobs_bounded");
+    assert_eq!(code, 1, "{s} {}", r["agent"]["health_samples"]);
     assert_eq!(s["status"], "fail", "{s}");
     assert!(r["agent"]["stored_jobs"]["slope_per_s"].as_f64().unwrap() > 5.0);
 }
