@@ -90,6 +90,9 @@ if [[ $PART == all || $PART == capacity ]]; then
   AGENT_TOKEN=bench LISTEN_ADDR=127.0.0.1:$PORT SHARDS=${SHARDS:-2} "$AGENT" 2>"$OUT/agent.log" &
   PIDS+=($!)
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$PORT/health" >/dev/null 2>&1 && break; sleep 0.1; done
+  # Warm the agent (first DuckDB use on each shard) before the first step.
+  "$LOADGEN_BIN" run --scenario lifecycle --sql "SELECT 1" --url "http://127.0.0.1:$PORT" --token bench \
+    --rate 20 --duration 3s --warmup 0s --quiet --no-progress || true
   for q in "select1|SELECT 1" "rows10k|SELECT i, i * 2 AS doubled, 'row-' || i AS label FROM range(10000) t(i)"; do
     name=${q%%|*}; sql=${q#*|}
     echo
