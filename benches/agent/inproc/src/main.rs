@@ -16,7 +16,10 @@
 //! SQL: `repeat` runs `SELECT 1`; `unique` runs `SELECT <n>` with a fresh n
 //! each time (no two statements share text across threads).
 //!
-//! Usage: agent-inproc-bench <prepare|query|reuse> <repeat|unique> [--threads N] [--seconds S] [--duckdb-threads N]
+//! `--separate-db` gives every thread its own in-memory database instead of a
+//! connection to the shared one (what Python's one-process-per-core does).
+//!
+//! Usage: agent-inproc-bench <prepare|query|reuse> <repeat|unique> [--threads N] [--seconds S] [--duckdb-threads N] [--separate-db]
 
 use libduckdb_sys as ffi;
 use std::ffi::{CStr, CString};
@@ -44,6 +47,7 @@ struct Args {
     threads: usize,
     seconds: f64,
     duckdb_threads: Option<usize>,
+    separate_db: bool,
 }
 
 #[derive(Debug)]
@@ -93,8 +97,13 @@ fn parse_args() -> Result<Args, BenchError> {
         threads: 2,
         seconds: 4.0,
         duckdb_threads: None,
+        separate_db: false,
     };
     while let Some(flag) = it.next() {
+        if flag == "--separate-db" {
+            args.separate_db = true;
+            continue;
+        }
         let value = it
             .next()
             .ok_or_else(|| BenchError::Usage(format!("{flag} needs a value")))?;
