@@ -5,49 +5,15 @@
 //! pre-encoded from the executor). It never allocates beyond the output buffer and
 //! never emits NaN/Infinity literals.
 
-/// Appends `s` as a JSON string literal (with quotes). Control characters, quote and
-/// backslash are escaped; other characters, non-ASCII included, pass through as UTF-8.
+/// Appends `s` as a JSON string literal (with quotes), escaped by the same
+/// writer that encodes result rows.
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    out.reserve(s.len() + 2);
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let esc: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => {
-                out.extend_from_slice(&bytes[start..i]);
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                out.extend_from_slice(&[
-                    b'\\',
-                    b'u',
-                    b'0',
-                    b'0',
-                    HEX[(b >> 4) as usize],
-                    HEX[(b & 0xf) as usize],
-                ]);
-                start = i + 1;
-                continue;
-            }
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(esc);
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+    executor::json::write_str(out, s.as_bytes());
 }
 
 /// Appends an unsigned integer.
 pub fn write_u64(out: &mut Vec<u8>, v: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
+    executor::json::write_int(out, v);
 }
 
 /// Appends a float; non-finite values become `null` because JSON has no literal for them.

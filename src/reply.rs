@@ -102,11 +102,7 @@ pub fn status(st: &JobStatus, rid: Option<&str>) -> Response {
         o.str("error_code", code);
     }
     if let Some(t) = st.completed_at {
-        o.with("completed_at", |o| {
-            o.push(b'"');
-            crate::timefmt::write_rfc3339(o, t);
-            o.push(b'"');
-        });
+        o.with("completed_at", |o| crate::timefmt::write_rfc3339(o, t));
     }
     o.opt_str("request_id", rid).finish();
     Response::json(200, out)

@@ -22,7 +22,7 @@ mod engine;
 mod error;
 mod expiry;
 mod job;
-mod json;
+pub mod json;
 mod result;
 mod route;
 mod shard;
