@@ -130,7 +130,18 @@ impl Engine {
             }
             settings.push(("threads", t.to_string()));
         }
-        let db = Database::open(cfg.duckdb_path.as_deref(), &settings).map_err(|m| {
+        // DuckDB starts its scheduler threads while the database opens, and
+        // they inherit the opener's priority: open it on a lowered thread.
+        let path = cfg.duckdb_path.as_deref();
+        let opened = std::thread::scope(|s| {
+            s.spawn(|| {
+                crate::priority::lower_current_thread();
+                Database::open(path, &settings)
+            })
+            .join()
+        })
+        .map_err(|_| EngineError::Thread("the thread opening DuckDB panicked".into()))?;
+        let db = opened.map_err(|m| {
             // Tell a bad setting apart from a bad file: both arrive as a message.
             if m.starts_with("invalid setting") {
                 EngineError::Setting {
@@ -169,7 +180,10 @@ impl Engine {
             let facts = facts.clone();
             std::thread::Builder::new()
                 .name("executor-facts".into())
-                .spawn(move || refresh_facts(refresher_conn, facts, stop_rx))
+                .spawn(move || {
+                    crate::priority::lower_current_thread();
+                    refresh_facts(refresher_conn, facts, stop_rx)
+                })
                 .map_err(|e| EngineError::Thread(e.to_string()))?
         };
 

@@ -23,6 +23,7 @@ mod error;
 mod expiry;
 mod job;
 pub mod json;
+mod priority;
 mod result;
 mod route;
 mod shard;

@@ -66,6 +66,7 @@ pub(crate) fn spawn(
     let handle = std::thread::Builder::new()
         .name(format!("duckdb-worker-{index}"))
         .spawn(move || {
+            crate::priority::lower_current_thread();
             run(conn, cfg, rx);
             let _ = exited.send(());
         })?;
