@@ -1,5 +1,5 @@
 //! Executor benchmarks against in-process DuckDB references, same run,
-//! alternating A/B/... rounds (see docs/benchmarks-executor.md).
+//! alternating A/B/... rounds (see docs/benchmarks.md, "Executor").
 //!
 //! 1. Statements/s on 2 connections: the executor's fresh path (unique
 //!    `SELECT <n>`) and cached path (same text repeated) against the C API's
