@@ -63,24 +63,22 @@ pub fn job_error(e: &JobError, rid: Option<&str>) -> Response {
 
 /// 202 for a submit: `{"query_id","status","request_id"?}`.
 pub fn submitted(id: QueryId, status: &str, rid: Option<&str>) -> Response {
-    let mut out = Vec::with_capacity(96);
-    Obj::new(&mut out)
-        .with("query_id", |o| write_id(o, id))
-        .str("status", status)
-        .opt_str("request_id", rid)
-        .finish();
-    Response::json(202, out)
+    id_status_reply(202, id, status, rid)
 }
 
 /// 200 `{"query_id","status","request_id"?}` for cancel and delete.
 pub fn id_status(id: QueryId, status: &str, rid: Option<&str>) -> Response {
+    id_status_reply(200, id, status, rid)
+}
+
+fn id_status_reply(code: u16, id: QueryId, status: &str, rid: Option<&str>) -> Response {
     let mut out = Vec::with_capacity(96);
     Obj::new(&mut out)
         .with("query_id", |o| write_id(o, id))
         .str("status", status)
         .opt_str("request_id", rid)
         .finish();
-    Response::json(200, out)
+    Response::json(code, out)
 }
 
 /// 200 status body: result metadata once succeeded, error once failed/canceled,
