@@ -80,7 +80,7 @@ def main():
     a = ap.parse_args()
     inproc = not a.no_inproc
     if inproc and not os.path.exists(b.INPROC_BIN):
-        print(f"(Rust in-process bench not built at {b.INPROC_BIN}; skipping it. Build: see docs/benchmarks.md, "Agent end to end")")
+        print(f"(Rust in-process bench not built at {b.INPROC_BIN}; skipping it. Build: see docs/benchmarks.md, section Agent end to end)")
         inproc = False
 
     b.header("Benchmark 1: POST /execute of trivial SQL (wrk -t2 -c64) vs DuckDB in-process, 2 connections")
