@@ -3,6 +3,8 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use crate::ReactorPriority;
+
 /// How the server is laid out: address, shards, memory, limits.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -12,6 +14,8 @@ pub struct ServerConfig {
     pub shards: usize,
     /// Pin shard `i` to the `i`-th CPU the process may run on.
     pub pin_to_cores: bool,
+    /// OS scheduling of the reactor threads (see [`ReactorPriority`]).
+    pub reactor_priority: ReactorPriority,
     /// glommio `io_memory` per shard. net does no DMA file I/O, so this stays
     /// small: several servers in one test process must fit `ulimit -l` 8 MiB.
     pub io_memory: usize,
@@ -55,6 +59,7 @@ impl Default for ServerConfig {
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             shards: crate::default_shards(),
             pin_to_cores: true,
+            reactor_priority: ReactorPriority::Normal,
             io_memory: 512 * 1024,
             limits: Limits::default(),
             shutdown_deadline: Duration::from_secs(10),

@@ -21,6 +21,8 @@ pub enum ServerError {
     ShardPanicked { shard: usize },
     #[error("cannot install signal handlers: {0}")]
     Signals(#[source] std::io::Error),
+    #[error("reactors cannot run real-time (SCHED_FIFO): {0}; it needs root, CAP_SYS_NICE or RLIMIT_RTPRIO >= 1")]
+    Realtime(#[source] std::io::Error),
 }
 
 /// Why a request was rejected before it reached the handler. Each variant

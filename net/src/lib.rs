@@ -27,6 +27,7 @@ mod handler;
 pub mod parse;
 mod request;
 mod response;
+mod sched;
 mod server;
 mod timeouts;
 
@@ -35,6 +36,7 @@ pub use error::{RequestError, ServerError};
 pub use handler::{Handler, ShardInfo};
 pub use request::{percent_decode, Request, Version};
 pub use response::{reason, HeaderValue, Response};
+pub use sched::ReactorPriority;
 pub use server::{Server, ServerHandle};
 
 /// Entry points for `cargo fuzz` (net/fuzz); not part of the API.

@@ -150,11 +150,14 @@ impl Server {
             shutting_down: AtomicBool::new(false),
             listeners,
         });
+        let realtime =
+            crate::sched::decide(config.reactor_priority).map_err(ServerError::Realtime)?;
         let factory = Arc::new(factory);
         let cpus = allowed_cpus();
         let (ready_tx, ready_rx) = mpsc::channel::<usize>();
         let mut handle = ServerHandle {
             local_addr,
+            realtime,
             shared: shared.clone(),
             threads: Vec::new(),
         };
@@ -175,14 +178,22 @@ impl Server {
             let spawned = LocalExecutorBuilder::new(placement)
                 .name(&format!("net-shard-{id}"))
                 .io_memory(config.io_memory)
-                .spawn(move || async move {
-                    let handler = Rc::new(factory(info).await);
-                    drop(factory);
-                    let _ = ready_tx.send(id);
-                    // Dropped now, so `start` sees a disconnect (not a hang)
-                    // if another shard's factory fails.
-                    drop(ready_tx);
-                    run_shard(listener, handler, shared, limits, deadline).await;
+                .spawn(move || {
+                    if realtime {
+                        // Permitted (decided above for the same process), so a
+                        // failure here cannot happen short of a racing rlimit
+                        // change; the shard then just runs at normal priority.
+                        let _ = crate::sched::make_current_thread_realtime();
+                    }
+                    async move {
+                        let handler = Rc::new(factory(info).await);
+                        drop(factory);
+                        let _ = ready_tx.send(id);
+                        // Dropped now, so `start` sees a disconnect (not a hang)
+                        // if another shard's factory fails.
+                        drop(ready_tx);
+                        run_shard(listener, handler, shared, limits, deadline).await;
+                    }
                 });
             match spawned {
                 Ok(t) => handle.threads.push((id, t)),
@@ -223,6 +234,7 @@ impl Server {
 /// begins shutdown (the shard threads finish on their own).
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    realtime: bool,
     shared: Arc<Shared>,
     threads: Vec<(usize, ExecutorJoinHandle<()>)>,
 }
@@ -231,6 +243,12 @@ impl ServerHandle {
     /// The bound address (with the port chosen when the config said 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Whether the reactors run real-time (`SCHED_FIFO`), as decided from
+    /// [`ServerConfig::reactor_priority`](crate::ServerConfig).
+    pub fn reactor_realtime(&self) -> bool {
+        self.realtime
     }
 
     /// Stops accepting on every shard, closes idle keep-alive connections,
