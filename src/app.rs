@@ -53,6 +53,7 @@ pub fn run(config: Config) -> Result<(), AppError> {
     let server_config = ServerConfig {
         addr: config.listen_addr,
         shards: config.shards,
+        reactor_priority: config.reactor_priority,
         ..ServerConfig::default()
     };
     let drain = server_config.shutdown_deadline;
@@ -89,6 +90,8 @@ pub fn run(config: Config) -> Result<(), AppError> {
         max_result_bytes = config.max_result_bytes,
         duckdb_init_sql = config.init_sql.as_ref().map_or(String::new(), |i| i.path.display().to_string()),
         feature_cursor_mode = config.cursor_mode,
+        reactor_priority = ?config.reactor_priority,
+        reactor_realtime = handle.reactor_realtime(),
         startup_ms = started.elapsed().as_millis() as u64,
         "compute-agent listening"
     );

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use net::ReactorPriority;
 
 use crate::duration::parse_go_duration;
 
@@ -96,6 +97,12 @@ const SETTINGS: &[Setting] = &[
         default: Some("true"),
         help:
             "Serve the /queries lifecycle routes; false answers them 404 so gateways use /execute",
+    },
+    Setting {
+        var: "REACTOR_PRIORITY",
+        flag: "reactor-priority",
+        default: Some("auto"),
+        help: "Reactor threads' CPU scheduling: auto (real-time SCHED_FIFO when permitted), realtime (required), normal",
     },
     Setting {
         var: "LOG_LEVEL",
@@ -216,6 +223,7 @@ pub struct Config {
     pub max_result_bytes: usize,
     pub init_sql: Option<InitSql>,
     pub cursor_mode: bool,
+    pub reactor_priority: ReactorPriority,
     pub log_level: LogLevel,
 }
 
@@ -355,6 +363,18 @@ impl Config {
                 "a boolean: true/false, 1/0, t/f",
             )
         })?;
+        let reactor_priority = match args.req("REACTOR_PRIORITY").to_ascii_lowercase().as_str() {
+            "auto" => ReactorPriority::RealtimeIfPermitted,
+            "realtime" => ReactorPriority::Realtime,
+            "normal" => ReactorPriority::Normal,
+            _ => {
+                return Err(invalid(
+                    "REACTOR_PRIORITY",
+                    args.req("REACTOR_PRIORITY"),
+                    "one of auto, realtime, normal",
+                ))
+            }
+        };
         let log_level = match args.req("LOG_LEVEL").to_ascii_lowercase().as_str() {
             "error" => LogLevel::Error,
             "warn" | "warning" => LogLevel::Warn,
@@ -385,6 +405,7 @@ impl Config {
             max_result_bytes,
             init_sql,
             cursor_mode,
+            reactor_priority,
             log_level,
         })
     }
@@ -523,6 +544,7 @@ mod tests {
         assert!(c.cursor_mode);
         assert!(c.shards >= 1);
         assert_eq!(c.max_memory_gb, None);
+        assert_eq!(c.reactor_priority, ReactorPriority::RealtimeIfPermitted);
     }
 
     #[test]
@@ -538,6 +560,7 @@ mod tests {
             (&["--feature-cursor-mode", "yes"], "FEATURE_CURSOR_MODE"),
             (&["--listen-addr", "nope"], "LISTEN_ADDR"),
             (&["--max-queued-jobs", "-3"], "MAX_QUEUED_JOBS"),
+            (&["--reactor-priority", "high"], "REACTOR_PRIORITY"),
             (
                 &["--duckdb-init-sql", "/nonexistent/init.sql"],
                 "DUCKDB_INIT_SQL",

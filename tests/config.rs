@@ -22,6 +22,7 @@ fn bad_values_exit_2_naming_the_variable() {
         ("MAX_RESULT_BYTES", "1e6"),
         ("FEATURE_CURSOR_MODE", "maybe"),
         ("DUCKDB_INIT_SQL", "/nonexistent/dir/init.sql"),
+        ("REACTOR_PRIORITY", "urgent"),
     ];
     for (var, value) in cases {
         let out = Agent::run_to_exit(&[(var, value)], &[]);
@@ -66,6 +67,7 @@ fn help_lists_every_setting_with_defaults() {
         "MAX_RESULT_BYTES",
         "DUCKDB_INIT_SQL",
         "FEATURE_CURSOR_MODE",
+        "REACTOR_PRIORITY",
     ] {
         assert!(
             text.contains(&format!("env: {var}")),
@@ -77,6 +79,7 @@ fn help_lists_every_setting_with_defaults() {
         "[default: 10m]",
         "[default: 1m]",
         "[default: true]",
+        "[default: auto]",
     ] {
         assert!(text.contains(default), "{default} missing:\n{text}");
     }
@@ -176,4 +179,94 @@ fn logs_are_json_lines_with_request_ids() {
         failed["error"].as_str().unwrap().contains("nope_tbl"),
         "{failed}"
     );
+}
+
+/// Whether this process may use SCHED_FIFO, from the kernel's own records:
+/// CAP_SYS_NICE in the effective set, or a real-time priority rlimit >= 1.
+fn realtime_permitted() -> bool {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .map(|v| u64::from_str_radix(v.trim(), 16).unwrap())
+        .unwrap();
+    const CAP_SYS_NICE: u32 = 23;
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap();
+    let rtprio = limits
+        .lines()
+        .find(|l| l.starts_with("Max realtime priority"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .map(|soft| soft.parse::<u64>().unwrap_or(u64::MAX))
+        .unwrap();
+    cap_eff & (1 << CAP_SYS_NICE) != 0 || rtprio >= 1
+}
+
+/// (thread name, scheduling policy) of every thread of `pid`, from /proc.
+fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let dir = t.unwrap().path();
+        let Ok(stat) = std::fs::read_to_string(dir.join("stat")) else {
+            continue; // the thread exited meanwhile
+        };
+        let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        // Fields after the ")" that ends the name; policy is field 41 overall.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let policy: u32 = rest.split(' ').nth(38).unwrap().parse().unwrap();
+        out.push((name.trim().to_string(), policy));
+    }
+    out
+}
+
+#[test]
+fn reactors_run_real_time_when_permitted_and_sql_threads_never_do() {
+    const SCHED_FIFO: u32 = 1;
+    let permitted = realtime_permitted();
+    for (setting, want_rt) in [("auto", permitted), ("normal", false)] {
+        let agent = Agent::start(&[("REACTOR_PRIORITY", setting), ("SHARDS", "2")]);
+        // Run SQL so every worker thread and DuckDB's own threads exist.
+        let mut c = agent.client();
+        for n in 0..8 {
+            assert_eq!(c.execute(&format!("SELECT {n} AS v"))["rows"][0][0], n);
+        }
+        let log = agent.log();
+        assert!(
+            log.contains(&format!("\"reactor_realtime\":{want_rt}")),
+            "{setting}: start-up line should say reactor_realtime={want_rt}:\n{log}"
+        );
+        let threads = thread_policies(agent.pid());
+        let fifo: Vec<&String> = threads
+            .iter()
+            .filter(|(_, p)| *p == SCHED_FIFO)
+            .map(|(n, _)| n)
+            .collect();
+        if want_rt {
+            // One reactor per shard; glommio names its helper threads like the
+            // reactor, and those must stay normal.
+            assert_eq!(fifo.len(), 2, "{setting}: {threads:?}");
+            assert!(
+                fifo.iter().all(|n| n.starts_with("net-shard-")),
+                "{threads:?}"
+            );
+        } else {
+            assert!(fifo.is_empty(), "{setting}: {threads:?}");
+        }
+        assert!(
+            threads.iter().any(|(n, _)| n.starts_with("duckdb-worker")),
+            "{threads:?}"
+        );
+    }
+}
+
+#[test]
+fn required_real_time_without_permission_stops_start_up() {
+    if realtime_permitted() {
+        // Nothing to refuse here; the other branch runs where it is refused.
+        let agent = Agent::start(&[("REACTOR_PRIORITY", "realtime")]);
+        assert!(agent.log().contains("\"reactor_realtime\":true"));
+        return;
+    }
+    let out = Agent::run_to_exit(&[("REACTOR_PRIORITY", "realtime")], &[]);
+    assert_ne!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("CAP_SYS_NICE"), "{}", out.stderr);
 }
