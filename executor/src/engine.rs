@@ -19,6 +19,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
 use crate::duckdb::{self, Connection, Database, InterruptHandle};
 use crate::error::EngineError;
+use crate::priority::CpuSet;
 use crate::shard::{Msg, Shard};
 use crate::stats::{gauge, ShardCounters, Stats};
 
@@ -89,6 +90,8 @@ pub struct Engine {
     meshes: Mutex<Vec<MeshBuilder<Msg, Full>>>,
     interrupts: Vec<InterruptHandle>,
     pub(crate) stop: Arc<AtomicBool>,
+    /// The CPUs SQL threads may run on (the process's, taken at open).
+    pub(crate) sql_cpus: Option<CpuSet>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     refresher_stop: Mutex<Option<mpsc::Sender<()>>>,
     // Dropped last: connections and shards reference the instance.
@@ -198,6 +201,7 @@ impl Engine {
             meshes: Mutex::new(meshes),
             interrupts,
             stop: Arc::new(AtomicBool::new(false)),
+            sql_cpus: CpuSet::of_current_thread(),
             threads: Mutex::new(vec![refresher]),
             refresher_stop: Mutex::new(Some(stop_tx)),
             _db: db,

@@ -138,6 +138,7 @@ impl Shard {
             keywords: engine.keywords.clone(),
             stop: engine.stop.clone(),
             current: current.clone(),
+            cpus: engine.sql_cpus,
         };
         let (tx, handle) = worker::spawn(index, conn, cfg, exit_tx)
             .map_err(|e| EngineError::Thread(e.to_string()))?;

@@ -18,6 +18,7 @@ use hashbrown::HashMap;
 
 use crate::duckdb::{Connection, DbError, Prepared, QueryOutput};
 use crate::encode::{encode, EncodeError};
+use crate::priority::CpuSet;
 use crate::result::QueryResult;
 
 /// One statement for the worker.
@@ -52,6 +53,8 @@ pub(crate) struct Config {
     /// The token of the task being executed (0: none), read by the shard to
     /// aim its interrupts.
     pub current: Arc<AtomicU64>,
+    /// Where the worker may run; `None` leaves the inherited affinity.
+    pub cpus: Option<CpuSet>,
 }
 
 /// Starts the worker thread for shard `index`. It exits when the task sender
@@ -67,6 +70,9 @@ pub(crate) fn spawn(
         .name(format!("duckdb-worker-{index}"))
         .spawn(move || {
             crate::priority::lower_current_thread();
+            if let Some(cpus) = &cfg.cpus {
+                cpus.apply_to_current_thread();
+            }
             run(conn, cfg, rx);
             let _ = exited.send(());
         })?;
