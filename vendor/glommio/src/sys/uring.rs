@@ -1225,6 +1225,8 @@ pub(crate) struct Reactor {
     /// Whether the pending latency timer is a preempt timer (it may be kept
     /// across turns) rather than a sleeper's user timer (it may not).
     latency_timer_is_preempt: Cell<bool>,
+    /// When the pending latency timer expires.
+    latency_timer_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1357,6 +1359,7 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             latency_timer_is_preempt: Cell::new(false),
+            latency_timer_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1818,20 +1821,30 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Patched (compute-agent): timers are kept across busy turns instead
-        // of being cancelled and re-armed on every turn, which cost several
-        // io_uring_enter calls per turn. A kept latency timer may fire early
-        // relative to this turn; that only makes the current task queue
-        // yield sooner, which is harmless.
+        // Patched (compute-agent): timers are kept across turns instead of
+        // being cancelled and re-armed on every turn and around every sleep,
+        // which cost several io_uring_enter calls per turn. A kept latency
+        // timer may fire earlier than a fresh one would; that only makes the
+        // current task queue yield sooner, or wakes a sleeper early to look
+        // again, both harmless.
         //
-        // The latency timer is kept while it is pending and we are polling
-        // (a preempt timer is wanted); before a sleep it is cancelled,
-        // otherwise we would wake up when it expires.
+        // A pending preempt timer is kept while polling, and while sleeping
+        // when it expires no later than the user's timer (or there is none).
+        // Otherwise it is cancelled here, before the sleep decision, so its
+        // cancellation cannot wake the sleeper.
+        let now = Instant::now();
+        let keep = |dur: Option<Duration>| match (preempt_timer(), dur) {
+            (Some(_), _) | (None, None) => true,
+            (None, Some(dur)) => self
+                .latency_timer_deadline
+                .get()
+                .is_some_and(|deadline| deadline <= now + dur),
+        };
         let kept_latency_timer = match self.latency_preemption_timeout_src.take() {
             Some(src)
-                if preempt_timer().is_some()
-                    && self.latency_timer_is_preempt.get()
-                    && !src.is_completed() =>
+                if self.latency_timer_is_preempt.get()
+                    && !src.is_completed()
+                    && keep(user_timer) =>
             {
                 Some(src)
             }
@@ -1877,10 +1890,11 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
+            if let Some(dur) = user_timer.filter(|_| kept_latency_timer.is_none()) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
                 self.latency_timer_is_preempt.set(false);
+                self.latency_timer_deadline.set(Some(now + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1889,8 +1903,8 @@ impl Reactor {
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
+            // details. Patched (compute-agent): a SeqCst fence, paired with
+            // the one in `SleepNotifier::notify`, not `sys_membarrier()`.
             membarrier::heavy();
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
@@ -1907,16 +1921,15 @@ impl Reactor {
             }
         }
 
-        if let Some(preempt) = preempt_timer() {
-            match kept_latency_timer {
-                Some(src) => self.latency_preemption_timeout_src.set(Some(src)),
-                None => {
-                    self.latency_preemption_timeout_src
-                        .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                    self.latency_timer_is_preempt.set(true);
-                    flush_rings!(lat_ring, main_ring)?;
-                }
-            }
+        if let Some(src) = kept_latency_timer {
+            self.latency_preemption_timeout_src.set(Some(src));
+        } else if let Some(preempt) = preempt_timer() {
+            self.latency_preemption_timeout_src
+                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            self.latency_timer_is_preempt.set(true);
+            self.latency_timer_deadline
+                .set(Some(Instant::now() + preempt));
+            flush_rings!(lat_ring, main_ring)?;
         }
 
         // A Note about `need_preempt`:
