@@ -37,6 +37,7 @@ pub fn run(config: Config) -> Result<(), AppError> {
         cleanup_interval: config.cleanup_interval,
         max_queued_jobs: config.max_queued_jobs,
         max_result_bytes: config.max_result_bytes,
+        sql_thread_nice: config.sql_thread_nice,
     })?;
     let shared = Arc::new(Shared {
         token: config.agent_token.as_bytes().into(),
@@ -92,6 +93,7 @@ pub fn run(config: Config) -> Result<(), AppError> {
         feature_cursor_mode = config.cursor_mode,
         reactor_priority = ?config.reactor_priority,
         reactor_realtime = handle.reactor_realtime(),
+        sql_thread_nice = config.sql_thread_nice,
         startup_ms = started.elapsed().as_millis() as u64,
         "compute-agent listening"
     );

@@ -105,6 +105,12 @@ const SETTINGS: &[Setting] = &[
         help: "Reactor threads' CPU scheduling: auto (real-time SCHED_FIFO when permitted), realtime (required), normal",
     },
     Setting {
+        var: "SQL_THREAD_NICE",
+        flag: "sql-thread-nice",
+        default: Some("10"),
+        help: "Nice value (0-19) of the threads that run SQL; reactors keep the process's",
+    },
+    Setting {
         var: "LOG_LEVEL",
         flag: "log-level",
         default: Some("info"),
@@ -224,6 +230,7 @@ pub struct Config {
     pub init_sql: Option<InitSql>,
     pub cursor_mode: bool,
     pub reactor_priority: ReactorPriority,
+    pub sql_thread_nice: i32,
     pub log_level: LogLevel,
 }
 
@@ -375,6 +382,16 @@ impl Config {
                 ))
             }
         };
+        let sql_thread_nice = match args.req("SQL_THREAD_NICE").trim().parse::<i32>() {
+            Ok(n) if (0..=19).contains(&n) => n,
+            _ => {
+                return Err(invalid(
+                    "SQL_THREAD_NICE",
+                    args.req("SQL_THREAD_NICE"),
+                    "an integer from 0 to 19",
+                ))
+            }
+        };
         let log_level = match args.req("LOG_LEVEL").to_ascii_lowercase().as_str() {
             "error" => LogLevel::Error,
             "warn" | "warning" => LogLevel::Warn,
@@ -406,6 +423,7 @@ impl Config {
             init_sql,
             cursor_mode,
             reactor_priority,
+            sql_thread_nice,
             log_level,
         })
     }
@@ -545,6 +563,7 @@ mod tests {
         assert!(c.shards >= 1);
         assert_eq!(c.max_memory_gb, None);
         assert_eq!(c.reactor_priority, ReactorPriority::RealtimeIfPermitted);
+        assert_eq!(c.sql_thread_nice, executor::DEFAULT_SQL_THREAD_NICE);
     }
 
     #[test]
@@ -561,6 +580,8 @@ mod tests {
             (&["--listen-addr", "nope"], "LISTEN_ADDR"),
             (&["--max-queued-jobs", "-3"], "MAX_QUEUED_JOBS"),
             (&["--reactor-priority", "high"], "REACTOR_PRIORITY"),
+            (&["--sql-thread-nice", "-5"], "SQL_THREAD_NICE"),
+            (&["--sql-thread-nice", "20"], "SQL_THREAD_NICE"),
             (
                 &["--duckdb-init-sql", "/nonexistent/init.sql"],
                 "DUCKDB_INIT_SQL",

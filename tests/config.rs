@@ -23,6 +23,8 @@ fn bad_values_exit_2_naming_the_variable() {
         ("FEATURE_CURSOR_MODE", "maybe"),
         ("DUCKDB_INIT_SQL", "/nonexistent/dir/init.sql"),
         ("REACTOR_PRIORITY", "urgent"),
+        ("SQL_THREAD_NICE", "-1"),
+        ("SQL_THREAD_NICE", "low"),
     ];
     for (var, value) in cases {
         let out = Agent::run_to_exit(&[(var, value)], &[]);
@@ -68,6 +70,7 @@ fn help_lists_every_setting_with_defaults() {
         "DUCKDB_INIT_SQL",
         "FEATURE_CURSOR_MODE",
         "REACTOR_PRIORITY",
+        "SQL_THREAD_NICE",
     ] {
         assert!(
             text.contains(&format!("env: {var}")),
@@ -201,8 +204,8 @@ fn realtime_permitted() -> bool {
     cap_eff & (1 << CAP_SYS_NICE) != 0 || rtprio >= 1
 }
 
-/// (thread name, scheduling policy) of every thread of `pid`, from /proc.
-fn thread_policies(pid: u32) -> Vec<(String, u32)> {
+/// (thread name, scheduling policy, nice) of every thread of `pid`, from /proc.
+fn thread_policies(pid: u32) -> Vec<(String, u32, i32)> {
     let mut out = Vec::new();
     for t in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
         let dir = t.unwrap().path();
@@ -210,10 +213,12 @@ fn thread_policies(pid: u32) -> Vec<(String, u32)> {
             continue; // the thread exited meanwhile
         };
         let name = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
-        // Fields after the ")" that ends the name; policy is field 41 overall.
-        let rest = &stat[stat.rfind(')').unwrap() + 2..];
-        let policy: u32 = rest.split(' ').nth(38).unwrap().parse().unwrap();
-        out.push((name.trim().to_string(), policy));
+        // Fields after the ")" that ends the name: nice is field 19 overall,
+        // policy field 41.
+        let rest: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let nice: i32 = rest[16].parse().unwrap();
+        let policy: u32 = rest[38].parse().unwrap();
+        out.push((name.trim().to_string(), policy, nice));
     }
     out
 }
@@ -237,8 +242,8 @@ fn reactors_run_real_time_when_permitted_and_sql_threads_never_do() {
         let threads = thread_policies(agent.pid());
         let fifo: Vec<&String> = threads
             .iter()
-            .filter(|(_, p)| *p == SCHED_FIFO)
-            .map(|(n, _)| n)
+            .filter(|(_, p, _)| *p == SCHED_FIFO)
+            .map(|(n, _, _)| n)
             .collect();
         if want_rt {
             // One reactor per shard; glommio names its helper threads like the
@@ -252,7 +257,9 @@ fn reactors_run_real_time_when_permitted_and_sql_threads_never_do() {
             assert!(fifo.is_empty(), "{setting}: {threads:?}");
         }
         assert!(
-            threads.iter().any(|(n, _)| n.starts_with("duckdb-worker")),
+            threads
+                .iter()
+                .any(|(n, _, _)| n.starts_with("duckdb-worker")),
             "{threads:?}"
         );
     }
@@ -269,4 +276,35 @@ fn required_real_time_without_permission_stops_start_up() {
     let out = Agent::run_to_exit(&[("REACTOR_PRIORITY", "realtime")], &[]);
     assert_ne!(out.status.code(), Some(0), "{}", out.stderr);
     assert!(out.stderr.contains("CAP_SYS_NICE"), "{}", out.stderr);
+}
+
+#[test]
+fn sql_threads_run_at_the_configured_nice_value_and_reactors_do_not() {
+    for (setting, want) in [(None, 10), (Some("3"), 3), (Some("0"), 0)] {
+        let envs: Vec<(&str, &str)> = setting
+            .map(|v| ("SQL_THREAD_NICE", v))
+            .into_iter()
+            .collect();
+        let agent = Agent::start(&envs);
+        let mut c = agent.client();
+        assert_eq!(c.execute("SELECT 42 AS v")["rows"][0][0], 42);
+        let threads = thread_policies(agent.pid());
+        let workers: Vec<i32> = threads
+            .iter()
+            .filter(|(n, _, _)| n.starts_with("duckdb-worker") || n == "executor-facts")
+            .map(|(_, _, nice)| *nice)
+            .collect();
+        assert!(!workers.is_empty(), "{threads:?}");
+        assert!(
+            workers.iter().all(|n| *n == want),
+            "{setting:?}: {threads:?}"
+        );
+        assert!(
+            threads
+                .iter()
+                .filter(|(n, _, _)| n.starts_with("net-shard-"))
+                .all(|(_, _, nice)| *nice == 0),
+            "reactors keep the process's nice value: {threads:?}"
+        );
+    }
 }

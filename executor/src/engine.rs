@@ -46,6 +46,9 @@ pub struct EngineConfig {
     pub max_queued_jobs: usize,
     /// Largest encoded result (JSON bytes); 0 = unlimited.
     pub max_result_bytes: usize,
+    /// Nice value of every thread that runs SQL (shard workers, DuckDB's own
+    /// threads, the facts refresher); a value below the process's is ignored.
+    pub sql_thread_nice: i32,
 }
 
 impl Default for EngineConfig {
@@ -60,6 +63,7 @@ impl Default for EngineConfig {
             cleanup_interval: Duration::from_secs(60),
             max_queued_jobs: 10_000,
             max_result_bytes: 1 << 30,
+            sql_thread_nice: crate::priority::DEFAULT_SQL_THREAD_NICE,
         }
     }
 }
@@ -138,7 +142,7 @@ impl Engine {
         let path = cfg.duckdb_path.as_deref();
         let opened = std::thread::scope(|s| {
             s.spawn(|| {
-                crate::priority::lower_current_thread();
+                crate::priority::lower_current_thread(cfg.sql_thread_nice);
                 Database::open(path, &settings)
             })
             .join()
@@ -181,10 +185,11 @@ impl Engine {
         let refresher_conn = db.connect().map_err(EngineError::Connect)?;
         let refresher = {
             let facts = facts.clone();
+            let nice = cfg.sql_thread_nice;
             std::thread::Builder::new()
                 .name("executor-facts".into())
                 .spawn(move || {
-                    crate::priority::lower_current_thread();
+                    crate::priority::lower_current_thread(nice);
                     refresh_facts(refresher_conn, facts, stop_rx)
                 })
                 .map_err(|e| EngineError::Thread(e.to_string()))?

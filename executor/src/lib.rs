@@ -34,6 +34,7 @@ mod worker;
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, JobError};
 pub use job::{JobStatus, Status, Submitted};
+pub use priority::DEFAULT_SQL_THREAD_NICE;
 pub use result::{Page, QueryResult};
 pub use shard::Shard;
 pub use stats::{HistogramSnapshot, Stats};

@@ -12,20 +12,20 @@
 //! It never raises a priority (that needs privileges) and never touches a
 //! reactor thread.
 
-/// The nice value given to SQL threads; reactors stay at the process's own (0).
-pub(crate) const SQL_THREAD_NICE: libc::c_int = 10;
+/// The default nice value of SQL threads; reactors stay at the process's own.
+pub const DEFAULT_SQL_THREAD_NICE: i32 = 10;
 
-/// Lowers the calling thread's priority to [`SQL_THREAD_NICE`]. On Linux the
-/// nice value belongs to the thread, and threads it creates inherit it.
+/// Lowers the calling thread's priority to `nice` (never raises it). On Linux
+/// the nice value belongs to the thread, and threads it creates inherit it.
 /// Failure only costs latency, so it is ignored.
-pub(crate) fn lower_current_thread() {
+pub(crate) fn lower_current_thread(nice: i32) {
     // SAFETY: gettid has no preconditions; setpriority on our own thread id
     // only reads its arguments.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
         let current = libc::getpriority(libc::PRIO_PROCESS, tid);
-        if current < SQL_THREAD_NICE {
-            libc::setpriority(libc::PRIO_PROCESS, tid, SQL_THREAD_NICE);
+        if current < nice {
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice);
         }
     }
 }

@@ -139,6 +139,7 @@ impl Shard {
             stop: engine.stop.clone(),
             current: current.clone(),
             cpus: engine.sql_cpus,
+            nice: engine.cfg.sql_thread_nice,
         };
         let (tx, handle) = worker::spawn(index, conn, cfg, exit_tx)
             .map_err(|e| EngineError::Thread(e.to_string()))?;

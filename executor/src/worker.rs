@@ -55,6 +55,8 @@ pub(crate) struct Config {
     pub current: Arc<AtomicU64>,
     /// Where the worker may run; `None` leaves the inherited affinity.
     pub cpus: Option<CpuSet>,
+    /// The worker's nice value.
+    pub nice: i32,
 }
 
 /// Starts the worker thread for shard `index`. It exits when the task sender
@@ -69,7 +71,7 @@ pub(crate) fn spawn(
     let handle = std::thread::Builder::new()
         .name(format!("duckdb-worker-{index}"))
         .spawn(move || {
-            crate::priority::lower_current_thread();
+            crate::priority::lower_current_thread(cfg.nice);
             if let Some(cpus) = &cfg.cpus {
                 cpus.apply_to_current_thread();
             }
