@@ -54,6 +54,12 @@ const MATRIX: &[(&str, &str, &str)] = &[
         "12345678901234567890.123456789",
     ),
     ("'\\xAA\\xBB\\x00'::BLOB", "BLOB", "\"qrsA\""),
+    // WKB of POINT(1 2): byte order 1, type 1, x = 1.0, y = 2.0 (little endian).
+    (
+        "'POINT(1 2)'::GEOMETRY",
+        "GEOMETRY",
+        "\"AQEAAAAAAAAAAADwPwAAAAAAAABA\"",
+    ),
     ("DATE '2024-02-29'", "DATE", "\"2024-02-29\""),
     ("TIME '13:45:30.123456'", "TIME", "\"13:45:30.123456\""),
     (

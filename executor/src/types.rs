@@ -72,7 +72,7 @@ pub enum Kind {
     Map(Box<Kind>, Box<Kind>),
     /// Member names pre-encoded like struct keys; child 0 of the vector is the tag.
     Union(Vec<(Box<[u8]>, Kind)>),
-    /// A type without a JSON form here (e.g. BIGNUM, GEOMETRY, VARIANT).
+    /// A type without a JSON form here (e.g. BIGNUM, VARIANT).
     Unsupported(String),
 }
 
@@ -132,6 +132,9 @@ pub fn kind_of(t: &LogicalType) -> Kind {
         },
         ffi::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR => Varchar,
         ffi::DUCKDB_TYPE_DUCKDB_TYPE_BLOB => Blob,
+        // A GEOMETRY value is its WKB bytes (the same string_t layout as
+        // BLOB), so it gets BLOB's lossless form: base64 of the WKB.
+        ffi::DUCKDB_TYPE_DUCKDB_TYPE_GEOMETRY => Blob,
         ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIT => Bit,
         ffi::DUCKDB_TYPE_DUCKDB_TYPE_DATE => Date,
         ffi::DUCKDB_TYPE_DUCKDB_TYPE_TIME => Time,

@@ -59,6 +59,10 @@ const CASES: &[(&str, &str)] = &[
     ("'é漢😀'", "\"é漢😀\""),
     ("'\\xAA\\xBB\\xCC\\x01'::BLOB", "\"qrvMAQ==\""),
     ("''::BLOB", "\"\""),
+    (
+        "'LINESTRING(0 0, 1 1)'::GEOMETRY",
+        "\"AQIAAAACAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAPA/AAAAAAAA8D8=\"",
+    ),
     ("DATE '2024-02-29'", "\"2024-02-29\""),
     ("DATE '1970-01-01'", "\"1970-01-01\""),
     ("DATE '0044-03-15 (BC)'", "\"-0043-03-15\""),
