@@ -291,9 +291,17 @@ fn sql_threads_run_at_the_configured_nice_value_and_reactors_do_not() {
         let threads = thread_policies(agent.pid());
         let workers: Vec<i32> = threads
             .iter()
-            .filter(|(n, _, _)| n.starts_with("duckdb-worker") || n == "executor-facts")
+            .filter(|(n, _, _)| {
+                n.starts_with("duckdb-worker") || n == "executor-facts" || n == "duckdb-pool"
+            })
             .map(|(_, _, nice)| *nice)
             .collect();
+        // DuckDB's own threads inherit name and nice from the thread that
+        // opened the database.
+        assert!(
+            threads.iter().any(|(n, _, _)| n == "duckdb-pool"),
+            "{threads:?}"
+        );
         assert!(!workers.is_empty(), "{threads:?}");
         assert!(
             workers.iter().all(|n| *n == want),

@@ -140,13 +140,19 @@ impl Engine {
         // DuckDB starts its scheduler threads while the database opens, and
         // they inherit the opener's priority: open it on a lowered thread.
         let path = cfg.duckdb_path.as_deref();
+        // DuckDB's threads also inherit the opener's name: "duckdb-pool" makes
+        // them recognisable in top, perf and /proc instead of looking like
+        // the main thread.
         let opened = std::thread::scope(|s| {
-            s.spawn(|| {
-                crate::priority::lower_current_thread(cfg.sql_thread_nice);
-                Database::open(path, &settings)
-            })
-            .join()
+            std::thread::Builder::new()
+                .name("duckdb-pool".into())
+                .spawn_scoped(s, || {
+                    crate::priority::lower_current_thread(cfg.sql_thread_nice);
+                    Database::open(path, &settings)
+                })
+                .map(|h| h.join())
         })
+        .map_err(|e| EngineError::Thread(e.to_string()))?
         .map_err(|_| EngineError::Thread("the thread opening DuckDB panicked".into()))?;
         let db = opened.map_err(|m| {
             // Tell a bad setting apart from a bad file: both arrive as a message.
