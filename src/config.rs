@@ -6,7 +6,9 @@
 //! `LISTEN_ADDR` host name, both once at start-up on the main thread.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::ops::RangeBounds;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
@@ -310,42 +312,27 @@ impl Config {
         let result_ttl = positive_duration("QUERY_RESULT_TTL", args.req("QUERY_RESULT_TTL"))?;
         let cleanup_interval =
             positive_duration("QUERY_CLEANUP_INTERVAL", args.req("QUERY_CLEANUP_INTERVAL"))?;
-        let shards = match args.get("SHARDS") {
-            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if (1..=1024).contains(&n) => n,
-                _ => return Err(invalid("SHARDS", v, "an integer from 1 to 1024")),
-            },
-        };
-        let duckdb_threads = match args.get("DUCKDB_THREADS") {
-            None => None,
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n >= 1 => Some(n),
-                _ => return Err(invalid("DUCKDB_THREADS", v, "a positive integer")),
-            },
-        };
-        let max_queued_jobs = args
-            .req("MAX_QUEUED_JOBS")
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| {
-                invalid(
-                    "MAX_QUEUED_JOBS",
-                    args.req("MAX_QUEUED_JOBS"),
-                    "a non-negative integer (0 = unlimited)",
-                )
-            })?;
-        let max_result_bytes = args
-            .req("MAX_RESULT_BYTES")
-            .trim()
-            .parse::<usize>()
-            .map_err(|_| {
-                invalid(
-                    "MAX_RESULT_BYTES",
-                    args.req("MAX_RESULT_BYTES"),
-                    "a non-negative integer of bytes (0 = unlimited)",
-                )
-            })?;
+        let shards = args
+            .get("SHARDS")
+            .map(|v| int_in("SHARDS", v, 1..=1024, "an integer from 1 to 1024"))
+            .transpose()?
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let duckdb_threads = args
+            .get("DUCKDB_THREADS")
+            .map(|v| int_in("DUCKDB_THREADS", v, 1.., "a positive integer"))
+            .transpose()?;
+        let max_queued_jobs = int_in(
+            "MAX_QUEUED_JOBS",
+            args.req("MAX_QUEUED_JOBS"),
+            ..,
+            "a non-negative integer (0 = unlimited)",
+        )?;
+        let max_result_bytes = int_in(
+            "MAX_RESULT_BYTES",
+            args.req("MAX_RESULT_BYTES"),
+            ..,
+            "a non-negative integer of bytes (0 = unlimited)",
+        )?;
         let init_sql = match args
             .get("DUCKDB_INIT_SQL")
             .filter(|p| !p.is_empty())
@@ -370,42 +357,35 @@ impl Config {
                 "a boolean: true/false, 1/0, t/f",
             )
         })?;
-        let reactor_priority = match args.req("REACTOR_PRIORITY").to_ascii_lowercase().as_str() {
-            "auto" => ReactorPriority::RealtimeIfPermitted,
-            "realtime" => ReactorPriority::Realtime,
-            "normal" => ReactorPriority::Normal,
-            _ => {
-                return Err(invalid(
-                    "REACTOR_PRIORITY",
-                    args.req("REACTOR_PRIORITY"),
-                    "one of auto, realtime, normal",
-                ))
-            }
-        };
-        let sql_thread_nice = match args.req("SQL_THREAD_NICE").trim().parse::<i32>() {
-            Ok(n) if (0..=19).contains(&n) => n,
-            _ => {
-                return Err(invalid(
-                    "SQL_THREAD_NICE",
-                    args.req("SQL_THREAD_NICE"),
-                    "an integer from 0 to 19",
-                ))
-            }
-        };
-        let log_level = match args.req("LOG_LEVEL").to_ascii_lowercase().as_str() {
-            "error" => LogLevel::Error,
-            "warn" | "warning" => LogLevel::Warn,
-            "info" => LogLevel::Info,
-            "debug" => LogLevel::Debug,
-            "trace" => LogLevel::Trace,
-            _ => {
-                return Err(invalid(
-                    "LOG_LEVEL",
-                    args.req("LOG_LEVEL"),
-                    "one of error, warn, info, debug, trace",
-                ))
-            }
-        };
+        let reactor_priority = one_of(
+            "REACTOR_PRIORITY",
+            args.req("REACTOR_PRIORITY"),
+            &[
+                ("auto", ReactorPriority::RealtimeIfPermitted),
+                ("realtime", ReactorPriority::Realtime),
+                ("normal", ReactorPriority::Normal),
+            ],
+            "one of auto, realtime, normal",
+        )?;
+        let sql_thread_nice = int_in(
+            "SQL_THREAD_NICE",
+            args.req("SQL_THREAD_NICE"),
+            0..=19,
+            "an integer from 0 to 19",
+        )?;
+        let log_level = one_of(
+            "LOG_LEVEL",
+            args.req("LOG_LEVEL"),
+            &[
+                ("error", LogLevel::Error),
+                ("warn", LogLevel::Warn),
+                ("warning", LogLevel::Warn),
+                ("info", LogLevel::Info),
+                ("debug", LogLevel::Debug),
+                ("trace", LogLevel::Trace),
+            ],
+            "one of error, warn, info, debug, trace",
+        )?;
         Ok(Config {
             agent_token,
             listen_addr,
@@ -427,6 +407,36 @@ impl Config {
             log_level,
         })
     }
+}
+
+/// An integer setting that must lie in `range`.
+fn int_in<T>(
+    var: &'static str,
+    value: &str,
+    range: impl RangeBounds<T>,
+    expected: &'static str,
+) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd,
+{
+    match value.trim().parse::<T>() {
+        Ok(n) if range.contains(&n) => Ok(n),
+        _ => Err(invalid(var, value, expected)),
+    }
+}
+
+/// A setting that names one of `choices` (case-insensitive).
+fn one_of<T: Copy>(
+    var: &'static str,
+    value: &str,
+    choices: &[(&str, T)],
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    choices
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case(value))
+        .map(|(_, v)| *v)
+        .ok_or_else(|| invalid(var, value, expected))
 }
 
 fn positive_duration(var: &'static str, value: &str) -> Result<Duration, ConfigError> {

@@ -184,7 +184,28 @@ impl Conn {
             let no_length = resp.status < 200 || resp.status == 204;
             let no_body = is_head || no_length || resp.status == 304;
             match resp.body {
-                Body::Bytes(ref bytes) => {
+                Body::Stream(_) if !no_length => {
+                    let (framing, close) = if http10 {
+                        (response::Framing::UntilClose, true)
+                    } else {
+                        (response::Framing::Chunked, close)
+                    };
+                    response::write_head(&mut self.out, &resp, framing, &date, close, false);
+                    if self.write_stream(resp, is_head, http10).await.is_err() {
+                        return false;
+                    }
+                    if close {
+                        return self.flush().await.is_ok();
+                    }
+                    continue;
+                }
+                // Bytes, or a stream for a status that carries no body (only
+                // its head is written).
+                _ => {
+                    let bytes: &[u8] = match &resp.body {
+                        Body::Bytes(b) => b,
+                        Body::Stream(_) => &[],
+                    };
                     let framing = if no_length {
                         response::Framing::UntilClose
                     } else {
@@ -201,32 +222,6 @@ impl Conn {
                     if !no_body {
                         self.out.extend_from_slice(bytes);
                     }
-                }
-                Body::Stream(_) if no_length => {
-                    let framing = response::Framing::UntilClose;
-                    response::write_head(
-                        &mut self.out,
-                        &resp,
-                        framing,
-                        &date,
-                        close,
-                        keep_alive_header,
-                    );
-                }
-                Body::Stream(_) => {
-                    let (framing, close) = if http10 {
-                        (response::Framing::UntilClose, true)
-                    } else {
-                        (response::Framing::Chunked, close)
-                    };
-                    response::write_head(&mut self.out, &resp, framing, &date, close, false);
-                    if self.write_stream(resp, is_head, http10).await.is_err() {
-                        return false;
-                    }
-                    if close {
-                        return self.flush().await.is_ok();
-                    }
-                    continue;
                 }
             }
             if close {
