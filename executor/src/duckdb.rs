@@ -187,6 +187,35 @@ impl Connection {
         res.check(state)
     }
 
+    /// Runs `sql` and returns every value as text (`None` for NULL). For the
+    /// agent's own small bookkeeping queries (session state), never for jobs.
+    pub fn query_strings(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, DbError> {
+        let mut out = self.query(sql)?;
+        let cols = out.column_count();
+        let rows = out.row_count_hint();
+        let mut table = Vec::with_capacity(rows);
+        for r in 0..rows {
+            let mut row = Vec::with_capacity(cols);
+            for c in 0..cols {
+                // SAFETY: a materialized result with r < rows and c < cols; the
+                // string returned is malloc'ed by DuckDB and freed here.
+                let v = unsafe {
+                    if ffi::duckdb_value_is_null(&mut out.raw, c as u64, r as u64) {
+                        None
+                    } else {
+                        let p = ffi::duckdb_value_varchar(&mut out.raw, c as u64, r as u64);
+                        let s = borrowed_cstr(p);
+                        ffi::duckdb_free(p.cast());
+                        Some(s)
+                    }
+                };
+                row.push(v);
+            }
+            table.push(row);
+        }
+        Ok(table)
+    }
+
     /// Prepares a single statement for repeated execution.
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared, String> {
         let c = c_string(sql)?;

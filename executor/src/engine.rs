@@ -1,14 +1,17 @@
-//! The engine: one DuckDB database, one connection per shard, shared counters.
+//! The engine: one DuckDB database, a pool of connections per shard, shared
+//! counters and the settings that may change while the agent runs.
 //!
 //! Owns opening DuckDB (settings, init SQL, version), handing each shard its
-//! connection and channel-mesh slot, the per-shard counter blocks that
-//! [`Engine::stats`] sums, the background refresher that publishes slow facts
-//! (memory) with `arc-swap`, and joining worker threads at shutdown.
-//! `stats()` never touches DuckDB and never takes a lock.
+//! connections (each with its baseline session) and channel-mesh slot, the
+//! per-shard counter blocks that [`Engine::stats`] sums, the retention
+//! settings (TTL and cleanup interval, changeable at run time), the
+//! background refresher that publishes slow facts (memory) with `arc-swap`,
+//! and joining worker threads at shutdown. `stats()` never touches DuckDB and
+//! never takes a lock.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -19,9 +22,26 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
 use crate::duckdb::{self, Connection, Database, InterruptHandle};
 use crate::error::EngineError;
+use crate::feed::Feed;
 use crate::priority::CpuSet;
+use crate::session::Baseline;
 use crate::shard::{Msg, Shard};
 use crate::stats::{gauge, ShardCounters, Stats};
+use crate::worker::{self, Seat};
+
+/// Default `QUERY_RESULT_TTL`.
+pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(600);
+/// Default `QUERY_CLEANUP_INTERVAL`.
+pub const DEFAULT_CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
+/// Default `MAX_QUEUED_JOBS` (agent total, spread over shards).
+pub const DEFAULT_MAX_QUEUED_JOBS: usize = 10_000;
+/// Default `MAX_RESULT_BYTES`.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = 1 << 30;
+/// Statements each shard may run at once unless `MAX_CONCURRENT_QUERIES` says
+/// otherwise: 4 (8 on a 2-core agent, the reference agent's cap). A long scan
+/// then holds a quarter of its shard, not all of it, and DuckDB's own threads
+/// still parallelise inside each statement (docs/benchmarks.md, "Executor v2").
+pub const DEFAULT_QUERIES_PER_SHARD: usize = 4;
 
 /// What the engine needs to start. The agent fills it from its environment.
 #[derive(Debug, Clone)]
@@ -46,6 +66,17 @@ pub struct EngineConfig {
     pub max_queued_jobs: usize,
     /// Largest encoded result (JSON bytes); 0 = unlimited.
     pub max_result_bytes: usize,
+    /// Statements running at once, agent total, spread over shards (each gets
+    /// its share of DuckDB connections and worker threads); 0 = the default,
+    /// [`DEFAULT_QUERIES_PER_SHARD`] per shard. At least one per shard.
+    pub max_concurrent_queries: usize,
+    /// Longest a statement may take, queue time included; `None` = no limit.
+    /// A request's own timeout is capped by it.
+    pub query_timeout: Option<Duration>,
+    /// Total bytes of retained job results; 0 = unlimited. When full, new
+    /// submits are refused (429) and a job whose result does not fit fails
+    /// with `RESULT_TOO_LARGE`.
+    pub max_retained_bytes: usize,
     /// Nice value of every thread that runs SQL (shard workers, DuckDB's own
     /// threads, the facts refresher); a value below the process's is ignored.
     pub sql_thread_nice: i32,
@@ -59,10 +90,13 @@ impl Default for EngineConfig {
             duckdb_threads: None,
             max_memory_gb: None,
             init_sql: None,
-            result_ttl: Duration::from_secs(600),
-            cleanup_interval: Duration::from_secs(60),
-            max_queued_jobs: 10_000,
-            max_result_bytes: 1 << 30,
+            result_ttl: DEFAULT_RESULT_TTL,
+            cleanup_interval: DEFAULT_CLEANUP_INTERVAL,
+            max_queued_jobs: DEFAULT_MAX_QUEUED_JOBS,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
+            max_concurrent_queries: 0,
+            query_timeout: None,
+            max_retained_bytes: 0,
             sql_thread_nice: crate::priority::DEFAULT_SQL_THREAD_NICE,
         }
     }
@@ -75,9 +109,11 @@ struct Facts {
     duckdb_memory_mb: u64,
 }
 
-/// What a shard picks up when it joins.
-struct Seat {
-    conn: Connection,
+/// Retention settings in force; the operator may change them at run time.
+#[derive(Debug)]
+struct Retention {
+    ttl_ms: AtomicU64,
+    interval_ms: AtomicU64,
 }
 
 /// The opened engine. `Send + Sync`; share it with `Arc`.
@@ -85,17 +121,17 @@ pub struct Engine {
     pub(crate) cfg: EngineConfig,
     version: String,
     pub(crate) counters: Box<[CachePadded<ShardCounters>]>,
-    pub(crate) keywords: Arc<HashSet<String>>,
     facts: Arc<ArcSwap<Facts>>,
     /// Connections waiting for their shard, indexed by mesh peer id.
-    seats: Mutex<Vec<Option<Seat>>>,
+    seats: Mutex<Vec<Option<Vec<Seat>>>>,
+    /// What every worker shares (keywords, stop flag, placement, reconnect).
+    workers: Arc<worker::Config>,
+    retention: Retention,
     /// Mesh builders cloned on the opening thread (glommio's builder must be
     /// cloned on one thread), one per shard.
     meshes: Mutex<Vec<MeshBuilder<Msg, Full>>>,
     interrupts: Vec<InterruptHandle>,
     pub(crate) stop: Arc<AtomicBool>,
-    /// The CPUs SQL threads may run on (the process's, taken at open).
-    pub(crate) sql_cpus: Option<CpuSet>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     refresher_stop: Mutex<Option<mpsc::Sender<()>>>,
     // Dropped last: connections and shards reference the instance.
@@ -166,25 +202,74 @@ impl Engine {
             }
         })?;
         let db = Arc::new(db);
-        let mut conns = Vec::with_capacity(cfg.shards);
-        for shard in 0..cfg.shards {
-            let mut c = db.connect().map_err(EngineError::Connect)?;
-            if let Some(sql) = cfg.init_sql.as_deref().filter(|s| !s.trim().is_empty()) {
-                c.query(sql).map_err(|e| EngineError::InitSql {
-                    shard,
-                    message: match e {
+        let total = match cfg.max_concurrent_queries {
+            0 => DEFAULT_QUERIES_PER_SHARD * cfg.shards,
+            n if n < cfg.shards => {
+                return Err(EngineError::Config(format!(
+                    "max_concurrent_queries ({n}) must be at least the shard count ({})",
+                    cfg.shards
+                )))
+            }
+            n => n,
+        };
+        let init_sql = cfg.init_sql.clone().filter(|s| !s.trim().is_empty());
+        // Opens a connection and runs the init SQL on it; the init SQL's
+        // failure is reported beside the connection.
+        type Connect = dyn Fn() -> Result<(Connection, Option<String>), String> + Send + Sync;
+        let connect: Arc<Connect> = {
+            let db = db.clone();
+            let init_sql = init_sql.clone();
+            Arc::new(move || {
+                let mut c = db.connect()?;
+                let failed = init_sql.as_deref().and_then(|sql| {
+                    c.query(sql).err().map(|e| match e {
                         duckdb::DbError::Failed(m) => m,
                         duckdb::DbError::Interrupted => "interrupted".into(),
-                    },
-                })?;
+                    })
+                });
+                Ok((c, failed))
+            })
+        };
+        let mut seats = Vec::with_capacity(cfg.shards);
+        let mut interrupts = Vec::with_capacity(total);
+        for shard in 0..cfg.shards {
+            let slots = total / cfg.shards + usize::from(shard < total % cfg.shards);
+            let mut pool = Vec::with_capacity(slots);
+            for _ in 0..slots {
+                let (mut conn, failed) = connect().map_err(EngineError::Connect)?;
+                if let Some(message) = failed {
+                    return Err(EngineError::InitSql { shard, message });
+                }
+                let baseline = Baseline::capture(&mut conn).map_err(EngineError::Connect)?;
+                interrupts.push(conn.interrupt_handle());
+                pool.push(Seat { conn, baseline });
             }
-            conns.push(c);
+            seats.push(Some(pool));
         }
-        let keywords = Arc::new(load_keywords(&mut conns[0]));
-        let interrupts = conns.iter().map(|c| c.interrupt_handle()).collect();
+        let keywords = {
+            let mut c = db.connect().map_err(EngineError::Connect)?;
+            Arc::new(load_keywords(&mut c))
+        };
         let mesh = MeshBuilder::<Msg, Full>::full(cfg.shards, MESH_CHANNEL_SIZE);
         let meshes = (0..cfg.shards).map(|_| mesh.clone()).collect();
         drop(mesh);
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers = Arc::new(worker::Config {
+            keywords,
+            stop: stop.clone(),
+            cpus: CpuSet::of_current_thread(),
+            nice: cfg.sql_thread_nice,
+            // A replacement keeps what the init SQL can still do; whatever it
+            // refuses now (a locked setting) is reported, the rest restored
+            // from the baseline by the worker.
+            reconnect: Arc::new(move || {
+                let (c, failed) = connect()?;
+                if let Some(m) = failed {
+                    eprintln!("compute-agent: init SQL on a replacement connection: {m}");
+                }
+                Ok(c)
+            }),
+        });
 
         let facts = Arc::new(ArcSwap::from_pointee(Facts::default()));
         let (stop_tx, stop_rx) = mpsc::channel();
@@ -206,13 +291,16 @@ impl Engine {
             counters: (0..cfg.shards)
                 .map(|_| CachePadded::new(ShardCounters::default()))
                 .collect(),
-            keywords,
             facts,
-            seats: Mutex::new(conns.into_iter().map(|conn| Some(Seat { conn })).collect()),
+            seats: Mutex::new(seats),
+            workers,
+            retention: Retention {
+                ttl_ms: AtomicU64::new(duration_ms(cfg.result_ttl)),
+                interval_ms: AtomicU64::new(duration_ms(cfg.cleanup_interval)),
+            },
             meshes: Mutex::new(meshes),
             interrupts,
-            stop: Arc::new(AtomicBool::new(false)),
-            sql_cpus: CpuSet::of_current_thread(),
+            stop,
             threads: Mutex::new(vec![refresher]),
             refresher_stop: Mutex::new(Some(stop_tx)),
             _db: db,
@@ -225,8 +313,109 @@ impl Engine {
         &self.version
     }
 
+    /// The configuration the engine was opened with (retention settings may
+    /// have changed since: see [`Engine::result_ttl`]).
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
+    }
+
+    /// The result TTL in force.
+    pub fn result_ttl(&self) -> Duration {
+        Duration::from_millis(self.retention.ttl_ms.load(Relaxed))
+    }
+
+    /// The cleanup interval in force.
+    pub fn cleanup_interval(&self) -> Duration {
+        Duration::from_millis(self.retention.interval_ms.load(Relaxed))
+    }
+
+    /// Changes the retention settings on a running engine. They apply at once
+    /// to every job already retained (expiry is `completed + ttl`, evaluated
+    /// at each sweep) and every shard's sweep picks up the new interval within
+    /// a quarter second. A zero interval is refused and nothing changes.
+    pub fn set_retention(
+        &self,
+        ttl: Option<Duration>,
+        interval: Option<Duration>,
+    ) -> Result<(), EngineError> {
+        if interval.is_some_and(|i| i.is_zero() || duration_ms(i) == 0) {
+            return Err(EngineError::Config(
+                "cleanup interval must be at least 1ms".into(),
+            ));
+        }
+        if let Some(t) = ttl {
+            self.retention.ttl_ms.store(duration_ms(t), Relaxed);
+        }
+        if let Some(i) = interval {
+            self.retention.interval_ms.store(duration_ms(i), Relaxed);
+        }
+        Ok(())
+    }
+
+    /// The timeout that applies to a statement whose caller asked for
+    /// `requested`: the smaller of it and `QUERY_TIMEOUT`.
+    pub fn effective_timeout(&self, requested: Option<Duration>) -> Option<Duration> {
+        match (requested, self.cfg.query_timeout) {
+            (Some(r), Some(max)) => Some(r.min(max)),
+            (r, max) => r.or(max),
+        }
+    }
+
+    /// Each shard's share of `MAX_QUEUED_JOBS` (0: unlimited).
+    pub(crate) fn max_queued_per_shard(&self) -> usize {
+        self.cfg.max_queued_jobs.div_ceil(self.cfg.shards)
+    }
+
+    /// Where new work that may run on any shard goes: `here` while it has a
+    /// free worker, else the shard with the most free workers, else `here`
+    /// (where it queues). Reads only atomics.
+    pub(crate) fn shard_for_new_work(&self, here: usize) -> usize {
+        let free = |c: &ShardCounters| {
+            c.slots.load(Relaxed)
+                - c.active_queries.load(Relaxed)
+                - c.queued_jobs.load(Relaxed)
+                - c.queued_executes.load(Relaxed)
+        };
+        if free(&self.counters[here]) > 0 {
+            return here;
+        }
+        let (best, room) = self
+            .counters
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (i, free(c)))
+            .max_by_key(|&(_, f)| f)
+            .unwrap_or((here, 0));
+        if room > 0 {
+            best
+        } else {
+            here
+        }
+    }
+
+    fn retained_bytes(&self) -> usize {
+        self.counters
+            .iter()
+            .map(|c| gauge(&c.result_bytes) as usize)
+            .sum()
+    }
+
+    /// True when retained results fill `MAX_RETAINED_BYTES`.
+    pub(crate) fn retained_full(&self) -> bool {
+        let max = self.cfg.max_retained_bytes;
+        max != 0 && self.retained_bytes() >= max
+    }
+
+    /// What is left of `MAX_RETAINED_BYTES` (`None`: unlimited).
+    pub(crate) fn retained_room(&self) -> Option<usize> {
+        let max = self.cfg.max_retained_bytes;
+        (max != 0).then(|| max.saturating_sub(self.retained_bytes()))
+    }
+
+    /// True when retaining `bytes` more would pass `MAX_RETAINED_BYTES`.
+    pub(crate) fn retained_would_overflow(&self, bytes: usize) -> bool {
+        let max = self.cfg.max_retained_bytes;
+        max != 0 && self.retained_bytes().saturating_add(bytes) > max
     }
 
     /// Engine-wide counters summed over shards. Lock-free; never touches DuckDB.
@@ -243,6 +432,8 @@ impl Engine {
             s.executed_statements += c.executed_statements.load(Relaxed);
             s.rejected_overloaded += c.rejected_overloaded.load(Relaxed);
             s.result_bytes += gauge(&c.result_bytes);
+            s.max_concurrent_queries += gauge(&c.slots);
+            s.query_timeouts += c.timeouts.load(Relaxed);
             s.queue_wait.merge(&c.queue_wait.snapshot());
             s.execution.merge(&c.execution.snapshot());
         }
@@ -250,14 +441,6 @@ impl Engine {
         s.memory_used_mb = f.memory_used_mb;
         s.duckdb_memory_mb = f.duckdb_memory_mb;
         s
-    }
-
-    /// Work queued on all shards (jobs and `/execute`), for the overload check.
-    pub(crate) fn queued_work(&self) -> usize {
-        self.counters
-            .iter()
-            .map(|c| (gauge(&c.queued_jobs) + gauge(&c.queued_executes)) as usize)
-            .sum()
     }
 
     /// Joins the calling glommio executor as one shard. Every shard must call
@@ -294,10 +477,18 @@ impl Engine {
             .get_mut(peer)
             .and_then(Option::take)
             .ok_or_else(|| EngineError::Config(format!("shard seat {peer} already taken")))?;
-        let (shard, worker) = Shard::start(self.clone(), peer, senders, receivers, seat.conn)?;
-        if let Ok(mut t) = self.threads.lock() {
-            t.push(worker);
+        let (tx, rx) = worker::feed_channel();
+        let slots = seat.len();
+        let mut handles = Vec::with_capacity(slots);
+        for (i, seat) in seat.into_iter().enumerate() {
+            let h = worker::spawn(peer, i, seat, self.workers.clone(), rx.clone())
+                .map_err(|e| EngineError::Thread(e.to_string()))?;
+            handles.push(h);
         }
+        if let Ok(mut t) = self.threads.lock() {
+            t.extend(handles);
+        }
+        let shard = Shard::start(self.clone(), peer, senders, receivers, Feed::new(slots, tx));
         Ok(shard)
     }
 
@@ -362,6 +553,10 @@ fn rss_mb() -> u64 {
 }
 
 /// Publishes memory facts every second until `stop` closes.
+fn duration_ms(d: Duration) -> u64 {
+    d.as_millis().min(u64::MAX as u128) as u64
+}
+
 fn refresh_facts(mut conn: Connection, facts: Arc<ArcSwap<Facts>>, stop: mpsc::Receiver<()>) {
     let keywords = HashSet::new();
     loop {

@@ -66,6 +66,15 @@ pub enum JobError {
     Canceled,
     /// The engine is shutting down and takes no more work.
     ShuttingDown,
+    /// The statement's deadline passed (queued or running); `limit` is the
+    /// timeout that applied, or `None` when DuckDB's own `max_execution_time`
+    /// stopped it.
+    Timeout { limit: Option<std::time::Duration> },
+    /// The worker running the statement failed (a bug); the statement was
+    /// abandoned, never retried.
+    WorkerFailed(String),
+    /// Retained results already use the `MAX_RETAINED_BYTES` budget.
+    RetainedFull { limit: usize },
 }
 
 impl JobError {
@@ -80,6 +89,9 @@ impl JobError {
             JobError::ResultTooLarge { .. } => "RESULT_TOO_LARGE",
             JobError::Canceled => "CANCELED",
             JobError::ShuttingDown => "SHUTTING_DOWN",
+            JobError::Timeout { .. } => "QUERY_TIMEOUT",
+            JobError::WorkerFailed(_) => "INTERNAL_ERROR",
+            JobError::RetainedFull { .. } => "RESULT_TOO_LARGE",
         }
     }
 }
@@ -101,6 +113,20 @@ impl fmt::Display for JobError {
             }
             JobError::Canceled => f.write_str("query was canceled"),
             JobError::ShuttingDown => f.write_str("the agent is shutting down"),
+            JobError::Timeout { limit: Some(d) } => {
+                write!(f, "query exceeded its timeout of {} ms", d.as_millis())
+            }
+            JobError::Timeout { limit: None } => f.write_str(
+                "query exceeded DuckDB's max_execution_time (set by DUCKDB_INIT_SQL)",
+            ),
+            JobError::WorkerFailed(m) => write!(
+                f,
+                "internal error while running the statement ({m}); it was abandoned and not retried"
+            ),
+            JobError::RetainedFull { limit } => write!(
+                f,
+                "retained results would exceed MAX_RETAINED_BYTES ({limit} bytes); fetch and delete finished jobs, or retry later"
+            ),
         }
     }
 }

@@ -1,15 +1,15 @@
 //! A shard's expiry queue: terminal jobs in the order they must be dropped.
 //!
-//! Owns the deadlines `completed_at + QUERY_RESULT_TTL`. Because the TTL is
-//! one constant per engine and completions happen in time order on a shard,
-//! deadlines are pushed in non-decreasing order: a FIFO *is* the timing wheel,
-//! with one slot per job and no rounding. Each sweep pops only what is due —
-//! O(expired) — and never scans live jobs. Entries of jobs deleted earlier are
-//! popped at their deadline and ignored by the shard. It knows nothing of the
-//! job table.
+//! Owns the completion instants of terminal jobs. Completions happen in time
+//! order on a shard, so a FIFO of `(completed, id)` *is* the timing wheel, and
+//! because every job shares one TTL (changeable at run time), the due jobs are
+//! always a prefix: each sweep pops `completed + ttl <= now` only, O(expired),
+//! and a new TTL applies at once to every job already retained. Entries of
+//! jobs deleted earlier are popped and ignored by the job table. It knows
+//! nothing of the job table.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::QueryId;
 
@@ -19,19 +19,19 @@ pub(crate) struct ExpiryQueue {
 }
 
 impl ExpiryQueue {
-    /// Schedules `id` to expire at `deadline` (clamped so the queue stays sorted).
-    pub fn push(&mut self, deadline: Instant, id: QueryId) {
-        let deadline = match self.due.back() {
-            Some(&(last, _)) if last > deadline => last,
-            _ => deadline,
+    /// Schedules `id`, completed at `completed` (clamped so the queue stays sorted).
+    pub fn push(&mut self, completed: Instant, id: QueryId) {
+        let completed = match self.due.back() {
+            Some(&(last, _)) if last > completed => last,
+            _ => completed,
         };
-        self.due.push_back((deadline, id));
+        self.due.push_back((completed, id));
     }
 
-    /// The next id whose deadline is at or before `now`.
-    pub fn pop_due(&mut self, now: Instant) -> Option<QueryId> {
+    /// The next id completed at least `ttl` before `now`.
+    pub fn pop_due(&mut self, now: Instant, ttl: Duration) -> Option<QueryId> {
         match self.due.front() {
-            Some(&(d, _)) if d <= now => self.due.pop_front().map(|(_, id)| id),
+            Some(&(c, _)) if c + ttl <= now => self.due.pop_front().map(|(_, id)| id),
             _ => None,
         }
     }
@@ -45,25 +45,27 @@ impl ExpiryQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn pops_only_what_is_due_in_order() {
+    fn pops_only_what_is_due_in_order_under_any_ttl() {
         let t0 = Instant::now();
+        let ms = Duration::from_millis;
         let mut q = ExpiryQueue::default();
         let ids: Vec<QueryId> = (0..4).map(|_| uuid::Uuid::new_v4()).collect();
         for (i, id) in ids.iter().enumerate() {
-            q.push(t0 + Duration::from_millis(10 * i as u64), *id);
+            q.push(t0 + ms(10 * i as u64), *id);
         }
-        assert_eq!(q.pop_due(t0 + Duration::from_millis(15)), Some(ids[0]));
-        assert_eq!(q.pop_due(t0 + Duration::from_millis(15)), Some(ids[1]));
-        assert_eq!(q.pop_due(t0 + Duration::from_millis(15)), None);
+        let ttl = ms(100);
+        assert_eq!(q.pop_due(t0 + ms(115), ttl), Some(ids[0]));
+        assert_eq!(q.pop_due(t0 + ms(115), ttl), Some(ids[1]));
+        assert_eq!(q.pop_due(t0 + ms(115), ttl), None);
         assert_eq!(q.len(), 2);
+        // A shorter TTL applies at once to what is already queued.
+        assert_eq!(q.pop_due(t0 + ms(25), ms(0)), Some(ids[2]));
         // An out-of-order push is clamped, never reordered.
         q.push(t0, ids[0]);
-        assert_eq!(q.pop_due(t0 + Duration::from_millis(25)), Some(ids[2]));
-        assert_eq!(q.pop_due(t0 + Duration::from_millis(25)), None);
-        assert_eq!(q.pop_due(t0 + Duration::from_millis(30)), Some(ids[3]));
-        assert_eq!(q.pop_due(t0 + Duration::from_millis(30)), Some(ids[0]));
+        assert_eq!(q.pop_due(t0 + ms(30), ms(0)), Some(ids[3]));
+        assert_eq!(q.pop_due(t0 + ms(30), ms(0)), Some(ids[0]));
+        assert_eq!(q.pop_due(t0 + ms(30), ms(0)), None);
     }
 }

@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use futures_channel::oneshot;
 
+use crate::error::JobError;
 use crate::result::QueryResult;
 use crate::QueryId;
 
@@ -49,8 +50,9 @@ pub struct JobStatus {
     pub completed_at: Option<SystemTime>,
     /// The failure text for `FAILED` / `CANCELED`.
     pub error: Option<String>,
-    /// The machine-readable reason for `FAILED` / `CANCELED`:
-    /// `EXECUTION_ERROR`, `RESULT_TOO_LARGE`, `CANCELED` or `SHUTTING_DOWN`.
+    /// The machine-readable reason for `FAILED` / `CANCELED`: the
+    /// [`JobError::code`] of why it ended (`EXECUTION_ERROR`, `QUERY_TIMEOUT`,
+    /// `RESULT_TOO_LARGE`, `CANCELED`, `SHUTTING_DOWN`, ...).
     pub error_code: Option<&'static str>,
     /// The result of a `SUCCEEDED` job (columns, types, row count, rows).
     pub result: Option<Arc<QueryResult>>,
@@ -66,23 +68,21 @@ pub struct Submitted {
     pub existing: bool,
 }
 
-/// Why a job ended without a result.
-#[derive(Debug, Clone)]
-pub(crate) struct Failure {
-    pub code: &'static str,
-    pub message: String,
-}
-
-/// The record a shard keeps per job.
+/// The record a shard keeps per job. Its transitions belong to the job table.
 pub(crate) struct Job {
     pub status: Status,
-    /// The SQL, held only while queued (taken when the worker starts it).
+    /// The SQL, held only while queued (taken when a worker starts it).
     pub sql: Option<String>,
     pub request_id: Option<Box<str>>,
     pub submitted: Instant,
     pub completed_at: Option<SystemTime>,
+    /// When it turned terminal, for expiry.
+    pub completed: Option<Instant>,
     pub result: Option<Arc<QueryResult>>,
-    pub failure: Option<Failure>,
+    /// Why a `FAILED` / `CANCELED` job ended.
+    pub failure: Option<JobError>,
+    /// The job's place in its shard's feed while queued or running.
+    pub feed_seq: Option<u64>,
     /// Long-poll waiters, woken when the job turns terminal (or is dropped).
     pub waiters: Vec<oneshot::Sender<()>>,
 }
@@ -95,8 +95,10 @@ impl Job {
             request_id,
             submitted: Instant::now(),
             completed_at: None,
+            completed: None,
             result: None,
             failure: None,
+            feed_seq: None,
             waiters: Vec::new(),
         }
     }
@@ -106,28 +108,9 @@ impl Job {
             id,
             status: self.status,
             completed_at: self.completed_at,
-            error: self.failure.as_ref().map(|f| f.message.clone()),
-            error_code: self.failure.as_ref().map(|f| f.code),
+            error: self.failure.as_ref().map(|f| f.to_string()),
+            error_code: self.failure.as_ref().map(|f| f.code()),
             result: self.result.clone(),
-        }
-    }
-
-    /// Moves the job to a terminal status and wakes its waiters.
-    pub fn finish(
-        &mut self,
-        status: Status,
-        result: Option<Arc<QueryResult>>,
-        failure: Option<Failure>,
-    ) {
-        debug_assert!(status.is_terminal());
-        self.status = status;
-        self.sql = None;
-        self.result = result;
-        self.failure = failure;
-        self.completed_at = Some(SystemTime::now());
-        for w in self.waiters.drain(..) {
-            // A waiter that gave up has dropped its receiver; nothing to do then.
-            let _ = w.send(());
         }
     }
 }

@@ -6,11 +6,15 @@
 //! few calls at open and shutdown, on the caller's ordinary thread).
 //!
 //! Shape (see README.md for the why):
-//! - [`Engine`] is opened once on the main thread: one DuckDB database, one
-//!   connection per shard, init SQL run on each.
+//! - [`Engine`] is opened once on the main thread: one DuckDB database, a small
+//!   pool of connections per shard (`MAX_CONCURRENT_QUERIES` spread over the
+//!   shards), init SQL run on each and its session state recorded.
 //! - Each glommio executor calls [`Engine::join_shard`] and gets a [`Shard`]: it
-//!   owns a job table, a FIFO of queued work, a worker thread with that shard's
-//!   DuckDB connection, an expiry queue and the long-poll waiters.
+//!   owns a job table (`table.rs`: jobs, request ids, expiry), a feed
+//!   (`feed.rs`: queue, statements in flight, deadlines, interrupts) and a
+//!   pool of worker threads (`worker.rs`), one per connection, each putting its
+//!   session back to its baseline after a job that may have changed it
+//!   (`session.rs`).
 //! - A job lives on the shard `hash(query_id) % shards`; requests for it travel
 //!   there over glommio's channel mesh and the answer comes back on a oneshot.
 //! - Results are encoded to JSON once, on the worker, into a [`QueryResult`]
@@ -21,22 +25,28 @@ mod encode;
 mod engine;
 mod error;
 mod expiry;
+mod feed;
 mod job;
 pub mod json;
 mod priority;
 mod result;
 mod route;
+mod session;
 mod shard;
 pub mod stats;
+mod table;
 mod types;
 mod worker;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{
+    Engine, EngineConfig, DEFAULT_CLEANUP_INTERVAL, DEFAULT_MAX_QUEUED_JOBS,
+    DEFAULT_MAX_RESULT_BYTES, DEFAULT_QUERIES_PER_SHARD, DEFAULT_RESULT_TTL,
+};
 pub use error::{EngineError, JobError};
 pub use job::{JobStatus, Status, Submitted};
 pub use priority::DEFAULT_SQL_THREAD_NICE;
 pub use result::{Page, QueryResult};
-pub use shard::Shard;
+pub use shard::{RunOptions, Shard};
 pub use stats::{HistogramSnapshot, Stats};
 
 /// A job's id. Its owner shard is `route::owner_of_query(id, shards)`.

@@ -1,125 +1,75 @@
-//! One shard: its job table, work FIFO, worker, expiry queue and waiters.
+//! One shard: the public facade the agent calls, and the core that moves
+//! work between the shard's job table and its feed.
 //!
-//! Owns the jobs whose id hashes to this shard and every state transition of
-//! them; requests for other shards' jobs are forwarded over the channel mesh
-//! and answered on a oneshot. Lives on one glommio executor (`!Send`); all
-//! state is in a `RefCell` that is never borrowed across an `.await`. It never
-//! calls DuckDB (the worker thread does) and never blocks the reactor.
+//! Owns routing each operation to the shard that owns its job (or request
+//! id), where it runs as a closure sent over the channel mesh (`Msg`), so a
+//! new job operation is one method here, not a message type plus a handler;
+//! and the transitions that span the table and the feed (start, land,
+//! cancel, delete, deadlines, shutdown). Lives on one glommio executor
+//! (`!Send`); state sits in `RefCell`s never borrowed across an `.await`. It
+//! never calls DuckDB (the workers do) and never blocks the reactor.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::{Rc, Weak};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{Receivers, Senders};
-use hashbrown::HashMap;
 
-use crate::duckdb::{Connection, InterruptHandle};
 use crate::engine::Engine;
-use crate::error::{EngineError, JobError};
-use crate::expiry::ExpiryQueue;
-use crate::job::{Failure, Job, JobStatus, Status, Submitted};
+use crate::error::JobError;
+use crate::feed::{Feed, Flight, Owner, Work};
+use crate::job::{Job, JobStatus, Status, Submitted};
 use crate::result::{Page, QueryResult};
 use crate::route;
 use crate::stats::{ShardCounters, Stats};
-use crate::worker::{self, ExecFailure, Outcome, Task};
+use crate::table::JobTable;
+use crate::worker::{ExecFailure, Outcome, StopReason, Ticket};
 use crate::{QueryId, MAX_STATUS_WAIT};
 
-type Reply<T> = oneshot::Sender<Result<T, JobError>>;
+/// An operation run on the shard that owns its job: sent over the mesh from
+/// any other shard, run there with that shard's core.
+pub(crate) struct Msg(Box<dyn FnOnce(Rc<Core>) -> LocalOp + Send>);
 
-/// A request for the shard that owns a job (or a request id).
-pub(crate) enum Msg {
-    Submit {
-        sql: String,
-        request_id: String,
-        reply: Reply<Submitted>,
-    },
-    Status {
-        id: QueryId,
-        wait: Option<Duration>,
-        reply: Reply<JobStatus>,
-    },
-    Page {
-        id: QueryId,
-        offset: usize,
-        max: usize,
-        reply: Reply<Page>,
-    },
-    Cancel {
-        id: QueryId,
-        reply: Reply<JobStatus>,
-    },
-    Delete {
-        id: QueryId,
-        reply: Reply<JobStatus>,
-    },
+/// An operation's future on its owner shard (`!Send`: it uses the shard's `Rc`s).
+type LocalOp = Pin<Box<dyn Future<Output = ()>>>;
+
+/// Per-statement options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    /// The caller's timeout (`timeout_ms`); capped by `QUERY_TIMEOUT` when set.
+    pub timeout: Option<Duration>,
 }
 
-/// Work waiting for the worker.
-enum Work {
-    Job(QueryId),
-    Execute {
-        seq: u64,
-        sql: String,
-        enqueued: Instant,
-        reply: Reply<Arc<QueryResult>>,
-    },
-}
+/// How often stopped statements are interrupted again until they answer.
+const REINTERRUPT_EVERY: Duration = Duration::from_millis(5);
+/// Longest sleep of the deadline watcher: the resolution of timeouts.
+const DEADLINE_TICK: Duration = Duration::from_millis(10);
+/// Longest sleep of the expiry sweep, so a new cleanup interval applies soon.
+const SWEEP_TICK: Duration = Duration::from_millis(250);
 
-/// What a statement handed to the worker belongs to.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Busy {
-    Job(QueryId),
-    Execute(u64),
-}
-
-/// A statement handed to the worker.
-struct Flight {
-    busy: Busy,
-    /// The worker reports this token in `current` while it executes the statement.
-    token: u64,
-    canceled: Arc<AtomicBool>,
-}
-
-/// How many `/execute` statements the worker may hold at once: the next one
-/// waits in its channel so it never idles while the reactor turns around.
-/// Jobs are never handed over behind anything (so `RUNNING` means running).
-const EXECUTE_PIPELINE: usize = 2;
-
-struct State {
-    jobs: HashMap<QueryId, Job>,
-    by_request: HashMap<Box<str>, QueryId>,
-    queue: VecDeque<Work>,
-    /// Statements handed to the worker, oldest (executing) first; see `pump`.
-    in_flight: VecDeque<Flight>,
-    expiry: ExpiryQueue,
-    closed: bool,
-}
-
-struct Inner {
+pub(crate) struct Core {
     index: usize,
     count: usize,
     engine: Arc<Engine>,
     senders: Senders<Msg>,
-    worker: RefCell<Option<mpsc::Sender<Task>>>,
-    worker_exited: RefCell<Option<oneshot::Receiver<()>>>,
-    interrupt: InterruptHandle,
-    /// The token of the statement the worker is executing (0: none).
-    current: Arc<AtomicU64>,
-    state: RefCell<State>,
-    next_seq: Cell<u64>,
+    table: RefCell<JobTable>,
+    feed: RefCell<Feed>,
+    closed: Cell<bool>,
+    deadline_watcher: Cell<bool>,
+    reinterrupter: Cell<bool>,
 }
 
 /// A shard's handle, used by the agent on that shard's executor. `!Send`.
 /// Cloning is cheap (a reference count).
 #[derive(Clone)]
 pub struct Shard {
-    inner: Rc<Inner>,
+    core: Rc<Core>,
 }
 
 impl Shard {
@@ -128,395 +78,357 @@ impl Shard {
         index: usize,
         senders: Senders<Msg>,
         mut receivers: Receivers<Msg>,
-        conn: Connection,
-    ) -> Result<(Shard, JoinHandle<()>), EngineError> {
-        let interrupt = conn.interrupt_handle();
-        let (exit_tx, exit_rx) = oneshot::channel();
-        let current = Arc::new(AtomicU64::new(0));
-        let cfg = worker::Config {
-            max_result_bytes: engine.cfg.max_result_bytes,
-            keywords: engine.keywords.clone(),
-            stop: engine.stop.clone(),
-            current: current.clone(),
-            cpus: engine.sql_cpus,
-            nice: engine.cfg.sql_thread_nice,
-        };
-        let (tx, handle) = worker::spawn(index, conn, cfg, exit_tx)
-            .map_err(|e| EngineError::Thread(e.to_string()))?;
+        feed: Feed,
+    ) -> Shard {
         let count = engine.cfg.shards;
-        let inner = Rc::new(Inner {
+        engine.counters[index]
+            .slots
+            .store(feed.slots() as i64, Relaxed);
+        let core = Rc::new(Core {
             index,
             count,
             engine,
             senders,
-            worker: RefCell::new(Some(tx)),
-            worker_exited: RefCell::new(Some(exit_rx)),
-            interrupt,
-            current,
-            state: RefCell::new(State {
-                jobs: HashMap::new(),
-                by_request: HashMap::new(),
-                queue: VecDeque::new(),
-                in_flight: VecDeque::new(),
-                expiry: ExpiryQueue::default(),
-                closed: false,
-            }),
-            next_seq: Cell::new(0),
+            table: RefCell::new(JobTable::new()),
+            feed: RefCell::new(feed),
+            closed: Cell::new(false),
+            deadline_watcher: Cell::new(false),
+            reinterrupter: Cell::new(false),
         });
-        // Peers' requests: one loop per peer, each request handled in its own
-        // task so a long-poll never holds up the others. Loops hold a Weak so
-        // dropping every Shard handle lets the shard (and its worker) go.
+        // Peers' requests: one loop per peer, each request run in its own task
+        // so a long-poll never holds up the others. Loops hold a Weak so
+        // dropping every Shard handle lets the shard go.
         for (_, rx) in receivers.streams() {
-            let weak = Rc::downgrade(&inner);
+            let weak = Rc::downgrade(&core);
             glommio::spawn_local(async move {
-                while let Some(msg) = rx.recv().await {
+                while let Some(Msg(op)) = rx.recv().await {
                     let Some(me) = weak.upgrade() else { break };
-                    glommio::spawn_local(async move { me.handle(msg).await }).detach();
+                    glommio::spawn_local(op(me)).detach();
                 }
             })
             .detach();
         }
-        let weak = Rc::downgrade(&inner);
-        let every = inner.engine.cfg.cleanup_interval;
-        glommio::spawn_local(async move { sweep_loop(weak, every).await }).detach();
-        Ok((Shard { inner }, handle))
+        let weak = Rc::downgrade(&core);
+        glommio::spawn_local(async move { sweep_loop(weak).await }).detach();
+        Shard { core }
     }
 
     /// This shard's index in `0..shard_count` (its place in the channel mesh).
     pub fn index(&self) -> usize {
-        self.inner.index
+        self.core.index
     }
 
     /// The engine this shard belongs to.
     pub fn engine(&self) -> &Arc<Engine> {
-        &self.inner.engine
+        &self.core.engine
     }
 
     /// Shorthand for `engine().stats()`.
     pub fn stats(&self) -> Stats {
-        self.inner.engine.stats()
+        self.core.engine.stats()
     }
 
-    /// Runs `sql` on this shard's worker (same FIFO as jobs) and returns the
-    /// encoded result. Dropping the future interrupts the statement.
+    /// [`Shard::execute_with`] with default options.
     pub async fn execute(&self, sql: &str) -> Result<Arc<QueryResult>, JobError> {
-        let me = &self.inner;
-        let (seq, rx) = {
-            let mut st = me.state.borrow_mut();
-            if st.closed {
-                return Err(JobError::ShuttingDown);
-            }
-            me.check_overload()?;
-            let seq = me.next_seq.get();
-            me.next_seq.set(seq + 1);
-            let (tx, rx) = oneshot::channel();
-            st.queue.push_back(Work::Execute {
-                seq,
-                sql: sql.to_owned(),
-                enqueued: Instant::now(),
-                reply: tx,
-            });
-            ShardCounters::add(&me.counters().queued_executes, 1);
-            (seq, rx)
-        };
-        let guard = ExecuteGuard {
-            inner: me,
-            seq,
-            done: false,
-        };
-        me.pump();
-        let r = rx.await.unwrap_or(Err(JobError::ShuttingDown));
-        let mut guard = guard;
-        guard.done = true;
-        r
+        self.execute_with(sql, RunOptions::default()).await
     }
 
-    /// Creates a job (or, with a request id seen before, returns that job).
+    /// Runs `sql` and returns the encoded result. Runs here when this shard
+    /// has a free worker, else on a shard that has one, else waits here.
+    /// Dropping the future stops the statement (or takes it out of the queue).
+    pub async fn execute_with(
+        &self,
+        sql: &str,
+        opts: RunOptions,
+    ) -> Result<Arc<QueryResult>, JobError> {
+        let sql = sql.to_owned();
+        let target = self.core.engine.shard_for_new_work(self.core.index);
+        self.on_owner(target, move |core| core.execute_local(sql, opts))
+            .await
+    }
+
+    /// [`Shard::submit_with`] with default options.
     pub async fn submit(
         &self,
         sql: String,
         request_id: Option<String>,
     ) -> Result<Submitted, JobError> {
-        let me = &self.inner;
-        match request_id.filter(|r| !r.is_empty()) {
-            None => me.create(sql, None),
-            Some(rid) => {
-                let owner = route::owner_of_request(&rid, me.count);
-                if owner == me.index {
-                    me.create(sql, Some(rid))
-                } else {
-                    me.forward(owner, |reply| Msg::Submit {
-                        sql,
-                        request_id: rid,
-                        reply,
-                    })
-                    .await
-                }
-            }
-        }
+        self.submit_with(sql, request_id, RunOptions::default())
+            .await
+    }
+
+    /// Creates a job (or, with a request id seen before, returns that job).
+    /// A job with a request id lives on the shard the id hashes to; one
+    /// without is created where a worker is free, preferring this shard.
+    pub async fn submit_with(
+        &self,
+        sql: String,
+        request_id: Option<String>,
+        opts: RunOptions,
+    ) -> Result<Submitted, JobError> {
+        let rid = request_id.filter(|r| !r.is_empty());
+        let owner = match &rid {
+            Some(r) => route::owner_of_request(r, self.core.count),
+            None => self.core.engine.shard_for_new_work(self.core.index),
+        };
+        self.on_owner(
+            owner,
+            move |core| async move { core.create(sql, rid, opts) },
+        )
+        .await
     }
 
     /// The job's status; with `wait`, answers as soon as the job is terminal or
     /// the wait (capped at [`MAX_STATUS_WAIT`]) ends.
     pub async fn status(&self, id: QueryId, wait: Option<Duration>) -> Result<JobStatus, JobError> {
-        let me = &self.inner;
-        let owner = route::owner_of_query(id, me.count);
-        if owner == me.index {
-            me.clone().status_local(id, wait).await
-        } else {
-            me.forward(owner, |reply| Msg::Status { id, wait, reply })
-                .await
-        }
+        self.on_job(id, move |core| core.status_local(id, wait))
+            .await
     }
 
     /// Rows `offset .. offset + max` of a succeeded job (clamped to the result).
     pub async fn page(&self, id: QueryId, offset: usize, max: usize) -> Result<Page, JobError> {
-        let me = &self.inner;
-        let owner = route::owner_of_query(id, me.count);
-        if owner == me.index {
-            me.page_local(id, offset, max)
-        } else {
-            me.forward(owner, |reply| Msg::Page {
-                id,
-                offset,
-                max,
-                reply,
-            })
-            .await
-        }
+        self.on_job(
+            id,
+            move |core| async move { core.page_local(id, offset, max) },
+        )
+        .await
     }
 
     /// Cancels a queued or running job (a terminal job keeps its status).
     pub async fn cancel(&self, id: QueryId) -> Result<JobStatus, JobError> {
-        let me = &self.inner;
-        let owner = route::owner_of_query(id, me.count);
-        if owner == me.index {
-            me.cancel_local(id)
-        } else {
-            me.forward(owner, |reply| Msg::Cancel { id, reply }).await
-        }
+        self.on_job(id, move |core| async move { core.cancel_local(id) })
+            .await
     }
 
     /// Cancels if needed and drops the job; the id is unknown afterwards.
     /// The answer's status is `CANCELED`.
     pub async fn delete(&self, id: QueryId) -> Result<JobStatus, JobError> {
-        let me = &self.inner;
-        let owner = route::owner_of_query(id, me.count);
-        if owner == me.index {
-            me.delete_local(id)
-        } else {
-            me.forward(owner, |reply| Msg::Delete { id, reply }).await
-        }
+        self.on_job(id, move |core| async move { core.delete_local(id) })
+            .await
     }
 
-    /// Stops taking work: queued work fails with `ShuttingDown` (jobs become
-    /// `CANCELED` with code `SHUTTING_DOWN`), the running statement is
-    /// interrupted, and the worker thread is told to exit; resolves when it has
-    /// (or after `deadline`).
+    /// Stops taking work (new work gets `ShuttingDown`) and lets what is queued
+    /// and running finish until `deadline`; then stops the rest (jobs end
+    /// `CANCELED` with code `SHUTTING_DOWN`) and tells the workers to exit.
     pub async fn shutdown(&self, deadline: Duration) {
-        let me = &self.inner;
-        {
-            let mut st = me.state.borrow_mut();
-            st.closed = true;
-            let queue: Vec<Work> = st.queue.drain(..).collect();
-            for w in queue {
-                match w {
-                    Work::Execute { reply, .. } => {
-                        ShardCounters::add(&me.counters().queued_executes, -1);
-                        let _ = reply.send(Err(JobError::ShuttingDown));
-                    }
-                    Work::Job(id) => {
-                        if let Some(job) = st.jobs.get_mut(&id) {
-                            if job.status == Status::Queued {
-                                ShardCounters::add(&me.counters().queued_jobs, -1);
-                                ShardCounters::add(&me.counters().completed_jobs, 1);
-                                job.finish(
-                                    Status::Canceled,
-                                    None,
-                                    Some(Failure {
-                                        code: "SHUTTING_DOWN",
-                                        message: "the agent is shutting down".into(),
-                                    }),
-                                );
-                                st.expiry
-                                    .push(Instant::now() + me.engine.cfg.result_ttl, id);
-                            }
-                        }
-                    }
-                }
-            }
-            let flights: Vec<Busy> = st.in_flight.iter().map(|f| f.busy).collect();
-            drop(st);
-            for busy in flights {
-                me.stop_running(busy);
-            }
-        }
-        me.worker.borrow_mut().take();
+        let me = &self.core;
+        me.closed.set(true);
         let end = Instant::now() + deadline;
-        let exited = me.worker_exited.borrow_mut().take();
-        if let Some(rx) = exited {
-            let _ = glommio::timer::timeout(deadline, async move {
-                let _ = rx.await;
-                Ok(())
-            })
-            .await;
+        while !me.feed.borrow().is_empty() && Instant::now() < end {
+            glommio::timer::sleep(Duration::from_millis(5)).await;
         }
-        // The last statement's answer and the exit signal wake different
-        // tasks; wait until the answer has been applied to the job table.
-        while !me.state.borrow().in_flight.is_empty() && Instant::now() < end {
-            glommio::timer::sleep(Duration::from_millis(1)).await;
+        let queued = me.feed.borrow_mut().drain_queue();
+        for (_, work) in queued {
+            me.end_queued(work, JobError::ShuttingDown);
         }
+        let flying = me.feed.borrow().flight_keys();
+        for seq in flying {
+            me.feed.borrow().stop(seq, StopReason::Shutdown);
+        }
+        me.ensure_reinterrupter();
+        // Statements answer within milliseconds of an interrupt; give them a
+        // moment to land so their jobs are recorded.
+        let grace = Instant::now() + Duration::from_secs(2);
+        while me.feed.borrow().in_flight() > 0 && Instant::now() < grace {
+            glommio::timer::sleep(Duration::from_millis(2)).await;
+        }
+        me.feed.borrow_mut().close_workers();
+    }
+
+    async fn on_job<T, F, Fut>(&self, id: QueryId, f: F) -> Result<T, JobError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Core>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, JobError>> + 'static,
+    {
+        self.on_owner(route::owner_of_query(id, self.core.count), f)
+            .await
+    }
+
+    /// Runs `f` on shard `owner`: here, or there over the mesh with the
+    /// answer coming back on a oneshot. If this side stops waiting, the
+    /// remote operation is dropped too (an `/execute` there stops).
+    async fn on_owner<T, F, Fut>(&self, owner: usize, f: F) -> Result<T, JobError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Rc<Core>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, JobError>> + 'static,
+    {
+        if owner == self.core.index {
+            return f(self.core.clone()).await;
+        }
+        let (mut tx, rx) = oneshot::channel();
+        let msg = Msg(Box::new(move |core: Rc<Core>| {
+            Box::pin(async move {
+                let mut op = std::pin::pin!(f(core));
+                let answer = std::future::poll_fn(|cx| {
+                    if let Poll::Ready(r) = op.as_mut().poll(cx) {
+                        return Poll::Ready(Some(r));
+                    }
+                    if tx.poll_canceled(cx).is_ready() {
+                        return Poll::Ready(None);
+                    }
+                    Poll::Pending
+                })
+                .await;
+                if let Some(r) = answer {
+                    let _ = tx.send(r);
+                }
+            }) as LocalOp
+        }));
+        if self.core.senders.send_to(owner, msg).await.is_err() {
+            return Err(JobError::ShuttingDown);
+        }
+        rx.await.unwrap_or(Err(JobError::ShuttingDown))
     }
 }
 
-/// Interrupts an `/execute` statement whose caller went away.
-struct ExecuteGuard<'a> {
-    inner: &'a Rc<Inner>,
+/// Takes an `/execute` whose caller went away out of the queue, or stops it.
+struct ExecuteGuard {
+    core: Rc<Core>,
     seq: u64,
     done: bool,
 }
 
-impl Drop for ExecuteGuard<'_> {
+impl Drop for ExecuteGuard {
     fn drop(&mut self) {
-        let handed_over = self
-            .inner
-            .state
-            .borrow()
-            .in_flight
-            .iter()
-            .any(|f| f.busy == Busy::Execute(self.seq));
-        if !self.done && handed_over {
-            self.inner.stop_running(Busy::Execute(self.seq));
-        }
-        // A still-queued execute is skipped by `pump` (its reply is closed).
-    }
-}
-
-async fn sweep_loop(weak: Weak<Inner>, every: Duration) {
-    loop {
-        glommio::timer::sleep(every).await;
-        let Some(me) = weak.upgrade() else { return };
-        if me.state.borrow().closed {
+        if self.done {
             return;
         }
-        me.sweep(Instant::now());
+        let me = &self.core;
+        let removed = me.feed.borrow_mut().remove_queued(self.seq);
+        if removed.is_some() {
+            ShardCounters::add(&me.counters().queued_executes, -1);
+        } else if me.feed.borrow().stop(self.seq, StopReason::CallerGone) {
+            me.ensure_reinterrupter();
+        }
     }
 }
 
-impl Inner {
+async fn sweep_loop(weak: Weak<Core>) {
+    let mut last = Instant::now();
+    loop {
+        let every = match weak.upgrade() {
+            Some(me) => me.engine.cleanup_interval(),
+            None => return,
+        };
+        glommio::timer::sleep(every.min(SWEEP_TICK)).await;
+        let Some(me) = weak.upgrade() else { return };
+        if me.closed.get() {
+            return;
+        }
+        let now = Instant::now();
+        if now.duration_since(last) >= me.engine.cleanup_interval() {
+            last = now;
+            let ttl = me.engine.result_ttl();
+            me.table.borrow_mut().sweep(me.counters(), now, ttl);
+        }
+    }
+}
+
+impl Core {
     fn counters(&self) -> &ShardCounters {
         &self.engine.counters[self.index]
     }
 
+    fn check_open(&self) -> Result<(), JobError> {
+        if self.closed.get() {
+            return Err(JobError::ShuttingDown);
+        }
+        Ok(())
+    }
+
+    /// Overload is per shard: its queue against its share of `MAX_QUEUED_JOBS`,
+    /// with `Retry-After` from how long its own queue takes to drain.
     fn check_overload(&self) -> Result<(), JobError> {
-        let max = self.engine.cfg.max_queued_jobs;
-        if max == 0 {
+        let max = self.engine.max_queued_per_shard();
+        let queued = self.feed.borrow().queued();
+        let retained_full = self.engine.retained_full();
+        if (max == 0 || queued < max) && !retained_full {
             return Ok(());
         }
-        let queued = self.engine.queued_work();
-        if queued < max {
-            return Ok(());
-        }
-        self.counters()
-            .rejected_overloaded
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        // Rough time to drain what is queued ahead, from the mean execution time.
-        let h = self.counters().execution.snapshot();
+        let c = self.counters();
+        c.rejected_overloaded.fetch_add(1, Relaxed);
+        let h = c.execution.snapshot();
         let mean_s = if h.count > 0 {
             h.sum_us as f64 / h.count as f64 / 1e6
         } else {
             0.0
         };
-        let per_shard = queued as f64 / self.count as f64;
-        let retry_after_s = (per_shard * mean_s).ceil().clamp(1.0, 60.0) as u32;
+        let slots = self.feed.borrow().slots().max(1) as f64;
+        let retry_after_s = (queued as f64 * mean_s / slots).ceil().clamp(1.0, 60.0) as u32;
         Err(JobError::Overloaded { retry_after_s })
     }
 
-    async fn forward<T>(
-        &self,
-        owner: usize,
-        make: impl FnOnce(Reply<T>) -> Msg,
-    ) -> Result<T, JobError> {
-        let (tx, rx) = oneshot::channel();
-        if self.senders.send_to(owner, make(tx)).await.is_err() {
-            return Err(JobError::ShuttingDown);
-        }
-        rx.await.unwrap_or(Err(JobError::ShuttingDown))
+    fn run_options(&self, opts: RunOptions, now: Instant) -> (Option<Duration>, Option<Instant>) {
+        let timeout = self.engine.effective_timeout(opts.timeout);
+        (timeout, timeout.map(|t| now + t))
     }
 
-    async fn handle(self: Rc<Self>, msg: Msg) {
-        // A requester that went away has dropped its receiver; sends then fail quietly.
-        match msg {
-            Msg::Submit {
-                sql,
-                request_id,
-                reply,
-            } => {
-                let _ = reply.send(self.create(sql, Some(request_id)));
-            }
-            Msg::Status { id, wait, reply } => {
-                let r = self.status_local(id, wait).await;
-                let _ = reply.send(r);
-            }
-            Msg::Page {
-                id,
-                offset,
-                max,
-                reply,
-            } => {
-                let _ = reply.send(self.page_local(id, offset, max));
-            }
-            Msg::Cancel { id, reply } => {
-                let _ = reply.send(self.cancel_local(id));
-            }
-            Msg::Delete { id, reply } => {
-                let _ = reply.send(self.delete_local(id));
-            }
-        }
+    async fn execute_local(
+        self: Rc<Self>,
+        sql: String,
+        opts: RunOptions,
+    ) -> Result<Arc<QueryResult>, JobError> {
+        self.check_open()?;
+        self.check_overload()?;
+        let now = Instant::now();
+        let (timeout, deadline) = self.run_options(opts, now);
+        let (tx, rx) = oneshot::channel();
+        let seq = self.feed.borrow_mut().push(Work {
+            owner: Owner::Execute { sql, reply: tx },
+            enqueued: now,
+            timeout,
+            deadline,
+        });
+        ShardCounters::add(&self.counters().queued_executes, 1);
+        let mut guard = ExecuteGuard {
+            core: self.clone(),
+            seq,
+            done: false,
+        };
+        self.pump();
+        self.ensure_deadline_watcher();
+        let r = rx.await.unwrap_or(Err(JobError::ShuttingDown));
+        guard.done = true;
+        r
     }
 
     fn create(
         self: &Rc<Self>,
         sql: String,
         request_id: Option<String>,
+        opts: RunOptions,
     ) -> Result<Submitted, JobError> {
-        {
-            let mut st = self.state.borrow_mut();
-            if st.closed {
-                return Err(JobError::ShuttingDown);
+        self.check_open()?;
+        if let Some(rid) = request_id.as_deref() {
+            if let Some((id, status)) = self.table.borrow().by_request(rid) {
+                return Ok(Submitted {
+                    id,
+                    status,
+                    existing: true,
+                });
             }
-            if let Some(rid) = request_id.as_deref() {
-                if let Some(&id) = st.by_request.get(rid) {
-                    if let Some(job) = st.jobs.get(&id) {
-                        return Ok(Submitted {
-                            id,
-                            status: job.status,
-                            existing: true,
-                        });
-                    }
-                }
-            }
-            self.check_overload()?;
-            let id = route::new_id_for(self.index, self.count);
-            let rid: Option<Box<str>> = request_id.map(String::into_boxed_str);
-            if let Some(r) = &rid {
-                st.by_request.insert(r.clone(), id);
-            }
-            st.jobs.insert(id, Job::new(sql, rid));
-            st.queue.push_back(Work::Job(id));
-            let c = self.counters();
-            ShardCounters::add(&c.queued_jobs, 1);
-            ShardCounters::add(&c.stored_jobs, 1);
-            c.submitted_jobs
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            drop(st);
-            self.pump();
-            Ok(Submitted {
-                id,
-                status: Status::Queued,
-                existing: false,
-            })
         }
+        self.check_overload()?;
+        let id = route::new_id_for(self.index, self.count);
+        let now = Instant::now();
+        let (timeout, deadline) = self.run_options(opts, now);
+        let mut job = Job::new(sql, request_id.map(String::into_boxed_str));
+        job.feed_seq = Some(self.feed.borrow_mut().push(Work {
+            owner: Owner::Job(id),
+            enqueued: now,
+            timeout,
+            deadline,
+        }));
+        self.table.borrow_mut().insert(self.counters(), id, job);
+        self.pump();
+        self.ensure_deadline_watcher();
+        Ok(Submitted {
+            id,
+            status: Status::Queued,
+            existing: false,
+        })
     }
 
     async fn status_local(
@@ -526,8 +438,8 @@ impl Inner {
     ) -> Result<JobStatus, JobError> {
         let wait = wait.unwrap_or_default().min(MAX_STATUS_WAIT);
         let rx = {
-            let mut st = self.state.borrow_mut();
-            let job = st.jobs.get_mut(&id).ok_or(JobError::NotFound)?;
+            let mut table = self.table.borrow_mut();
+            let job = table.get_mut(&id).ok_or(JobError::NotFound)?;
             if job.status.is_terminal() || wait.is_zero() {
                 return Ok(job.snapshot(id));
             }
@@ -542,16 +454,16 @@ impl Inner {
             Ok(())
         })
         .await;
-        let st = self.state.borrow();
-        st.jobs
+        let table = self.table.borrow();
+        table
             .get(&id)
             .map(|j| j.snapshot(id))
             .ok_or(JobError::NotFound)
     }
 
     fn page_local(&self, id: QueryId, offset: usize, max: usize) -> Result<Page, JobError> {
-        let st = self.state.borrow();
-        let job = st.jobs.get(&id).ok_or(JobError::NotFound)?;
+        let table = self.table.borrow();
+        let job = table.get(&id).ok_or(JobError::NotFound)?;
         match job.status {
             Status::Queued | Status::Running => Err(JobError::NotReady(job.status)),
             Status::Failed | Status::Canceled => Err(JobError::NotAvailable {
@@ -559,7 +471,7 @@ impl Inner {
                 message: job
                     .failure
                     .as_ref()
-                    .map_or_else(String::new, |f| f.message.clone()),
+                    .map_or_else(String::new, |f| f.to_string()),
             }),
             Status::Succeeded => {
                 let result = job.result.clone().ok_or(JobError::NotFound)?;
@@ -576,302 +488,261 @@ impl Inner {
     }
 
     fn cancel_local(self: &Rc<Self>, id: QueryId) -> Result<JobStatus, JobError> {
-        let mut st = self.state.borrow_mut();
-        let ttl = self.engine.cfg.result_ttl;
-        let job = st.jobs.get_mut(&id).ok_or(JobError::NotFound)?;
-        let c = self.counters();
-        let message = match job.status {
-            Status::Queued => {
-                ShardCounters::add(&c.queued_jobs, -1);
-                "query was canceled before it started"
+        let seq = {
+            let table = self.table.borrow();
+            let job = table.get(&id).ok_or(JobError::NotFound)?;
+            if job.status.is_terminal() {
+                return Ok(job.snapshot(id));
             }
-            Status::Running => {
-                ShardCounters::add(&c.running_jobs, -1);
-                "query was canceled"
-            }
-            _ => return Ok(job.snapshot(id)),
+            job.feed_seq
         };
-        let was_running = job.status == Status::Running;
-        ShardCounters::add(&c.completed_jobs, 1);
-        job.finish(
-            Status::Canceled,
-            None,
-            Some(Failure {
-                code: "CANCELED",
-                message: message.into(),
-            }),
-        );
-        let snap = job.snapshot(id);
-        st.expiry.push(Instant::now() + ttl, id);
-        drop(st);
-        if was_running {
-            self.stop_running(Busy::Job(id));
+        let snap = self
+            .table
+            .borrow_mut()
+            .finish(self.counters(), &id, Err(JobError::Canceled))
+            .ok_or(JobError::NotFound)?;
+        if let Some(seq) = seq {
+            self.unfeed(seq);
         }
         Ok(snap)
     }
 
     fn delete_local(self: &Rc<Self>, id: QueryId) -> Result<JobStatus, JobError> {
-        let mut st = self.state.borrow_mut();
-        let job = st.jobs.remove(&id).ok_or(JobError::NotFound)?;
-        let c = self.counters();
-        match job.status {
-            Status::Queued => ShardCounters::add(&c.queued_jobs, -1),
-            Status::Running => ShardCounters::add(&c.running_jobs, -1),
-            _ => ShardCounters::add(&c.completed_jobs, -1),
-        }
-        self.forget(&mut st, &job);
-        drop(st);
-        if job.status == Status::Running {
-            self.stop_running(Busy::Job(id));
+        let job = self
+            .table
+            .borrow_mut()
+            .remove(self.counters(), &id)
+            .ok_or(JobError::NotFound)?;
+        if let (false, Some(seq)) = (job.status.is_terminal(), job.feed_seq) {
+            self.unfeed(seq);
         }
         // Dropping the job drops its waiters' senders: they wake and see NotFound.
         Ok(JobStatus {
             id,
             status: Status::Canceled,
-            completed_at: job.completed_at.or_else(|| Some(SystemTime::now())),
+            completed_at: job
+                .completed_at
+                .or_else(|| Some(std::time::SystemTime::now())),
             error: None,
             error_code: None,
             result: None,
         })
     }
 
-    /// Bookkeeping shared by delete and expiry for a job already removed from the table.
-    fn forget(&self, st: &mut State, job: &Job) {
+    /// Takes a job's entry out of the queue at once, or stops its statement.
+    fn unfeed(self: &Rc<Self>, seq: u64) {
+        let removed = self.feed.borrow_mut().remove_queued(seq);
+        if removed.is_none() && self.feed.borrow().stop(seq, StopReason::Canceled) {
+            self.ensure_reinterrupter();
+        }
+    }
+
+    /// Ends work that never started (deadline, shutdown).
+    fn end_queued(&self, work: Work, err: JobError) {
         let c = self.counters();
-        ShardCounters::add(&c.stored_jobs, -1);
-        if let Some(r) = &job.result {
-            ShardCounters::add(&c.result_bytes, -(r.retained_bytes() as i64));
-        }
-        if let Some(rid) = &job.request_id {
-            st.by_request.remove(rid);
-        }
-    }
-
-    fn sweep(&self, now: Instant) {
-        let mut st = self.state.borrow_mut();
-        let mut cleaned = 0;
-        while let Some(id) = st.expiry.pop_due(now) {
-            let terminal = st.jobs.get(&id).is_some_and(|j| j.status.is_terminal());
-            if !terminal {
-                continue; // deleted earlier
+        match work.owner {
+            Owner::Job(id) => {
+                self.table.borrow_mut().finish(c, &id, Err(err));
             }
-            if let Some(job) = st.jobs.remove(&id) {
-                ShardCounters::add(&self.counters().completed_jobs, -1);
-                self.forget(&mut st, &job);
-                cleaned += 1;
-            }
-        }
-        if cleaned > 0 {
-            self.counters()
-                .cleaned_jobs
-                .fetch_add(cleaned, std::sync::atomic::Ordering::Relaxed);
-        }
-    }
-
-    /// Stops the statement handed to the worker for `busy`: flags it (the
-    /// worker skips it if it has not started) and interrupts DuckDB while the
-    /// worker reports executing it — again every few milliseconds until it
-    /// answers, because DuckDB drops an interrupt that lands just before a
-    /// statement begins. If the worker moves on to the next statement between
-    /// the check and the interrupt, that statement sees an interrupt nobody
-    /// asked for; the worker retries such statements (see `worker.rs`).
-    fn stop_running(self: &Rc<Self>, busy: Busy) {
-        let token = {
-            let st = self.state.borrow();
-            let Some(f) = st.in_flight.iter().find(|f| f.busy == busy) else {
-                return;
-            };
-            f.canceled.store(true, Ordering::SeqCst);
-            f.token
-        };
-        if self.current.load(Ordering::SeqCst) == token {
-            self.interrupt.interrupt();
-        }
-        let weak = Rc::downgrade(self);
-        glommio::spawn_local(async move {
-            loop {
-                glommio::timer::sleep(Duration::from_millis(5)).await;
-                let Some(me) = weak.upgrade() else { return };
-                if !me.state.borrow().in_flight.iter().any(|f| f.token == token) {
-                    return;
+            Owner::Execute { reply, .. } => {
+                ShardCounters::add(&c.queued_executes, -1);
+                if matches!(err, JobError::Timeout { .. }) {
+                    c.timeouts.fetch_add(1, Relaxed);
                 }
-                if me.current.load(Ordering::SeqCst) == token {
-                    me.interrupt.interrupt();
-                }
+                let _ = reply.send(Err(err));
             }
-        })
-        .detach();
+        }
     }
 
-    /// Hands queued work to the worker: a job only to an idle worker, an
-    /// `/execute` also behind other `/execute`s (up to `EXECUTE_PIPELINE`).
+    /// The result cap for the next statement: `MAX_RESULT_BYTES`, and for a
+    /// job also what is left of `MAX_RETAINED_BYTES`.
+    fn result_cap(&self, is_job: bool) -> usize {
+        let cap = self.engine.cfg.max_result_bytes;
+        if !is_job {
+            return cap;
+        }
+        match self.engine.retained_room() {
+            None => cap,
+            Some(room) if cap == 0 => room.max(1),
+            Some(room) => cap.min(room.max(1)),
+        }
+    }
+
+    /// Hands queued work to free workers, oldest first.
     fn pump(self: &Rc<Self>) {
         loop {
-            let mut st = self.state.borrow_mut();
-            let job_in_flight = st.in_flight.iter().any(|f| matches!(f.busy, Busy::Job(_)));
-            if job_in_flight || st.in_flight.len() >= EXECUTE_PIPELINE {
-                return;
-            }
-            let idle = st.in_flight.is_empty();
-            match st.queue.front() {
-                None => return,
-                Some(Work::Job(_)) if !idle => return,
-                _ => {}
-            }
-            let Some(work) = st.queue.pop_front() else {
+            let Some((seq, work)) = self.feed.borrow_mut().pop_ready() else {
                 return;
             };
             let c = self.counters();
-            match work {
-                Work::Job(id) => {
-                    let Some(job) = st.jobs.get_mut(&id) else {
-                        continue;
+            let (job, sql, reply) = match work.owner {
+                Owner::Job(id) => {
+                    let Some(sql) = self.table.borrow_mut().start(c, &id) else {
+                        continue; // not queued any more
                     };
-                    if job.status != Status::Queued {
-                        continue; // canceled while queued
-                    }
-                    let Some(sql) = job.sql.take() else { continue };
-                    job.status = Status::Running;
-                    c.queue_wait.record(job.submitted.elapsed());
-                    ShardCounters::add(&c.queued_jobs, -1);
-                    ShardCounters::add(&c.running_jobs, 1);
-                    ShardCounters::add(&c.active_queries, 1);
-                    drop(st);
-                    self.dispatch(sql, Busy::Job(id), None);
+                    (Some(id), sql, None)
                 }
-                Work::Execute {
-                    seq,
-                    sql,
-                    enqueued,
-                    reply,
-                } => {
+                Owner::Execute { sql, reply } => {
                     ShardCounters::add(&c.queued_executes, -1);
                     if reply.is_canceled() {
                         continue; // the caller went away while queued
                     }
-                    c.queue_wait.record(enqueued.elapsed());
-                    c.executed_statements
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    ShardCounters::add(&c.active_queries, 1);
-                    drop(st);
-                    self.dispatch(sql, Busy::Execute(seq), Some(reply));
+                    c.queue_wait.record(work.enqueued.elapsed());
+                    c.executed_statements.fetch_add(1, Relaxed);
+                    (None, sql, Some(reply))
                 }
-            }
+            };
+            ShardCounters::add(&c.active_queries, 1);
+            let flight = Flight {
+                job,
+                ticket: Ticket::new(),
+                timeout: work.timeout,
+                deadline: work.deadline,
+                max_bytes: self.result_cap(job.is_some()),
+                reply,
+            };
+            let rx = self.feed.borrow_mut().hand_over(seq, sql, flight);
+            let me = self.clone();
+            glommio::spawn_local(async move {
+                let outcome = rx.await.ok();
+                me.on_done(seq, outcome);
+            })
+            .detach();
         }
     }
 
-    fn dispatch(self: &Rc<Self>, sql: String, busy: Busy, reply: Option<Reply<Arc<QueryResult>>>) {
-        let (tx, rx) = oneshot::channel();
-        let canceled = Arc::new(AtomicBool::new(false));
-        let token = self.next_seq.get() + 1;
-        self.next_seq.set(token);
-        self.state.borrow_mut().in_flight.push_back(Flight {
-            busy,
-            token,
-            canceled: canceled.clone(),
-        });
-        if let Some(w) = self.worker.borrow().as_ref() {
-            // If the worker is gone the task (and `tx`) drops and `rx` reports it.
-            let _ = w.send(Task {
-                sql,
-                token,
-                canceled,
-                reply: tx,
-            });
+    fn on_done(self: &Rc<Self>, seq: u64, outcome: Option<Outcome>) {
+        let Some(flight) = self.feed.borrow_mut().land(seq) else {
+            return;
+        };
+        let c = self.counters();
+        ShardCounters::add(&c.active_queries, -1);
+        let result = match outcome {
+            None => Err(if self.closed.get() {
+                JobError::ShuttingDown
+            } else {
+                JobError::WorkerFailed("the worker stopped".into())
+            }),
+            Some(o) => {
+                c.execution.record(o.exec);
+                match o.result {
+                    Ok(r) => Ok(Arc::new(r)),
+                    Err(ExecFailure::Interrupted) => Err(match flight.ticket.stop_reason() {
+                        Some(StopReason::Canceled | StopReason::CallerGone) => JobError::Canceled,
+                        Some(StopReason::Deadline) => JobError::Timeout {
+                            limit: flight.timeout,
+                        },
+                        Some(StopReason::Shutdown) => JobError::ShuttingDown,
+                        // Nobody here asked: DuckDB's own max_execution_time.
+                        None => JobError::Timeout { limit: None },
+                    }),
+                    Err(ExecFailure::TooLarge) => Err(self.too_large(&flight)),
+                    Err(ExecFailure::Failed(m)) => Err(JobError::Execution(m)),
+                    Err(ExecFailure::Panicked(m)) => Err(JobError::WorkerFailed(m)),
+                }
+            }
+        };
+        match (flight.job, flight.reply) {
+            (Some(id), _) => {
+                let result = match result {
+                    Ok(r) if self.engine.retained_would_overflow(r.retained_bytes()) => {
+                        Err(JobError::RetainedFull {
+                            limit: self.engine.cfg.max_retained_bytes,
+                        })
+                    }
+                    other => other,
+                };
+                // A job canceled or deleted meanwhile is left as it is (its
+                // result, if any, is dropped here).
+                self.table.borrow_mut().finish(c, &id, result);
+            }
+            (None, Some(reply)) => {
+                if matches!(result, Err(JobError::Timeout { .. })) {
+                    c.timeouts.fetch_add(1, Relaxed);
+                }
+                let _ = reply.send(result);
+            }
+            (None, None) => {}
         }
-        let me = self.clone();
+        self.pump();
+    }
+
+    fn too_large(&self, flight: &Flight) -> JobError {
+        let limit = self.engine.cfg.max_result_bytes;
+        if flight.job.is_some() && (limit == 0 || flight.max_bytes < limit) {
+            JobError::RetainedFull {
+                limit: self.engine.cfg.max_retained_bytes,
+            }
+        } else {
+            JobError::ResultTooLarge { limit }
+        }
+    }
+
+    /// Ends or stops whatever passed its deadline.
+    fn expire_due(self: &Rc<Self>, now: Instant) {
+        let due = self.feed.borrow_mut().take_due(now);
+        let mut stopped = false;
+        for seq in due {
+            let queued = self.feed.borrow_mut().remove_queued(seq);
+            match queued {
+                Some(work) => {
+                    let limit = work.timeout;
+                    self.end_queued(work, JobError::Timeout { limit });
+                }
+                None => stopped |= self.feed.borrow().stop(seq, StopReason::Deadline),
+            }
+        }
+        if stopped {
+            self.ensure_reinterrupter();
+        }
+    }
+
+    /// One task per shard watches deadlines while any are pending.
+    fn ensure_deadline_watcher(self: &Rc<Self>) {
+        if self.deadline_watcher.get() || self.feed.borrow().next_deadline().is_none() {
+            return;
+        }
+        self.deadline_watcher.set(true);
+        let weak = Rc::downgrade(self);
         glommio::spawn_local(async move {
-            let outcome = rx.await.ok();
-            me.on_done(token, busy, outcome, reply);
+            loop {
+                let Some(me) = weak.upgrade() else { return };
+                let next = me.feed.borrow().next_deadline();
+                drop(me);
+                let Some(next) = next else {
+                    if let Some(me) = weak.upgrade() {
+                        me.deadline_watcher.set(false);
+                    }
+                    return;
+                };
+                let now = Instant::now();
+                if next > now {
+                    glommio::timer::sleep((next - now).min(DEADLINE_TICK)).await;
+                }
+                let Some(me) = weak.upgrade() else { return };
+                me.expire_due(Instant::now());
+            }
         })
         .detach();
     }
 
-    fn on_done(
-        self: &Rc<Self>,
-        token: u64,
-        busy: Busy,
-        outcome: Option<Outcome>,
-        reply: Option<Reply<Arc<QueryResult>>>,
-    ) {
-        {
-            let mut st = self.state.borrow_mut();
-            st.in_flight.retain(|f| f.token != token);
-            let c = self.counters();
-            ShardCounters::add(&c.active_queries, -1);
-            if let Some(o) = &outcome {
-                c.execution.record(o.exec);
-            }
-            let closed = st.closed;
-            let result = match outcome {
-                Some(o) => o.result,
-                None => Err(ExecFailure::Failed(String::new())),
-            };
-            match busy {
-                Busy::Execute(_) => {
-                    let r = match result {
-                        Ok(r) => Ok(Arc::new(r)),
-                        Err(ExecFailure::Interrupted) if closed => Err(JobError::ShuttingDown),
-                        Err(ExecFailure::Interrupted) => Err(JobError::Canceled),
-                        Err(ExecFailure::TooLarge) => Err(JobError::ResultTooLarge {
-                            limit: self.engine.cfg.max_result_bytes,
-                        }),
-                        Err(ExecFailure::Failed(m)) if m.is_empty() => Err(JobError::ShuttingDown),
-                        Err(ExecFailure::Failed(m)) => Err(JobError::Execution(m)),
-                    };
-                    if let Some(reply) = reply {
-                        let _ = reply.send(r);
-                    }
-                }
-                Busy::Job(id) => {
-                    let ttl = self.engine.cfg.result_ttl;
-                    let limit = self.engine.cfg.max_result_bytes;
-                    if let Some(job) = st.jobs.get_mut(&id).filter(|j| j.status == Status::Running)
-                    {
-                        ShardCounters::add(&c.running_jobs, -1);
-                        ShardCounters::add(&c.completed_jobs, 1);
-                        match result {
-                            Ok(r) => {
-                                let r = Arc::new(r);
-                                ShardCounters::add(&c.result_bytes, r.retained_bytes() as i64);
-                                job.finish(Status::Succeeded, Some(r), None);
-                            }
-                            Err(e) => {
-                                let (status, code, message) = match e {
-                                    ExecFailure::Interrupted if closed => (
-                                        Status::Canceled,
-                                        "SHUTTING_DOWN",
-                                        "the agent is shutting down".to_string(),
-                                    ),
-                                    ExecFailure::Interrupted => (
-                                        Status::Canceled,
-                                        "CANCELED",
-                                        "query was canceled".to_string(),
-                                    ),
-                                    ExecFailure::TooLarge => (
-                                        Status::Failed,
-                                        "RESULT_TOO_LARGE",
-                                        JobError::ResultTooLarge { limit }.to_string(),
-                                    ),
-                                    ExecFailure::Failed(m) if m.is_empty() => (
-                                        Status::Failed,
-                                        "SHUTTING_DOWN",
-                                        "the agent is shutting down".to_string(),
-                                    ),
-                                    ExecFailure::Failed(m) => {
-                                        (Status::Failed, "EXECUTION_ERROR", m)
-                                    }
-                                };
-                                job.finish(status, None, Some(Failure { code, message }));
-                            }
-                        }
-                        st.expiry.push(Instant::now() + ttl, id);
-                    }
-                    // Otherwise the job was canceled or deleted while running:
-                    // its result is dropped here.
-                }
-            }
+    /// One task per shard interrupts stopped statements again until they answer.
+    fn ensure_reinterrupter(self: &Rc<Self>) {
+        if self.reinterrupter.get() {
+            return;
         }
-        self.pump();
+        self.reinterrupter.set(true);
+        let weak = Rc::downgrade(self);
+        glommio::spawn_local(async move {
+            loop {
+                glommio::timer::sleep(REINTERRUPT_EVERY).await;
+                let Some(me) = weak.upgrade() else { return };
+                if !me.feed.borrow().reinterrupt_stopped() {
+                    me.reinterrupter.set(false);
+                    return;
+                }
+            }
+        })
+        .detach();
     }
 }

@@ -5,7 +5,6 @@
 //! [`Stats`] snapshot that `/health` and `/metrics` read. Nothing here ever
 //! touches DuckDB or takes a lock.
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
@@ -122,47 +121,6 @@ impl HistogramSnapshot {
         }
         None
     }
-
-    /// Appends this histogram in Prometheus text format, in seconds:
-    /// `name_bucket{labels,le="..."}`, `name_sum{labels}`, `name_count{labels}`.
-    /// `labels` is either empty or `key="value",...` without braces. The caller
-    /// writes the `# HELP` / `# TYPE` lines once per metric name.
-    pub fn write_prometheus(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            cumulative += c;
-            match self.bounds_us.get(i) {
-                Some(b) => {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}",
-                        *b as f64 / 1e6
-                    );
-                }
-                None => {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
-                    );
-                }
-            }
-        }
-        let braces = |s: &str| {
-            if s.is_empty() {
-                String::new()
-            } else {
-                format!("{{{s}}}")
-            }
-        };
-        let _ = writeln!(
-            out,
-            "{name}_sum{} {}",
-            braces(labels),
-            self.sum_us as f64 / 1e6
-        );
-        let _ = writeln!(out, "{name}_count{} {}", braces(labels), self.count);
-    }
 }
 
 /// The counters one shard writes (only its own thread writes them; any thread
@@ -192,6 +150,10 @@ pub(crate) struct ShardCounters {
     pub rejected_overloaded: AtomicU64,
     /// Bytes of retained results (sum of `QueryResult::retained_bytes`).
     pub result_bytes: AtomicI64,
+    /// Statements this shard may run at once (its share of `MAX_CONCURRENT_QUERIES`).
+    pub slots: AtomicI64,
+    /// Jobs and `/execute` statements stopped by their deadline (cumulative).
+    pub timeouts: AtomicU64,
     pub queue_wait: AtomicHistogram,
     pub execution: AtomicHistogram,
 }
@@ -216,6 +178,10 @@ pub struct Stats {
     pub rejected_overloaded: u64,
     /// Bytes held by retained job results.
     pub result_bytes: u64,
+    /// Statements the agent may run at once (`MAX_CONCURRENT_QUERIES`).
+    pub max_concurrent_queries: u64,
+    /// Statements stopped by their deadline (cumulative).
+    pub query_timeouts: u64,
     /// Resident memory of the process (refreshed in the background, ~1 s old).
     pub memory_used_mb: u64,
     /// Memory DuckDB's buffer manager reports in use (refreshed in the background).
@@ -235,7 +201,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn buckets_quantiles_and_prometheus_text() {
+    fn buckets_quantiles_and_merge() {
         let h = AtomicHistogram::default();
         for us in [10, 30, 30, 900, 2_000_000, 100_000_000] {
             h.record_us(us);
@@ -252,16 +218,5 @@ mod tests {
         merged.merge(&s);
         merged.merge(&s);
         assert_eq!(merged.count, 12);
-        let mut text = String::new();
-        merged.write_prometheus(&mut text, "x_seconds", "route=\"a\"");
-        assert!(
-            text.contains("x_seconds_bucket{route=\"a\",le=\"0.000025\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("x_seconds_bucket{route=\"a\",le=\"+Inf\"} 12\n"),
-            "{text}"
-        );
-        assert!(text.contains("x_seconds_count{route=\"a\"} 12\n"), "{text}");
     }
 }

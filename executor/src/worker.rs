@@ -1,33 +1,128 @@
-//! A shard's DuckDB worker: one OS thread that owns one connection.
+//! A shard's DuckDB workers: a small pool of OS threads, each owning one
+//! connection, taking statements from the shard's feed.
 //!
-//! Owns running SQL and encoding its result (off the reactor), and the
-//! connection's statement cache. It takes one task at a time from its shard
-//! and answers on the task's oneshot. It never touches shard state: the shard
-//! decides what runs next, so `QUEUED` means "in the shard's FIFO" and
-//! `RUNNING` means "handed to this thread".
+//! Owns running SQL and encoding its result (off the reactor), each
+//! connection's statement cache, and putting a connection back to its
+//! baseline session after a statement that may have changed it
+//! (`session.rs`). A worker never touches shard state: the shard hands a
+//! statement over only when a worker is free, so `QUEUED` means "in the
+//! shard's feed" and `RUNNING` means "handed to a worker".
+//!
+//! Interrupts are aimed through the statement's [`Ticket`], never through a
+//! connection directly: the shard can only interrupt the connection that is
+//! running *that* statement, and a worker does not start its next statement
+//! while an interrupt aimed at the previous one is still being delivered.
+//! An interrupt that lands after DuckDB returned is cleared by DuckDB itself
+//! when the next statement begins, so a statement is never run twice.
 
 use std::collections::HashSet;
 use std::hash::{Hash, Hasher};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::SeqCst};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use futures_channel::oneshot;
 use hashbrown::HashMap;
 
-use crate::duckdb::{Connection, DbError, Prepared, QueryOutput};
+use crate::duckdb::{Connection, DbError, InterruptHandle, Prepared, QueryOutput};
 use crate::encode::{encode, EncodeError};
 use crate::priority::CpuSet;
 use crate::result::QueryResult;
+use crate::session::{self, Baseline};
 
-/// One statement for the worker.
+/// Why the shard stopped a statement; the first reason given wins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum StopReason {
+    /// Cancel or delete of its job.
+    Canceled = 1,
+    /// Its deadline (`QUERY_TIMEOUT` or the request's `timeout_ms`) passed.
+    Deadline = 2,
+    /// The agent is shutting down and the drain deadline passed.
+    Shutdown = 3,
+    /// The `/execute` caller went away.
+    CallerGone = 4,
+}
+
+impl StopReason {
+    fn from_u8(v: u8) -> Option<StopReason> {
+        match v {
+            1 => Some(StopReason::Canceled),
+            2 => Some(StopReason::Deadline),
+            3 => Some(StopReason::Shutdown),
+            4 => Some(StopReason::CallerGone),
+            _ => None,
+        }
+    }
+}
+
+const HANDED: u8 = 0;
+const RUNNING: u8 = 1;
+const DONE: u8 = 2;
+
+/// The meeting point of one statement's worker and its shard.
+///
+/// The worker publishes `RUNNING` (and its connection's interrupt handle) before it reads
+/// `stop`; the shard stores `stop` before it reads the phase (all SeqCst): so
+/// either the worker sees the stop and skips the statement, or the shard sees
+/// it running and interrupts its connection. `interrupters` counts shard
+/// calls between "saw RUNNING" and "interrupt delivered"; the worker waits
+/// for it to drop to zero after `DONE` before taking its next statement.
+pub(crate) struct Ticket {
+    phase: AtomicU8,
+    stop: AtomicU8,
+    interrupters: AtomicU32,
+    /// The interrupt handle of the connection running the statement.
+    handle: OnceLock<InterruptHandle>,
+}
+
+impl Ticket {
+    pub fn new() -> Arc<Ticket> {
+        Arc::new(Ticket {
+            phase: AtomicU8::new(HANDED),
+            stop: AtomicU8::new(0),
+            interrupters: AtomicU32::new(0),
+            handle: OnceLock::new(),
+        })
+    }
+
+    /// Records `reason` (unless one is recorded) and interrupts the statement
+    /// if it is running. Never waits: safe on a reactor thread.
+    pub fn stop(&self, reason: StopReason) {
+        let _ = self.stop.compare_exchange(0, reason as u8, SeqCst, SeqCst);
+        self.interrupt();
+    }
+
+    /// Interrupts the statement again if it is still running (DuckDB drops an
+    /// interrupt that lands just before a statement begins).
+    pub fn interrupt(&self) {
+        self.interrupters.fetch_add(1, SeqCst);
+        if self.phase.load(SeqCst) == RUNNING {
+            if let Some(h) = self.handle.get() {
+                h.interrupt();
+            }
+        }
+        self.interrupters.fetch_sub(1, SeqCst);
+    }
+
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        StopReason::from_u8(self.stop.load(SeqCst))
+    }
+
+    pub fn is_done(&self) -> bool {
+        self.phase.load(SeqCst) == DONE
+    }
+}
+
+/// One statement for a worker.
 pub(crate) struct Task {
     pub sql: String,
-    /// Published in `Config::current` while this statement executes.
-    pub token: u64,
-    /// Set by the shard when the statement is canceled; checked before it starts.
-    pub canceled: Arc<AtomicBool>,
+    pub ticket: Arc<Ticket>,
+    /// Largest encoded result this statement may produce (0: unlimited).
+    pub max_bytes: usize,
     pub reply: oneshot::Sender<Outcome>,
 }
 
@@ -40,102 +135,163 @@ pub(crate) struct Outcome {
 
 #[derive(Debug)]
 pub(crate) enum ExecFailure {
+    /// Interrupted: by the shard (see the ticket's stop reason) or, with no
+    /// reason recorded, by DuckDB itself (`max_execution_time`).
     Interrupted,
     TooLarge,
     Failed(String),
+    /// The worker's own code failed (a bug); the statement was abandoned and
+    /// the connection replaced.
+    Panicked(String),
 }
 
+/// What every worker of the engine shares.
 pub(crate) struct Config {
-    pub max_result_bytes: usize,
     pub keywords: Arc<HashSet<String>>,
-    /// Set by `Engine::shutdown`: stop even if the shard never closed its queue.
+    /// Set by `Engine::shutdown`: stop even if the shard never closed its feed.
     pub stop: Arc<AtomicBool>,
-    /// The token of the task being executed (0: none), read by the shard to
-    /// aim its interrupts.
-    pub current: Arc<AtomicU64>,
     /// Where the worker may run; `None` leaves the inherited affinity.
     pub cpus: Option<CpuSet>,
     /// The worker's nice value.
     pub nice: i32,
+    /// Opens a replacement connection (with the init SQL run on it) when a
+    /// connection cannot be put back to its baseline.
+    pub reconnect: Arc<dyn Fn() -> Result<Connection, String> + Send + Sync>,
 }
 
-/// Starts the worker thread for shard `index`. It exits when the task sender
-/// is dropped or `stop` is set, then signals `exited`.
+/// A worker's connection with what it needs to start every job clean.
+pub(crate) struct Seat {
+    pub conn: Connection,
+    pub baseline: Baseline,
+}
+
+/// Starts worker `index` of shard `shard`, taking tasks from `rx`. It exits
+/// when every sender of the feed is dropped or `stop` is set.
 pub(crate) fn spawn(
+    shard: usize,
     index: usize,
-    conn: Connection,
-    cfg: Config,
-    exited: oneshot::Sender<()>,
-) -> std::io::Result<(mpsc::Sender<Task>, JoinHandle<()>)> {
-    let (tx, rx) = mpsc::channel::<Task>();
-    let handle = std::thread::Builder::new()
-        .name(format!("duckdb-worker-{index}"))
+    seat: Seat,
+    cfg: Arc<Config>,
+    rx: Receiver<Task>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name(format!("duckdb-worker-{shard}.{index}"))
         .spawn(move || {
             crate::priority::lower_current_thread(cfg.nice);
             if let Some(cpus) = &cfg.cpus {
                 cpus.apply_to_current_thread();
             }
-            run(conn, cfg, rx);
-            let _ = exited.send(());
-        })?;
-    Ok((tx, handle))
+            run(seat, &cfg, rx);
+        })
 }
 
-fn run(mut conn: Connection, cfg: Config, rx: mpsc::Receiver<Task>) {
+/// The channel a shard's workers take tasks from (any free worker takes the next).
+pub(crate) fn feed_channel() -> (Sender<Task>, Receiver<Task>) {
+    crossbeam_channel::unbounded()
+}
+
+fn run(seat: Seat, cfg: &Config, rx: Receiver<Task>) {
+    let Seat { conn, baseline } = seat;
+    let mut handle = conn.interrupt_handle();
+    let mut conn = Some(conn);
     let mut cache = StatementCache::new(PREPARED_CAPACITY, SEEN_CAPACITY);
     loop {
         let task = match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(t) => t,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if cfg.stop.load(Ordering::Relaxed) {
+            Err(RecvTimeoutError::Timeout) => {
+                if cfg.stop.load(SeqCst) {
                     break;
                 }
                 continue;
             }
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(RecvTimeoutError::Disconnected) => break,
         };
+        let Some(c) = conn.as_mut() else { break };
         let start = Instant::now();
-        // Publish the token before reading the flag (both SeqCst), and the
-        // shard sets the flag before reading the token: either we see the
-        // cancel and skip, or the shard sees us running and interrupts.
-        cfg.current.store(task.token, Ordering::SeqCst);
-        let mut result = Err(ExecFailure::Interrupted);
-        for _ in 0..3 {
-            if task.canceled.load(Ordering::SeqCst) || cfg.stop.load(Ordering::SeqCst) {
-                result = Err(ExecFailure::Interrupted);
-                break;
-            }
-            result = execute(&mut conn, &mut cache, &task.sql, &cfg);
-            // An interrupt aimed at the previous statement can land on this
-            // one; DuckDB rolled it back, so run it again (a real cancel sets
-            // the flag and ends the loop above).
-            if !matches!(result, Err(ExecFailure::Interrupted)) {
-                break;
+        let ticket = &task.ticket;
+        let _ = ticket.handle.set(handle.clone());
+        ticket.phase.store(RUNNING, SeqCst);
+        let result = if ticket.stop.load(SeqCst) != 0 || cfg.stop.load(SeqCst) {
+            Err(ExecFailure::Interrupted)
+        } else {
+            catch_unwind(AssertUnwindSafe(|| {
+                execute(c, &mut cache, &task.sql, task.max_bytes, &cfg.keywords)
+            }))
+            .unwrap_or_else(|p| {
+                let what = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                Err(ExecFailure::Panicked(what))
+            })
+        };
+        ticket.phase.store(DONE, SeqCst);
+        while ticket.interrupters.load(SeqCst) != 0 {
+            std::hint::spin_loop();
+        }
+        // Every job starts clean: put the session back before the next one.
+        let dirty =
+            matches!(result, Err(ExecFailure::Panicked(_))) || session::may_leave_state(&task.sql);
+        let exec = start.elapsed();
+        // The shard may have stopped listening (job deleted); nothing to do then.
+        let _ = task.reply.send(Outcome { result, exec });
+        if dirty {
+            // Prepared statements belong to the connection: drop them with it
+            // if it must go, and after a reset they may name dropped objects.
+            cache = StatementCache::new(PREPARED_CAPACITY, SEEN_CAPACITY);
+            if let Err(e) = baseline.restore(c) {
+                conn = replace_connection(cfg, &baseline, e);
+                if let Some(c) = &conn {
+                    handle = c.interrupt_handle();
+                }
             }
         }
-        cfg.current.store(0, Ordering::SeqCst);
-        // The shard may have stopped listening (job deleted); nothing to do then.
-        let _ = task.reply.send(Outcome {
-            result,
-            exec: start.elapsed(),
-        });
     }
     // Prepared statements go before their connection.
     drop(cache);
     drop(conn);
 }
 
+/// A connection that could not be put back is replaced by a fresh one; if
+/// even that fails the worker stops (its shard's other workers go on).
+fn replace_connection(
+    cfg: &Config,
+    baseline: &Baseline,
+    why: session::ResetFailed,
+) -> Option<Connection> {
+    match (cfg.reconnect)() {
+        Ok(mut fresh) => {
+            if let Err(e) = baseline.restore(&mut fresh) {
+                eprintln!(
+                    "compute-agent: a worker's connection could not be reset ({}); its replacement differs from the baseline too ({})",
+                    why.0, e.0
+                );
+            }
+            Some(fresh)
+        }
+        Err(e) => {
+            eprintln!(
+                "compute-agent: a worker's connection could not be reset ({}) nor replaced ({e}); the worker stops",
+                why.0
+            );
+            None
+        }
+    }
+}
+
 fn execute(
     conn: &mut Connection,
     cache: &mut StatementCache,
     sql: &str,
-    cfg: &Config,
+    max_bytes: usize,
+    keywords: &HashSet<String>,
 ) -> Result<QueryResult, ExecFailure> {
     let mut output = cache.run(conn, sql).map_err(|e| match e {
         DbError::Interrupted => ExecFailure::Interrupted,
         DbError::Failed(m) => ExecFailure::Failed(m),
     })?;
-    encode(&mut output, cfg.max_result_bytes, &cfg.keywords).map_err(|e| match e {
+    encode(&mut output, max_bytes, keywords).map_err(|e| match e {
         EncodeError::Db(DbError::Interrupted) => ExecFailure::Interrupted,
         EncodeError::Db(DbError::Failed(m)) => ExecFailure::Failed(m),
         EncodeError::TooLarge => ExecFailure::TooLarge,

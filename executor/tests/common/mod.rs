@@ -10,9 +10,12 @@ use executor::{Engine, EngineConfig, QueryResult, Shard};
 use glommio::{LocalExecutorBuilder, Placement};
 
 /// A small engine: in-memory, `shards` shards, DuckDB on 2 threads.
+/// One worker per shard (the executor's own tests check queueing behind a
+/// busy worker; the agent's tests cover pools of several).
 pub fn config(shards: usize) -> EngineConfig {
     EngineConfig {
         shards,
+        max_concurrent_queries: shards,
         duckdb_threads: Some(2),
         max_memory_gb: Some(2.0),
         ..EngineConfig::default()

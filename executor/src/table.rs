@@ -1,0 +1,169 @@
+//! A shard's job table: its jobs, the request-id index and expiry.
+//!
+//! Owns every state transition of the jobs whose id hashes to this shard and
+//! the job counters that `/health` reads (queued, running, completed, stored,
+//! retained result bytes): `start` for `QUEUED -> RUNNING`, one `finish` for
+//! every terminal transition (success, failure, cancel, timeout, shutdown),
+//! `remove` for delete, `sweep` for expiry. It never calls DuckDB, never
+//! touches the feed (the shard moves work between the two), and lives on one
+//! reactor thread.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use hashbrown::HashMap;
+
+use crate::error::JobError;
+use crate::expiry::ExpiryQueue;
+use crate::job::{Job, JobStatus, Status};
+use crate::result::QueryResult;
+use crate::stats::ShardCounters;
+use crate::QueryId;
+
+pub(crate) struct JobTable {
+    jobs: HashMap<QueryId, Job>,
+    by_request: HashMap<Box<str>, QueryId>,
+    expiry: ExpiryQueue,
+}
+
+impl JobTable {
+    pub fn new() -> JobTable {
+        JobTable {
+            jobs: HashMap::new(),
+            by_request: HashMap::new(),
+            expiry: ExpiryQueue::default(),
+        }
+    }
+
+    /// The job a request id already created, if it is still retained.
+    pub fn by_request(&self, rid: &str) -> Option<(QueryId, Status)> {
+        let id = *self.by_request.get(rid)?;
+        self.jobs.get(&id).map(|j| (id, j.status))
+    }
+
+    /// Adds a new `QUEUED` job.
+    pub fn insert(&mut self, c: &ShardCounters, id: QueryId, job: Job) {
+        if let Some(r) = &job.request_id {
+            self.by_request.insert(r.clone(), id);
+        }
+        self.jobs.insert(id, job);
+        ShardCounters::add(&c.queued_jobs, 1);
+        ShardCounters::add(&c.stored_jobs, 1);
+        c.submitted_jobs.fetch_add(1, Relaxed);
+    }
+
+    pub fn get(&self, id: &QueryId) -> Option<&Job> {
+        self.jobs.get(id)
+    }
+
+    pub fn get_mut(&mut self, id: &QueryId) -> Option<&mut Job> {
+        self.jobs.get_mut(id)
+    }
+
+    /// `QUEUED -> RUNNING`: hands out the SQL; `None` if the job is not queued.
+    pub fn start(&mut self, c: &ShardCounters, id: &QueryId) -> Option<String> {
+        let job = self
+            .jobs
+            .get_mut(id)
+            .filter(|j| j.status == Status::Queued)?;
+        let sql = job.sql.take()?;
+        job.status = Status::Running;
+        c.queue_wait.record(job.submitted.elapsed());
+        ShardCounters::add(&c.queued_jobs, -1);
+        ShardCounters::add(&c.running_jobs, 1);
+        Some(sql)
+    }
+
+    /// Every terminal transition: a queued or running job ends with `outcome`
+    /// (a result, or why it failed or was canceled). Wakes its long-poll
+    /// waiters and schedules its expiry. Returns the job's snapshot, or `None`
+    /// when it is unknown or already terminal (which is then left as it is).
+    pub fn finish(
+        &mut self,
+        c: &ShardCounters,
+        id: &QueryId,
+        outcome: Result<Arc<QueryResult>, JobError>,
+    ) -> Option<JobStatus> {
+        let job = self.jobs.get_mut(id)?;
+        match job.status {
+            Status::Queued => ShardCounters::add(&c.queued_jobs, -1),
+            Status::Running => ShardCounters::add(&c.running_jobs, -1),
+            _ => return None,
+        }
+        ShardCounters::add(&c.completed_jobs, 1);
+        let status = match &outcome {
+            Ok(_) => Status::Succeeded,
+            Err(JobError::Canceled | JobError::ShuttingDown) => Status::Canceled,
+            Err(_) => Status::Failed,
+        };
+        job.status = status;
+        job.sql = None;
+        job.feed_seq = None;
+        match outcome {
+            Ok(r) => {
+                ShardCounters::add(&c.result_bytes, r.retained_bytes() as i64);
+                job.result = Some(r);
+            }
+            Err(e) => {
+                if matches!(e, JobError::Timeout { .. }) {
+                    c.timeouts.fetch_add(1, Relaxed);
+                }
+                job.failure = Some(e);
+            }
+        }
+        job.completed_at = Some(SystemTime::now());
+        let now = Instant::now();
+        job.completed = Some(now);
+        for w in job.waiters.drain(..) {
+            // A waiter that gave up has dropped its receiver; nothing to do then.
+            let _ = w.send(());
+        }
+        let snap = job.snapshot(*id);
+        self.expiry.push(now, *id);
+        Some(snap)
+    }
+
+    /// Deletes a job in any state; the caller stops its statement if it was
+    /// queued or running. Dropping the job wakes its waiters (they see NotFound).
+    pub fn remove(&mut self, c: &ShardCounters, id: &QueryId) -> Option<Job> {
+        let job = self.jobs.remove(id)?;
+        match job.status {
+            Status::Queued => ShardCounters::add(&c.queued_jobs, -1),
+            Status::Running => ShardCounters::add(&c.running_jobs, -1),
+            _ => ShardCounters::add(&c.completed_jobs, -1),
+        }
+        self.forget(c, &job);
+        Some(job)
+    }
+
+    /// Bookkeeping shared by delete and expiry for a job already out of the table.
+    fn forget(&mut self, c: &ShardCounters, job: &Job) {
+        ShardCounters::add(&c.stored_jobs, -1);
+        if let Some(r) = &job.result {
+            ShardCounters::add(&c.result_bytes, -(r.retained_bytes() as i64));
+        }
+        if let Some(rid) = &job.request_id {
+            self.by_request.remove(rid);
+        }
+    }
+
+    /// Drops terminal jobs completed at least `ttl` ago; O(expired).
+    pub fn sweep(&mut self, c: &ShardCounters, now: Instant, ttl: Duration) {
+        let mut cleaned = 0;
+        while let Some(id) = self.expiry.pop_due(now, ttl) {
+            let terminal = self.jobs.get(&id).is_some_and(|j| j.status.is_terminal());
+            if !terminal {
+                continue; // deleted earlier
+            }
+            if let Some(job) = self.jobs.remove(&id) {
+                ShardCounters::add(&c.completed_jobs, -1);
+                self.forget(c, &job);
+                cleaned += 1;
+            }
+        }
+        if cleaned > 0 {
+            c.cleaned_jobs.fetch_add(cleaned, Relaxed);
+        }
+    }
+}
