@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use executor::{JobError, QueryId, Shard};
+use executor::{JobError, QueryId, RunOptions, Shard};
 use net::{Request, Response};
 
 use crate::auth::token_matches;
@@ -20,16 +20,19 @@ use crate::routes::{self, Route, RouteKind, Unmatched};
 use crate::state::Shared;
 
 /// Longest long-poll; larger `wait_ms` values are capped to it.
-pub const MAX_WAIT_MS: u64 = 30_000;
-
-/// How long a shard's worker may take to stop once shutdown begins.
-const SHARD_DRAIN: Duration = Duration::from_secs(5);
+pub const MAX_WAIT_MS: u64 = executor::MAX_STATUS_WAIT.as_millis() as u64;
 
 /// One shard's router.
 pub struct Api {
     shard: Shard,
     shared: Arc<Shared>,
     metrics: Arc<RouteMetrics>,
+}
+
+/// The share of the server's shutdown deadline the shard's queued and running
+/// work may use to finish; the rest is for writing the answers.
+fn shard_drain(server_deadline: Duration) -> Duration {
+    server_deadline.mul_f64(0.8)
 }
 
 impl Api {
@@ -93,8 +96,11 @@ impl net::Handler for Api {
     }
 
     async fn shutdown(&self) {
-        // Queued work fails with SHUTTING_DOWN, the running statement is interrupted.
-        self.shard.shutdown(SHARD_DRAIN).await;
+        // Queued and running work finishes within the drain; what is left then
+        // is stopped (jobs end CANCELED with SHUTTING_DOWN, /execute gets 503).
+        self.shard
+            .shutdown(shard_drain(self.shared.shutdown_deadline))
+            .await;
     }
 }
 
@@ -131,6 +137,7 @@ impl Api {
             Route::Metrics => Response::new(200)
                 .header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
                 .body(crate::metrics::render(&self.shared)),
+            Route::Settings => crate::settings::handle(&self.shared, req, rid.as_deref()),
             Route::Execute => self.execute(req, rid).await,
             Route::Submit => self.submit(req, rid).await,
             Route::Status(id) => {
@@ -211,7 +218,8 @@ impl Api {
         if rid.is_none() {
             *rid = q.request_id.map(Cow::into_owned);
         }
-        match self.shard.execute(&q.sql).await {
+        let opts = RunOptions { timeout: q.timeout };
+        match self.shard.execute_with(&q.sql, opts).await {
             Ok(result) => reply::executed(&result, rid.as_deref()),
             Err(e) => {
                 tracing::info!(request_id = rid.as_deref().unwrap_or(""), code = e.code(), error = %e, "execute failed");
@@ -228,7 +236,12 @@ impl Api {
         if rid.is_none() {
             *rid = q.request_id.map(Cow::into_owned);
         }
-        match self.shard.submit(q.sql.into_owned(), rid.clone()).await {
+        let opts = RunOptions { timeout: q.timeout };
+        match self
+            .shard
+            .submit_with(q.sql.into_owned(), rid.clone(), opts)
+            .await
+        {
             Ok(s) => {
                 tracing::debug!(request_id = rid.as_deref().unwrap_or(""), query_id = %s.id, existing = s.existing, "submitted");
                 reply::submitted(s.id, s.status.as_str(), rid.as_deref())

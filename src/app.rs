@@ -37,26 +37,29 @@ pub fn run(config: Config) -> Result<(), AppError> {
         cleanup_interval: config.cleanup_interval,
         max_queued_jobs: config.max_queued_jobs,
         max_result_bytes: config.max_result_bytes,
+        max_concurrent_queries: config.max_concurrent_queries.unwrap_or(0),
+        query_timeout: config.query_timeout,
+        max_retained_bytes: config.max_retained_bytes,
         sql_thread_nice: config.sql_thread_nice,
     })?;
-    let shared = Arc::new(Shared {
-        token: config.agent_token.as_bytes().into(),
-        cursor_mode: config.cursor_mode,
-        started,
-        engine: engine.clone(),
-        max_memory_gb: config.max_memory_gb,
-        result_ttl: config.result_ttl,
-        shards: config.shards,
-        route_metrics: (0..config.shards)
-            .map(|_| Arc::new(RouteMetrics::default()))
-            .collect(),
-    });
     let server_config = ServerConfig {
         addr: config.listen_addr,
         shards: config.shards,
         reactor_priority: config.reactor_priority,
         ..ServerConfig::default()
     };
+    let shared = Arc::new(Shared {
+        token: config.agent_token.as_bytes().into(),
+        cursor_mode: config.cursor_mode,
+        started,
+        engine: engine.clone(),
+        max_memory_gb: config.max_memory_gb,
+        shards: config.shards,
+        shutdown_deadline: server_config.shutdown_deadline,
+        route_metrics: (0..config.shards)
+            .map(|_| Arc::new(RouteMetrics::default()))
+            .collect(),
+    });
     let drain = server_config.shutdown_deadline;
     let factory_shared = shared.clone();
     let handle = Server::start(server_config, move |info| {
@@ -89,6 +92,9 @@ pub fn run(config: Config) -> Result<(), AppError> {
         query_cleanup_interval = ?config.cleanup_interval,
         max_queued_jobs = config.max_queued_jobs,
         max_result_bytes = config.max_result_bytes,
+        max_concurrent_queries = engine.stats().max_concurrent_queries,
+        query_timeout = ?config.query_timeout,
+        max_retained_bytes = config.max_retained_bytes,
         duckdb_init_sql = config.init_sql.as_ref().map_or(String::new(), |i| i.path.display().to_string()),
         feature_cursor_mode = config.cursor_mode,
         reactor_priority = ?config.reactor_priority,

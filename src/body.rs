@@ -13,6 +13,8 @@ use simd_json::prelude::*;
 pub struct QueryBody<'a> {
     pub sql: Cow<'a, str>,
     pub request_id: Option<Cow<'a, str>>,
+    /// `timeout_ms`: the caller's timeout, capped by `QUERY_TIMEOUT` downstream.
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Why a body was rejected: `Parse` is 400 PARSE_ERROR, the rest 400 VALIDATION_ERROR.
@@ -30,6 +32,8 @@ pub enum BodyError {
     EmptySql,
     #[error("request_id must be a string")]
     RequestIdNotString,
+    #[error("timeout_ms must be a positive integer of milliseconds")]
+    BadTimeout,
 }
 
 impl BodyError {
@@ -84,7 +88,24 @@ pub fn parse_query(body: &mut [u8]) -> Result<QueryBody<'_>, Rejected> {
     if sql.trim().is_empty() {
         return Err(reject(BodyError::EmptySql, request_id.as_ref()));
     }
-    Ok(QueryBody { sql, request_id })
+    let timeout = match obj.remove("timeout_ms") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => match (v.as_u64(), v.as_f64()) {
+            (Some(ms), _) if ms > 0 => Some(std::time::Duration::from_millis(ms)),
+            // Larger than u64 milliseconds: no practical limit, like an overflowing
+            // max_results is capped rather than refused.
+            (None, Some(f)) if f >= u64::MAX as f64 => {
+                Some(std::time::Duration::from_millis(u64::MAX))
+            }
+            _ => return Err(reject(BodyError::BadTimeout, request_id.as_ref())),
+        },
+    };
+    Ok(QueryBody {
+        sql,
+        request_id,
+        timeout,
+    })
 }
 
 /// Best-effort `request_id` of an optional body (e.g. `POST .../cancel`): anything

@@ -88,6 +88,24 @@ const SETTINGS: &[Setting] = &[
         help: "Largest encoded JSON result; larger fails with RESULT_TOO_LARGE (0 = unlimited)",
     },
     Setting {
+        var: "MAX_CONCURRENT_QUERIES",
+        flag: "max-concurrent-queries",
+        default: None,
+        help: "Statements running at once, agent total, spread over shards (each gets its share of DuckDB connections); beyond it work stays QUEUED [default: 4 per shard]",
+    },
+    Setting {
+        var: "QUERY_TIMEOUT",
+        flag: "query-timeout",
+        default: Some("0s"),
+        help: "Longest a statement may take, queue time included; past it it ends FAILED with QUERY_TIMEOUT (Go duration; 0s = off). Caps a request's timeout_ms",
+    },
+    Setting {
+        var: "MAX_RETAINED_BYTES",
+        flag: "max-retained-bytes",
+        default: Some("4294967296"),
+        help: "Total bytes of retained job results; when full, submits get 429 and a result that does not fit fails with RESULT_TOO_LARGE (0 = unlimited)",
+    },
+    Setting {
         var: "DUCKDB_INIT_SQL",
         flag: "duckdb-init-sql",
         default: None,
@@ -229,6 +247,10 @@ pub struct Config {
     pub duckdb_threads: Option<usize>,
     pub max_queued_jobs: usize,
     pub max_result_bytes: usize,
+    /// `None`: the executor's default (per shard).
+    pub max_concurrent_queries: Option<usize>,
+    pub query_timeout: Option<Duration>,
+    pub max_retained_bytes: usize,
     pub init_sql: Option<InitSql>,
     pub cursor_mode: bool,
     pub reactor_priority: ReactorPriority,
@@ -333,6 +355,25 @@ impl Config {
             ..,
             "a non-negative integer of bytes (0 = unlimited)",
         )?;
+        let max_concurrent_queries = args
+            .get("MAX_CONCURRENT_QUERIES")
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                int_in(
+                    "MAX_CONCURRENT_QUERIES",
+                    v,
+                    shards..=65_536,
+                    "an integer from the shard count (each shard runs at least one statement) to 65536",
+                )
+            })
+            .transpose()?;
+        let query_timeout = optional_duration("QUERY_TIMEOUT", args.req("QUERY_TIMEOUT"))?;
+        let max_retained_bytes = int_in(
+            "MAX_RETAINED_BYTES",
+            args.req("MAX_RETAINED_BYTES"),
+            ..,
+            "a non-negative integer of bytes (0 = unlimited)",
+        )?;
         let init_sql = match args
             .get("DUCKDB_INIT_SQL")
             .filter(|p| !p.is_empty())
@@ -400,6 +441,9 @@ impl Config {
             duckdb_threads,
             max_queued_jobs,
             max_result_bytes,
+            max_concurrent_queries,
+            query_timeout,
+            max_retained_bytes,
             init_sql,
             cursor_mode,
             reactor_priority,
@@ -447,6 +491,19 @@ fn positive_duration(var: &'static str, value: &str) -> Result<Duration, ConfigE
             "a positive Go duration such as 300ms, 1m30s or 2h",
         )),
         Ok(d) => Ok(d),
+        Err(source) => Err(ConfigError::Duration {
+            var,
+            value: value.to_string(),
+            source,
+        }),
+    }
+}
+
+/// A Go duration where zero means "off".
+fn optional_duration(var: &'static str, value: &str) -> Result<Option<Duration>, ConfigError> {
+    match parse_go_duration(value.trim()) {
+        Ok(d) if d.is_zero() => Ok(None),
+        Ok(d) => Ok(Some(d)),
         Err(source) => Err(ConfigError::Duration {
             var,
             value: value.to_string(),
@@ -567,8 +624,13 @@ mod tests {
     fn defaults() {
         let c = Config::from_args(args(&[])).unwrap();
         assert_eq!(c.listen_addr, "0.0.0.0:9443".parse().unwrap());
-        assert_eq!(c.result_ttl, Duration::from_secs(600));
-        assert_eq!(c.cleanup_interval, Duration::from_secs(60));
+        // The help table's defaults are the executor's constants, spelled for --help.
+        assert_eq!(c.result_ttl, executor::DEFAULT_RESULT_TTL);
+        assert_eq!(c.cleanup_interval, executor::DEFAULT_CLEANUP_INTERVAL);
+        assert_eq!(c.max_queued_jobs, executor::DEFAULT_MAX_QUEUED_JOBS);
+        assert_eq!(c.max_result_bytes, executor::DEFAULT_MAX_RESULT_BYTES);
+        assert_eq!(c.max_concurrent_queries, None);
+        assert_eq!(c.query_timeout, None);
         assert!(c.cursor_mode);
         assert!(c.shards >= 1);
         assert_eq!(c.max_memory_gb, None);
@@ -592,6 +654,14 @@ mod tests {
             (&["--reactor-priority", "high"], "REACTOR_PRIORITY"),
             (&["--sql-thread-nice", "-5"], "SQL_THREAD_NICE"),
             (&["--sql-thread-nice", "20"], "SQL_THREAD_NICE"),
+            (&["--query-timeout", "soon"], "QUERY_TIMEOUT"),
+            (&["--query-timeout", "-1s"], "QUERY_TIMEOUT"),
+            (
+                &["--shards", "2", "--max-concurrent-queries", "1"],
+                "MAX_CONCURRENT_QUERIES",
+            ),
+            (&["--max-concurrent-queries", "x"], "MAX_CONCURRENT_QUERIES"),
+            (&["--max-retained-bytes", "-1"], "MAX_RETAINED_BYTES"),
             (
                 &["--duckdb-init-sql", "/nonexistent/init.sql"],
                 "DUCKDB_INIT_SQL",
@@ -605,5 +675,22 @@ mod tests {
         }
         let err = Config::from_args(Args::try_parse_from(["compute-agent"]).unwrap()).unwrap_err();
         assert_eq!(err.var(), "AGENT_TOKEN");
+    }
+
+    #[test]
+    fn pool_and_timeout_settings() {
+        let c = Config::from_args(args(&[
+            "--shards",
+            "2",
+            "--max-concurrent-queries",
+            "6",
+            "--query-timeout",
+            "1m30s",
+        ]))
+        .unwrap();
+        assert_eq!(c.max_concurrent_queries, Some(6));
+        assert_eq!(c.query_timeout, Some(Duration::from_secs(90)));
+        let off = Config::from_args(args(&["--query-timeout", "0s"])).unwrap();
+        assert_eq!(off.query_timeout, None);
     }
 }

@@ -11,7 +11,7 @@ use crate::state::Shared;
 pub fn render(shared: &Shared) -> Vec<u8> {
     let s = shared.engine.stats();
     let mut out = Vec::with_capacity(512);
-    let ttl = shared.result_ttl;
+    let ttl = shared.engine.result_ttl();
     Obj::new(&mut out)
         .str("status", "ok")
         .u64("uptime_seconds", shared.started.elapsed().as_secs())
@@ -25,15 +25,14 @@ pub fn render(shared: &Shared) -> Vec<u8> {
         .u64("completed_jobs", s.completed_jobs)
         .u64("stored_jobs", s.stored_jobs)
         .u64("cleaned_jobs", s.cleaned_jobs)
-        .with("query_result_ttl_seconds", |o| {
-            // Whole seconds as an integer (what Go gateways decode); a sub-second TTL
-            // keeps its fraction rather than reading as 0.
-            if ttl.subsec_nanos() == 0 {
-                crate::json::write_u64(o, ttl.as_secs());
-            } else {
-                crate::json::write_f64(o, ttl.as_secs_f64());
-            }
-        })
+        // Whole seconds, rounded down, as the contract fixes it (Go gateways
+        // decode an integer); the value in force, after any live change.
+        .u64("query_result_ttl_seconds", ttl.as_secs())
+        .u64(
+            "query_cleanup_interval_ms",
+            shared.engine.cleanup_interval().as_millis() as u64,
+        )
+        .u64("max_concurrent_queries", s.max_concurrent_queries)
         .u64("shards", shared.shards as u64)
         .u64("result_bytes", s.result_bytes)
         .str("version", env!("CARGO_PKG_VERSION"))

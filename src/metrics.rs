@@ -72,7 +72,7 @@ pub fn render(shared: &Shared) -> Vec<u8> {
         &mut out,
         "compute_agent_shards",
         "gauge",
-        "Shards (reactor threads with one DuckDB connection each).",
+        "Shards (reactor threads, each with its pool of DuckDB connections).",
         shared.shards,
     );
     gauge(
@@ -80,7 +80,7 @@ pub fn render(shared: &Shared) -> Vec<u8> {
         "compute_agent_query_result_ttl_seconds",
         "gauge",
         "Retention of terminal jobs.",
-        shared.result_ttl.as_secs_f64(),
+        shared.engine.result_ttl().as_secs_f64(),
     );
     gauge(
         &mut out,
@@ -88,6 +88,27 @@ pub fn render(shared: &Shared) -> Vec<u8> {
         "gauge",
         "SQL statements executing now.",
         s.active_queries,
+    );
+    gauge(
+        &mut out,
+        "compute_agent_max_concurrent_queries",
+        "gauge",
+        "Statements the agent may run at once (MAX_CONCURRENT_QUERIES over all shards).",
+        s.max_concurrent_queries,
+    );
+    gauge(
+        &mut out,
+        "compute_agent_query_cleanup_interval_seconds",
+        "gauge",
+        "How often expired jobs are dropped (the value in force).",
+        shared.engine.cleanup_interval().as_secs_f64(),
+    );
+    gauge(
+        &mut out,
+        "compute_agent_query_timeouts_total",
+        "counter",
+        "Statements stopped by their deadline (QUERY_TIMEOUT or timeout_ms).",
+        s.query_timeouts,
     );
     gauge(
         &mut out,
@@ -235,7 +256,7 @@ pub fn render(shared: &Shared) -> Vec<u8> {
 fn histogram(out: &mut String, name: &str, help: &str, series: &[(&str, &HistogramSnapshot)]) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
     for (labels, snap) in series {
-        snap.write_prometheus(out, name, labels);
+        write_histogram(out, snap, name, labels);
     }
 }
 
@@ -244,4 +265,80 @@ fn label_escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Appends this histogram in Prometheus text format, in seconds:
+/// `name_bucket{labels,le="..."}`, `name_sum{labels}`, `name_count{labels}`.
+/// `labels` is either empty or `key="value",...` without braces. The caller
+/// writes the `# HELP` / `# TYPE` lines once per metric name.
+fn write_histogram(out: &mut String, snap: &HistogramSnapshot, name: &str, labels: &str) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (i, c) in snap.counts.iter().enumerate() {
+        cumulative += c;
+        match snap.bounds_us.get(i) {
+            Some(b) => {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{labels}{sep}le=\"{}\"}} {cumulative}",
+                    *b as f64 / 1e6
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+                );
+            }
+        }
+    }
+    let braces = |s: &str| {
+        if s.is_empty() {
+            String::new()
+        } else {
+            format!("{{{s}}}")
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{name}_sum{} {}",
+        braces(labels),
+        snap.sum_us as f64 / 1e6
+    );
+    let _ = writeln!(out, "{name}_count{} {}", braces(labels), snap.count);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_text_is_cumulative_in_seconds() {
+        let h = AtomicHistogram::default();
+        for us in [10, 30, 30, 100_000_000] {
+            h.record_us(us);
+        }
+        let mut merged = HistogramSnapshot::default();
+        merged.merge(&h.snapshot());
+        merged.merge(&h.snapshot());
+        let mut text = String::new();
+        write_histogram(&mut text, &merged, "x_seconds", "route=\"a\"");
+        assert!(
+            text.contains("x_seconds_bucket{route=\"a\",le=\"0.000025\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x_seconds_bucket{route=\"a\",le=\"0.00005\"} 6\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("x_seconds_bucket{route=\"a\",le=\"+Inf\"} 8\n"),
+            "{text}"
+        );
+        assert!(text.contains("x_seconds_count{route=\"a\"} 8\n"), "{text}");
+        let mut bare = String::new();
+        write_histogram(&mut bare, &merged, "y", "");
+        assert!(bare.contains("y_bucket{le=\"+Inf\"} 8\n"), "{bare}");
+        assert!(bare.contains("y_count 8\n"), "{bare}");
+    }
 }

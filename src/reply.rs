@@ -39,7 +39,12 @@ pub fn job_error_status(e: &JobError) -> u16 {
         // An execution failure is the SQL's fault but the contract says 500; a too-large
         // result and an interrupted /execute are reported the same way so old gateways
         // treat them as failed queries.
-        JobError::Execution(_) | JobError::ResultTooLarge { .. } | JobError::Canceled => 500,
+        JobError::Execution(_)
+        | JobError::ResultTooLarge { .. }
+        | JobError::RetainedFull { .. }
+        | JobError::Canceled
+        | JobError::WorkerFailed(_) => 500,
+        JobError::Timeout { .. } => 504,
         JobError::ShuttingDown => 503,
     }
 }

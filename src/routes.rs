@@ -14,6 +14,8 @@ pub enum Route<'a> {
     Delete(&'a str),
     Health,
     Metrics,
+    /// `GET|PATCH /admin/settings`: the settings that change at run time.
+    Settings,
 }
 
 /// Why no route matched.
@@ -36,11 +38,12 @@ pub enum RouteKind {
     Delete,
     Health,
     Metrics,
+    Settings,
     Unmatched,
 }
 
 impl RouteKind {
-    pub const ALL: [RouteKind; 9] = [
+    pub const ALL: [RouteKind; 10] = [
         RouteKind::Execute,
         RouteKind::Submit,
         RouteKind::Status,
@@ -49,6 +52,7 @@ impl RouteKind {
         RouteKind::Delete,
         RouteKind::Health,
         RouteKind::Metrics,
+        RouteKind::Settings,
         RouteKind::Unmatched,
     ];
 
@@ -67,6 +71,7 @@ impl RouteKind {
             RouteKind::Delete => "DELETE /queries/{id}",
             RouteKind::Health => "GET /health",
             RouteKind::Metrics => "GET /metrics",
+            RouteKind::Settings => "/admin/settings",
             RouteKind::Unmatched => "unmatched",
         }
     }
@@ -83,6 +88,7 @@ impl Route<'_> {
             Route::Delete(_) => RouteKind::Delete,
             Route::Health => RouteKind::Health,
             Route::Metrics => RouteKind::Metrics,
+            Route::Settings => RouteKind::Settings,
         }
     }
 
@@ -106,6 +112,14 @@ pub fn resolve<'a>(method: &str, path: &'a str, cursor_mode: bool) -> Result<Rou
         "/execute" => return one("POST", Route::Execute),
         "/health" => return one("GET", Route::Health),
         "/metrics" => return one("GET", Route::Metrics),
+        "/admin/settings" => {
+            return match method {
+                "GET" | "PATCH" => Ok(Route::Settings),
+                _ => Err(MethodNotAllowed {
+                    allow: "GET, PATCH",
+                }),
+            }
+        }
         _ => {}
     }
     let Some(rest) = path.strip_prefix("/queries") else {

@@ -17,8 +17,9 @@ pub struct Shared {
     pub started: Instant,
     pub engine: Arc<Engine>,
     pub max_memory_gb: Option<f64>,
-    pub result_ttl: Duration,
     pub shards: usize,
+    /// The HTTP server's shutdown deadline (in-flight work drains within it).
+    pub shutdown_deadline: Duration,
     /// Indexed by shard id; each shard records only into its own block.
     pub route_metrics: Vec<Arc<RouteMetrics>>,
 }
