@@ -34,6 +34,9 @@ const FLUSH_ABOVE: usize = 64 * 1024;
 /// How long a closing connection keeps reading (and discarding) what the
 /// client still sends, so our last response is not destroyed by a reset.
 const LINGER: Duration = Duration::from_secs(1);
+/// How long a handler may be pending before its caller's socket is watched
+/// for a close (short requests never pay for the watch).
+const WATCH_CALLER_AFTER: Duration = Duration::from_millis(20);
 const LINGER_BYTES: usize = 256 * 1024;
 
 /// Answers a connection over the per-shard limit with 503 and closes it.
@@ -263,7 +266,23 @@ impl Conn {
             }
             out.clear();
         }
-        Some(fut.await.map_err(|_| HandlerPanicked))
+        // A caller that goes away stops its request: the handler's future is
+        // dropped (the agent then interrupts the statement and frees its
+        // worker). Watched only once the handler has been pending a while, so
+        // quick requests pay no extra socket operation. A read end of file
+        // cannot tell a half-closed client from a gone one; like Go's
+        // net/http, it is taken as gone.
+        let done = async { Some(fut.await.map_err(|_| HandlerPanicked)) };
+        let gone = async {
+            glommio::timer::sleep(WATCH_CALLER_AFTER).await;
+            let mut probe = [0u8; 1];
+            match stream.peek(&mut probe).await {
+                Ok(0) | Err(_) => None,
+                // Pipelined bytes: the caller is there; keep waiting.
+                Ok(_) => std::future::pending().await,
+            }
+        };
+        futures_lite::future::or(done, gone).await
     }
 
     /// Writes a streamed body chunk by chunk (each chunk flushed: streams are
