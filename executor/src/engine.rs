@@ -112,8 +112,8 @@ struct Facts {
 /// Retention settings in force; the operator may change them at run time.
 #[derive(Debug)]
 struct Retention {
-    ttl_ms: AtomicU64,
-    interval_ms: AtomicU64,
+    ttl_ns: AtomicU64,
+    interval_ns: AtomicU64,
 }
 
 /// The opened engine. `Send + Sync`; share it with `Arc`.
@@ -295,8 +295,8 @@ impl Engine {
             seats: Mutex::new(seats),
             workers,
             retention: Retention {
-                ttl_ms: AtomicU64::new(duration_ms(cfg.result_ttl)),
-                interval_ms: AtomicU64::new(duration_ms(cfg.cleanup_interval)),
+                ttl_ns: AtomicU64::new(duration_ns(cfg.result_ttl)),
+                interval_ns: AtomicU64::new(duration_ns(cfg.cleanup_interval)),
             },
             meshes: Mutex::new(meshes),
             interrupts,
@@ -321,12 +321,12 @@ impl Engine {
 
     /// The result TTL in force.
     pub fn result_ttl(&self) -> Duration {
-        Duration::from_millis(self.retention.ttl_ms.load(Relaxed))
+        Duration::from_nanos(self.retention.ttl_ns.load(Relaxed))
     }
 
     /// The cleanup interval in force.
     pub fn cleanup_interval(&self) -> Duration {
-        Duration::from_millis(self.retention.interval_ms.load(Relaxed))
+        Duration::from_nanos(self.retention.interval_ns.load(Relaxed))
     }
 
     /// Changes the retention settings on a running engine. They apply at once
@@ -338,16 +338,16 @@ impl Engine {
         ttl: Option<Duration>,
         interval: Option<Duration>,
     ) -> Result<(), EngineError> {
-        if interval.is_some_and(|i| i.is_zero() || duration_ms(i) == 0) {
+        if interval.is_some_and(|i| i.is_zero()) {
             return Err(EngineError::Config(
-                "cleanup interval must be at least 1ms".into(),
+                "cleanup interval must be positive".into(),
             ));
         }
         if let Some(t) = ttl {
-            self.retention.ttl_ms.store(duration_ms(t), Relaxed);
+            self.retention.ttl_ns.store(duration_ns(t), Relaxed);
         }
         if let Some(i) = interval {
-            self.retention.interval_ms.store(duration_ms(i), Relaxed);
+            self.retention.interval_ns.store(duration_ns(i), Relaxed);
         }
         Ok(())
     }
@@ -553,8 +553,9 @@ fn rss_mb() -> u64 {
 }
 
 /// Publishes memory facts every second until `stop` closes.
-fn duration_ms(d: Duration) -> u64 {
-    d.as_millis().min(u64::MAX as u128) as u64
+/// Nanoseconds, saturating (584 years).
+fn duration_ns(d: Duration) -> u64 {
+    d.as_nanos().min(u64::MAX as u128) as u64
 }
 
 fn refresh_facts(mut conn: Connection, facts: Arc<ArcSwap<Facts>>, stop: mpsc::Receiver<()>) {

@@ -339,11 +339,13 @@ impl Core {
     }
 
     /// Overload is per shard: its queue against its share of `MAX_QUEUED_JOBS`,
-    /// with `Retry-After` from how long its own queue takes to drain.
-    fn check_overload(&self) -> Result<(), JobError> {
+    /// with `Retry-After` from how long its own queue takes to drain. A job
+    /// (whose result is retained) is also refused while retained results
+    /// fill `MAX_RETAINED_BYTES`.
+    fn check_overload(&self, retains: bool) -> Result<(), JobError> {
         let max = self.engine.max_queued_per_shard();
         let queued = self.feed.borrow().queued();
-        let retained_full = self.engine.retained_full();
+        let retained_full = retains && self.engine.retained_full();
         if (max == 0 || queued < max) && !retained_full {
             return Ok(());
         }
@@ -371,7 +373,7 @@ impl Core {
         opts: RunOptions,
     ) -> Result<Arc<QueryResult>, JobError> {
         self.check_open()?;
-        self.check_overload()?;
+        self.check_overload(false)?;
         let now = Instant::now();
         let (timeout, deadline) = self.run_options(opts, now);
         let (tx, rx) = oneshot::channel();
@@ -410,7 +412,7 @@ impl Core {
                 });
             }
         }
-        self.check_overload()?;
+        self.check_overload(true)?;
         let id = route::new_id_for(self.index, self.count);
         let now = Instant::now();
         let (timeout, deadline) = self.run_options(opts, now);
