@@ -75,6 +75,7 @@ pub(crate) async fn serve<H: Handler>(stream: TcpStream, handler: Rc<H>, shard: 
         headers: Vec::with_capacity(32),
         guard: None,
         permit: None,
+        served: false,
     };
     conn.guard = Some(shard.enter(fd));
     let linger = conn.run(&*handler, &shard).await;
@@ -97,6 +98,8 @@ struct Conn {
     guard: Option<crate::server::ConnectionGuard>,
     /// Body budget held by the request in progress.
     permit: Option<BodyPermit>,
+    /// At least one request has been answered here.
+    served: bool,
 }
 
 /// Responses waiting to be written: heads and small bodies copied into
@@ -280,6 +283,7 @@ impl Conn {
                 // The body is skippable only when it is all here already.
                 let keep = buffered_body.is_some() && framing.keep_alive && !shard.shutting_down();
                 if keep {
+                    self.served = true;
                     self.consume(head.len + buffered_body.unwrap_or(0));
                 }
                 match self.respond(resp, &info, !keep, shard).await {
@@ -335,6 +339,7 @@ impl Conn {
                 None => return false, // the earlier responses could not be written
             };
             // The body's buffer and budget are free once the handler is done.
+            self.served = true;
             self.consume(consumed);
             self.permit = None;
             // Decided after the handler: shutdown may have begun meanwhile.
@@ -602,7 +607,9 @@ impl Conn {
             }
             let now = timeouts::coarse_ms();
             if avail == 0 {
-                if shard.shutting_down() {
+                // Draining: a connection that has had its answers is done; a fresh
+                // one still gets to send the request it connected for.
+                if shard.shutting_down() && self.served {
                     return Err(ReadEnd::Drain);
                 }
                 // Idle: the drain on shutdown may close this one at once.
