@@ -25,15 +25,9 @@ pub fn render(shared: &Shared) -> Vec<u8> {
         .u64("completed_jobs", s.completed_jobs)
         .u64("stored_jobs", s.stored_jobs)
         .u64("cleaned_jobs", s.cleaned_jobs)
-        .with("query_result_ttl_seconds", |o| {
-            // Whole seconds as an integer (what Go gateways decode); a sub-second TTL
-            // keeps its fraction rather than reading as 0.
-            if ttl.subsec_nanos() == 0 {
-                crate::json::write_u64(o, ttl.as_secs());
-            } else {
-                crate::json::write_f64(o, ttl.as_secs_f64());
-            }
-        })
+        // The contract: an integer, whole seconds rounded down (gateways decode it
+        // into an integer field), so a 300 ms TTL reads 0.
+        .u64("query_result_ttl_seconds", ttl.as_secs())
         .u64("shards", shared.shards as u64)
         .u64("result_bytes", s.result_bytes)
         .str("version", env!("CARGO_PKG_VERSION"))

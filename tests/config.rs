@@ -113,10 +113,8 @@ fn flags_and_go_durations() {
         ("QUERY_CLEANUP_INTERVAL", "300ms"),
         ("FEATURE_CURSOR_MODE", "0"),
     ]);
-    assert_eq!(
-        agent.health()["query_result_ttl_seconds"].to_string(),
-        "0.0015"
-    );
+    // An integer, whole seconds rounded down (the contract's form).
+    assert_eq!(agent.health()["query_result_ttl_seconds"].to_string(), "0");
     agent
         .client()
         .post("/queries", &serde_json::json!({"sql": "SELECT 1"}))
