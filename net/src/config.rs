@@ -114,3 +114,33 @@ impl Default for ServerConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_sized_from_memory_keep_the_worst_case_within_the_share() {
+        let mib = 1u64 << 20;
+        for (share, shards) in [(1024 * mib, 2), (128 * mib, 2), (64 << 30, 16), (mib, 1)] {
+            let l = Limits::for_memory(share, shards);
+            assert!(l.body_budget_per_shard >= l.max_body_bytes);
+            assert!(l.body_budget_per_shard <= 64 * mib as usize);
+            assert!((64..=10_000).contains(&l.max_connections_per_shard));
+            let worst =
+                l.max_connections_per_shard * CONNECTION_WORST_BYTES + l.body_budget_per_shard;
+            // Within the share, unless the floors (64 connections, one
+            // largest body) are what exceeds it.
+            let per_shard = (share / shards as u64) as usize;
+            assert!(
+                worst <= per_shard.max(64 * CONNECTION_WORST_BYTES + l.max_body_bytes),
+                "{share} {shards}: {worst}"
+            );
+        }
+        let l = Limits::for_memory(1 << 30, 2);
+        assert_eq!(
+            (l.body_budget_per_shard, l.max_connections_per_shard),
+            (64 << 20, 4096)
+        );
+    }
+}
