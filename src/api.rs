@@ -1,7 +1,9 @@
 //! The per-shard request handler: route, authenticate, call the shard, answer.
 //!
 //! Owns request-level concerns: request ids (header, else body), auth, query-parameter
-//! validation, metrics and request logs. It awaits the executor's futures and never
+//! validation, metrics and request logs. Requests that will be refused (unknown path,
+//! wrong method, missing or wrong token) are answered in `admit`, from the head alone,
+//! before net reads or budgets their body. It awaits the executor's futures and never
 //! blocks the reactor; every DuckDB call happens on the executor's worker threads.
 
 use std::borrow::Cow;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use executor::{JobError, QueryId, RunOptions, Shard};
-use net::{Request, Response};
+use net::{Admission, Request, Response};
 
 use crate::auth::token_matches;
 use crate::body::{self, Rejected};
@@ -29,12 +31,6 @@ pub struct Api {
     metrics: Arc<RouteMetrics>,
 }
 
-/// The share of the server's shutdown deadline the shard's queued and running
-/// work may use to finish; the rest is for writing the answers.
-fn shard_drain(server_deadline: Duration) -> Duration {
-    server_deadline.mul_f64(0.8)
-}
-
 impl Api {
     pub fn new(shard: Shard, shared: Arc<Shared>, shard_id: usize) -> Api {
         let metrics = shared.route_metrics[shard_id].clone();
@@ -47,60 +43,111 @@ impl Api {
 }
 
 impl net::Handler for Api {
+    /// Answers from the head alone what will be refused anyway (404, 405, 401), so
+    /// an unauthenticated client never makes net read, buffer or budget a body. The
+    /// request id echoed is `X-Request-ID`, else the body's `request_id` when the
+    /// whole body already arrived with the head (small bodies); a body still on its
+    /// way is never waited for.
+    fn admit(&self, req: &mut Request<'_>) -> Admission {
+        let start = Instant::now();
+        let Err((kind, refusal)) = self.route(req) else {
+            return Admission::Accept;
+        };
+        let mut rid = header_request_id(req);
+        if rid.is_none() && req.body_available() {
+            rid = body::request_id_only(req.body_mut());
+        }
+        let resp = refusal.reply(rid.as_deref());
+        Admission::Reject(self.finish(kind, req, rid.as_deref(), start, resp))
+    }
+
     async fn handle(&self, req: &mut Request<'_>) -> Response {
         let start = Instant::now();
-        let method = req.method();
-        let path = req.path();
         let mut rid: Option<String> = header_request_id(req);
-        let (kind, resp) = match routes::resolve(method, path, self.shared.cursor_mode) {
-            Err(Unmatched::NotFound) => (
-                RouteKind::Unmatched,
-                reply::error(404, "NOT_FOUND", "not found", rid.as_deref()),
-            ),
-            Err(Unmatched::MethodNotAllowed { allow }) => (
-                RouteKind::Unmatched,
-                reply::error(
-                    405,
-                    "METHOD_NOT_ALLOWED",
-                    "method not allowed",
-                    rid.as_deref(),
-                )
-                .header("Allow", allow),
-            ),
-            Ok(route) => {
-                let kind = route.kind();
-                let resp = if route.needs_auth()
-                    && !token_matches(&self.shared.token, req.header("x-agent-token"))
-                {
-                    reply::unauthorized(rid.as_deref())
-                } else {
-                    self.dispatch(route, req, &mut rid).await
-                };
-                (kind, resp)
+        // `admit` has already answered refusals; this stays as a second line.
+        let route = match self.route(req) {
+            Ok(route) => route,
+            Err((kind, refusal)) => {
+                let resp = refusal.reply(rid.as_deref());
+                return self.finish(kind, req, rid.as_deref(), start, resp);
             }
         };
+        let kind = route.kind();
+        let resp = self.dispatch(route, req, &mut rid).await;
+        self.finish(kind, req, rid.as_deref(), start, resp)
+    }
+
+    async fn shutdown(&self) {
+        // net calls this once every shard's in-flight requests have been answered (or
+        // at its drain deadline): nobody waits on what is left, so queued jobs end
+        // CANCELED with SHUTTING_DOWN and what still runs is interrupted at once.
+        self.shard.shutdown(Duration::ZERO).await;
+    }
+}
+
+/// Why a request is answered from its head alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    NotFound,
+    MethodNotAllowed { allow: &'static str },
+    Unauthorized,
+}
+
+impl Refusal {
+    fn reply(self, rid: Option<&str>) -> Response {
+        match self {
+            Refusal::NotFound => reply::error(404, "NOT_FOUND", "not found", rid),
+            Refusal::MethodNotAllowed { allow } => {
+                reply::error(405, "METHOD_NOT_ALLOWED", "method not allowed", rid)
+                    .header("Allow", allow)
+            }
+            Refusal::Unauthorized => reply::unauthorized(rid),
+        }
+    }
+}
+
+impl Api {
+    /// The route, or what the request is refused with, decided from its head alone:
+    /// unknown path, wrong method, or a missing/wrong token on an authenticated route.
+    fn route<'a>(&self, req: &Request<'a>) -> Result<Route<'a>, (RouteKind, Refusal)> {
+        match routes::resolve(req.method(), req.path(), self.shared.cursor_mode) {
+            Err(Unmatched::NotFound) => Err((RouteKind::Unmatched, Refusal::NotFound)),
+            Err(Unmatched::MethodNotAllowed { allow }) => {
+                Err((RouteKind::Unmatched, Refusal::MethodNotAllowed { allow }))
+            }
+            Ok(route)
+                if route.needs_auth()
+                    && !token_matches(&self.shared.token, req.header("x-agent-token")) =>
+            {
+                Err((route.kind(), Refusal::Unauthorized))
+            }
+            Ok(route) => Ok(route),
+        }
+    }
+
+    /// Records metrics and the debug request line, and passes the response on.
+    fn finish(
+        &self,
+        kind: RouteKind,
+        req: &Request<'_>,
+        rid: Option<&str>,
+        start: Instant,
+        resp: Response,
+    ) -> Response {
         let elapsed = start.elapsed();
         let status = resp.status();
         self.metrics.record(kind, status, elapsed);
         // One line per request at debug; failures worth an operator's attention get
         // their own line (with DuckDB's message) where they happen.
         tracing::debug!(
-            method,
-            path,
+            method = req.method(),
+            path = req.path(),
             status,
-            request_id = rid.as_deref().unwrap_or(""),
+            request_id = rid.unwrap_or(""),
             elapsed_us = elapsed.as_micros() as u64,
             "request"
         );
         resp
-    }
-
-    async fn shutdown(&self) {
-        // Queued and running work finishes within the drain; what is left then
-        // is stopped (jobs end CANCELED with SHUTTING_DOWN, /execute gets 503).
-        self.shard
-            .shutdown(shard_drain(self.shared.shutdown_deadline))
-            .await;
     }
 }
 
@@ -110,6 +157,21 @@ fn header_request_id(req: &Request<'_>) -> Option<String> {
     let s = String::from_utf8_lossy(h);
     let s = s.trim();
     (!s.is_empty()).then(|| s.to_string())
+}
+
+/// `wait_ms`: absent, empty or 0 = no wait; digits = milliseconds, capped at
+/// [`MAX_WAIT_MS`] (also when they overflow, like `max_results`); anything else
+/// (sign, spaces, letters) is an error.
+fn parse_wait_ms(v: Option<&str>) -> Result<Option<Duration>, ()> {
+    let v = match v {
+        None | Some("") => return Ok(None),
+        Some(v) => v,
+    };
+    if !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    let ms = v.parse::<u64>().unwrap_or(MAX_WAIT_MS).min(MAX_WAIT_MS);
+    Ok((ms > 0).then(|| Duration::from_millis(ms)))
 }
 
 fn validation(msg: &str, rid: Option<&str>) -> Response {
@@ -144,19 +206,14 @@ impl Api {
                 let Some(id) = parse_id(id) else {
                     return not_found(rid.as_deref());
                 };
-                let wait = match req.query_param("wait_ms") {
-                    None => None,
-                    Some(v) if v.is_empty() => None,
-                    Some(v) => match v.parse::<u64>() {
-                        Ok(0) => None,
-                        Ok(ms) => Some(Duration::from_millis(ms.min(MAX_WAIT_MS))),
-                        Err(_) => {
-                            return validation(
-                                "invalid wait_ms: expected milliseconds (0 to 30000)",
-                                rid.as_deref(),
-                            )
-                        }
-                    },
+                let wait = match parse_wait_ms(req.query_param("wait_ms").as_deref()) {
+                    Ok(w) => w,
+                    Err(()) => {
+                        return validation(
+                            "invalid wait_ms: expected milliseconds (0 to 30000)",
+                            rid.as_deref(),
+                        )
+                    }
                 };
                 match self.shard.status(id, wait).await {
                     Ok(st) => reply::status(&st, rid.as_deref()),
@@ -220,7 +277,7 @@ impl Api {
         }
         let opts = RunOptions { timeout: q.timeout };
         match self.shard.execute_with(&q.sql, opts).await {
-            Ok(result) => reply::executed(&result, rid.as_deref()),
+            Ok(result) => reply::executed(result, rid.as_deref()),
             Err(e) => {
                 tracing::info!(request_id = rid.as_deref().unwrap_or(""), code = e.code(), error = %e, "execute failed");
                 reply::job_error(&e, rid.as_deref())
@@ -259,4 +316,26 @@ fn body_error(e: Rejected, rid: &mut Option<String>) -> Response {
         *rid = e.request_id;
     }
     reply::error(400, e.error.code(), &e.error.to_string(), rid.as_deref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wait_ms_is_capped_even_when_it_overflows() {
+        let ms = |n: u64| Ok(Some(Duration::from_millis(n)));
+        assert_eq!(parse_wait_ms(None), Ok(None));
+        assert_eq!(parse_wait_ms(Some("")), Ok(None));
+        assert_eq!(parse_wait_ms(Some("0")), Ok(None));
+        assert_eq!(parse_wait_ms(Some("250")), ms(250));
+        assert_eq!(parse_wait_ms(Some("30001")), ms(MAX_WAIT_MS));
+        assert_eq!(
+            parse_wait_ms(Some("99999999999999999999999")),
+            ms(MAX_WAIT_MS)
+        );
+        assert_eq!(parse_wait_ms(Some("-1")), Err(()));
+        assert_eq!(parse_wait_ms(Some("+5")), Err(()));
+        assert_eq!(parse_wait_ms(Some("1.5")), Err(()));
+    }
 }

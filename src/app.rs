@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use executor::{Engine, EngineConfig, EngineError};
-use net::{Server, ServerConfig, ServerError};
+use net::{Limits, Server, ServerConfig, ServerError};
 
 use crate::api::Api;
 use crate::config::Config;
@@ -42,12 +42,6 @@ pub fn run(config: Config) -> Result<(), AppError> {
         max_retained_bytes: config.max_retained_bytes,
         sql_thread_nice: config.sql_thread_nice,
     })?;
-    let server_config = ServerConfig {
-        addr: config.listen_addr,
-        shards: config.shards,
-        reactor_priority: config.reactor_priority,
-        ..ServerConfig::default()
-    };
     let shared = Arc::new(Shared {
         token: config.agent_token.as_bytes().into(),
         cursor_mode: config.cursor_mode,
@@ -55,11 +49,28 @@ pub fn run(config: Config) -> Result<(), AppError> {
         engine: engine.clone(),
         max_memory_gb: config.max_memory_gb,
         shards: config.shards,
-        shutdown_deadline: server_config.shutdown_deadline,
         route_metrics: (0..config.shards)
             .map(|_| Arc::new(RouteMetrics::default()))
             .collect(),
     });
+    // Connection limits and the body budget from the memory the agent may use: net
+    // gets an eighth of it at worst (docs/runbook.md, "Connections and memory").
+    let memory = memory_bytes();
+    let limits = match memory {
+        Some(m) => Limits::for_memory(m / 8, config.shards),
+        None => Limits::default(),
+    };
+    let server_config = ServerConfig {
+        addr: config.listen_addr,
+        shards: config.shards,
+        reactor_priority: config.reactor_priority,
+        limits,
+        ..ServerConfig::default()
+    };
+    let (max_connections_per_shard, body_budget_per_shard) = (
+        server_config.limits.max_connections_per_shard,
+        server_config.limits.body_budget_per_shard,
+    );
     let drain = server_config.shutdown_deadline;
     let factory_shared = shared.clone();
     let handle = Server::start(server_config, move |info| {
@@ -100,6 +111,9 @@ pub fn run(config: Config) -> Result<(), AppError> {
         reactor_priority = ?config.reactor_priority,
         reactor_realtime = handle.reactor_realtime(),
         sql_thread_nice = config.sql_thread_nice,
+        memory_mb = memory.unwrap_or(0) >> 20,
+        max_connections_per_shard,
+        body_budget_per_shard,
         startup_ms = started.elapsed().as_millis() as u64,
         "compute-agent listening"
     );
@@ -114,4 +128,22 @@ pub fn run(config: Config) -> Result<(), AppError> {
         "compute-agent stopped"
     );
     Ok(())
+}
+
+/// The memory this process may use: the cgroup v2 limit when one is set, else the
+/// machine's `MemTotal`. Read once at start-up, on the main thread.
+fn memory_bytes() -> Option<u64> {
+    let total = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
 }

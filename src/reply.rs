@@ -1,12 +1,17 @@
 //! Response bodies: errors, job status, results pages and `/execute` answers, written
-//! by hand into one `Vec<u8>` each.
+//! by hand.
 //!
 //! Owns the wire contract's field names and the mapping of [`JobError`] to HTTP
-//! statuses. Row bytes are copied from the executor's arena (`QueryResult::write_rows`),
-//! never re-encoded. Nothing here blocks or touches DuckDB.
+//! statuses. Row bytes are never re-encoded and never copied here: `/execute` answers
+//! and result pages are three segments (a small head, the rows borrowed from the
+//! shared result arena, a small tail), and net writes the rows from the arena with a
+//! vectored write. Nothing here blocks, copies a result or touches DuckDB.
+
+use std::ops::Range;
+use std::sync::Arc;
 
 use executor::{JobError, JobStatus, Page, QueryId, QueryResult};
-use net::Response;
+use net::{Response, Segment};
 
 use crate::json::Obj;
 use crate::page_token;
@@ -111,40 +116,85 @@ pub fn status(st: &JobStatus, rid: Option<&str>) -> Response {
     Response::json(200, out)
 }
 
+/// Rows `range` of a shared result, as a body segment that keeps the result alive
+/// until net has written it.
+struct RowBytes {
+    result: Arc<QueryResult>,
+    range: Range<usize>,
+}
+
+impl AsRef<[u8]> for RowBytes {
+    fn as_ref(&self) -> &[u8] {
+        self.result.rows_slice(self.range.clone())
+    }
+}
+
+/// `head` + the rows of `range` + `tail` as one JSON response; the rows are not copied.
+fn with_rows(
+    head: Vec<u8>,
+    result: Arc<QueryResult>,
+    range: Range<usize>,
+    tail: Vec<u8>,
+) -> Response {
+    Response::new(200)
+        .header("Content-Type", "application/json")
+        .segments(vec![
+            Segment::from(head),
+            Segment::shared(RowBytes { result, range }),
+            Segment::from(tail),
+        ])
+}
+
+/// Appends `,"key":` (the tail of an object whose fields began in another segment).
+fn key(out: &mut Vec<u8>, key: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(b"\":");
+}
+
+/// `],"row_count":n[,"next_page_token":..][,"request_id":..]}`
+fn rows_tail(row_count: usize, next: Option<usize>, rid: Option<&str>) -> Vec<u8> {
+    let mut tail = Vec::with_capacity(96);
+    tail.push(b']');
+    key(&mut tail, "row_count");
+    crate::json::write_u64(&mut tail, row_count as u64);
+    if let Some(end) = next {
+        key(&mut tail, "next_page_token");
+        crate::json::write_str(&mut tail, &page_token::encode(end));
+    }
+    if let Some(r) = rid.filter(|r| !r.is_empty()) {
+        key(&mut tail, "request_id");
+        crate::json::write_str(&mut tail, r);
+    }
+    tail.push(b'}');
+    tail
+}
+
 /// 200 results page. `row_count` is the whole result's; `next_page_token` only when
 /// rows remain.
 pub fn page(id: QueryId, page: &Page, rid: Option<&str>) -> Response {
     let r = &page.result;
-    // Exact size of the rows slice: the page is built in one allocation.
-    let rows_len = r.rows_json_len(page.offset..page.end);
-    let mut out =
-        Vec::with_capacity(192 + r.columns_json().len() + r.column_types_json().len() + rows_len);
-    let mut o = Obj::new(&mut out);
-    o.with("query_id", |o| write_id(o, id))
+    let mut head = Vec::with_capacity(96 + r.columns_json().len() + r.column_types_json().len());
+    Obj::new(&mut head)
+        .with("query_id", |o| write_id(o, id))
         .raw("columns", r.columns_json())
         .raw("column_types", r.column_types_json())
-        .with("rows", |o| r.write_rows(page.offset..page.end, o))
-        .u64("row_count", r.row_count() as u64);
-    if page.end < r.row_count() {
-        o.str("next_page_token", &page_token::encode(page.end));
-    }
-    o.opt_str("request_id", rid).finish();
-    Response::json(200, out)
+        .with("rows", |o| o.push(b'['));
+    let next = (page.end < r.row_count()).then_some(page.end);
+    let tail = rows_tail(r.row_count(), next, rid);
+    with_rows(head, r.clone(), page.offset..page.end, tail)
 }
 
 /// 200 `/execute` answer: every row of the result.
-pub fn executed(r: &QueryResult, rid: Option<&str>) -> Response {
-    let rows_len = r.rows_json_len(0..r.row_count());
-    let mut out =
-        Vec::with_capacity(96 + r.columns_json().len() + r.column_types_json().len() + rows_len);
-    Obj::new(&mut out)
+pub fn executed(r: Arc<QueryResult>, rid: Option<&str>) -> Response {
+    let mut head = Vec::with_capacity(64 + r.columns_json().len() + r.column_types_json().len());
+    Obj::new(&mut head)
         .raw("columns", r.columns_json())
         .raw("column_types", r.column_types_json())
-        .with("rows", |o| r.write_rows(0..r.row_count(), o))
-        .u64("row_count", r.row_count() as u64)
-        .opt_str("request_id", rid)
-        .finish();
-    Response::json(200, out)
+        .with("rows", |o| o.push(b'['));
+    let tail = rows_tail(r.row_count(), None, rid);
+    let all = 0..r.row_count();
+    with_rows(head, r, all, tail)
 }
 
 fn write_id(out: &mut Vec<u8>, id: QueryId) {

@@ -2,6 +2,7 @@
 //!
 //! Owns only matching (no auth, no I/O). `FEATURE_CURSOR_MODE=false` removes the
 //! `/queries` family entirely so gateways see 404 and fall back to `/execute`.
+//! `HEAD` matches wherever `GET` does (net sends the head of the GET answer).
 
 /// A matched route; query ids are borrowed from the request path.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,22 +102,29 @@ impl Route<'_> {
 /// Matches a request. `path` excludes the query string.
 pub fn resolve<'a>(method: &str, path: &'a str, cursor_mode: bool) -> Result<Route<'a>, Unmatched> {
     use Unmatched::*;
-    let one = |want: &'static str, route: Route<'a>| {
-        if method == want {
+    let post = |route: Route<'a>| {
+        if method == "POST" {
             Ok(route)
         } else {
-            Err(MethodNotAllowed { allow: want })
+            Err(MethodNotAllowed { allow: "POST" })
+        }
+    };
+    let get = |route: Route<'a>| {
+        if method == "GET" || method == "HEAD" {
+            Ok(route)
+        } else {
+            Err(MethodNotAllowed { allow: "GET, HEAD" })
         }
     };
     match path {
-        "/execute" => return one("POST", Route::Execute),
-        "/health" => return one("GET", Route::Health),
-        "/metrics" => return one("GET", Route::Metrics),
+        "/execute" => return post(Route::Execute),
+        "/health" => return get(Route::Health),
+        "/metrics" => return get(Route::Metrics),
         "/admin/settings" => {
             return match method {
-                "GET" | "PATCH" => Ok(Route::Settings),
+                "GET" | "HEAD" | "PATCH" => Ok(Route::Settings),
                 _ => Err(MethodNotAllowed {
-                    allow: "GET, PATCH",
+                    allow: "GET, HEAD, PATCH",
                 }),
             }
         }
@@ -129,7 +137,7 @@ pub fn resolve<'a>(method: &str, path: &'a str, cursor_mode: bool) -> Result<Rou
         return Err(NotFound);
     }
     if rest.is_empty() {
-        return one("POST", Route::Submit);
+        return post(Route::Submit);
     }
     let Some(rest) = rest.strip_prefix('/') else {
         return Err(NotFound);
@@ -143,14 +151,14 @@ pub fn resolve<'a>(method: &str, path: &'a str, cursor_mode: bool) -> Result<Rou
     }
     match tail {
         None => match method {
-            "GET" => Ok(Route::Status(id)),
+            "GET" | "HEAD" => Ok(Route::Status(id)),
             "DELETE" => Ok(Route::Delete(id)),
             _ => Err(MethodNotAllowed {
-                allow: "GET, DELETE",
+                allow: "GET, HEAD, DELETE",
             }),
         },
-        Some("results") => one("GET", Route::Results(id)),
-        Some("cancel") => one("POST", Route::Cancel(id)),
+        Some("results") => get(Route::Results(id)),
+        Some("cancel") => post(Route::Cancel(id)),
         Some(_) => Err(NotFound),
     }
 }
@@ -181,6 +189,16 @@ mod tests {
         );
         assert_eq!(resolve("GET", "/health", true), Ok(Route::Health));
         assert_eq!(resolve("GET", "/metrics", false), Ok(Route::Metrics));
+        assert_eq!(resolve("HEAD", "/health", true), Ok(Route::Health));
+        assert_eq!(resolve("HEAD", "/metrics", true), Ok(Route::Metrics));
+        assert_eq!(
+            resolve("HEAD", "/queries/abc", true),
+            Ok(Route::Status("abc"))
+        );
+        assert_eq!(
+            resolve("HEAD", "/queries/abc/results", true),
+            Ok(Route::Results("abc"))
+        );
     }
 
     #[test]
@@ -204,12 +222,16 @@ mod tests {
         assert_eq!(
             resolve("PUT", "/queries/a", true),
             Err(Unmatched::MethodNotAllowed {
-                allow: "GET, DELETE"
+                allow: "GET, HEAD, DELETE"
             })
         );
         assert_eq!(
             resolve("POST", "/health", true),
-            Err(Unmatched::MethodNotAllowed { allow: "GET" })
+            Err(Unmatched::MethodNotAllowed { allow: "GET, HEAD" })
+        );
+        assert_eq!(
+            resolve("HEAD", "/execute", true),
+            Err(Unmatched::MethodNotAllowed { allow: "POST" })
         );
         assert_eq!(resolve("POST", "/queries", false), nf);
         assert_eq!(resolve("GET", "/queries/a", false), nf);

@@ -4,7 +4,7 @@
 //! Built once on the main thread and read-only afterwards (no locks).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use executor::Engine;
 
@@ -18,8 +18,6 @@ pub struct Shared {
     pub engine: Arc<Engine>,
     pub max_memory_gb: Option<f64>,
     pub shards: usize,
-    /// The HTTP server's shutdown deadline (in-flight work drains within it).
-    pub shutdown_deadline: Duration,
     /// Indexed by shard id; each shard records only into its own block.
     pub route_metrics: Vec<Arc<RouteMetrics>>,
 }

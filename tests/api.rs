@@ -20,12 +20,12 @@ fn routing_404_405_and_auth() {
     for (method, path, allow) in [
         ("GET", "/execute", "POST"),
         ("GET", "/queries", "POST"),
-        ("PUT", "/queries/abc", "GET, DELETE"),
-        ("POST", "/queries/abc", "GET, DELETE"),
-        ("POST", "/queries/abc/results", "GET"),
+        ("PUT", "/queries/abc", "GET, HEAD, DELETE"),
+        ("POST", "/queries/abc", "GET, HEAD, DELETE"),
+        ("POST", "/queries/abc/results", "GET, HEAD"),
         ("GET", "/queries/abc/cancel", "POST"),
-        ("POST", "/health", "GET"),
-        ("DELETE", "/metrics", "GET"),
+        ("POST", "/health", "GET, HEAD"),
+        ("DELETE", "/metrics", "GET, HEAD"),
     ] {
         let r = c.request(method, path, &[], None);
         r.expect_error(405, "METHOD_NOT_ALLOWED");

@@ -13,7 +13,8 @@ fn ttl_cleanup_with_subsecond_durations() {
         ("QUERY_CLEANUP_INTERVAL", "100ms"),
     ]);
     let h = agent.health();
-    assert_eq!(h["query_result_ttl_seconds"].to_string(), "0.3");
+    // The contract's integer: whole seconds, rounded down.
+    assert_eq!(h["query_result_ttl_seconds"].to_string(), "0");
     assert_eq!(h["cleaned_jobs"], 0);
     let mut c = agent.client();
     let ids: Vec<String> = (0..6)

@@ -112,6 +112,21 @@ impl QueryResult {
         out.push(b']');
     }
 
+    /// The encoded rows in `range` (clamped to the result) as they sit in
+    /// the arena: `row,row,...,row`, without brackets and without the comma
+    /// after the last row; empty for an empty range. Borrowed, never copied,
+    /// so a response can send it straight from the shared result.
+    pub fn rows_slice(&self, range: Range<usize>) -> &[u8] {
+        let n = self.row_count();
+        let end = range.end.min(n);
+        let start = range.start.min(end);
+        if start < end {
+            &self.rows[self.offsets.get(start)..self.offsets.get(end) - 1]
+        } else {
+            &[]
+        }
+    }
+
     /// Bytes `write_rows(range, ..)` appends, without writing them.
     pub fn rows_json_len(&self, range: Range<usize>) -> usize {
         let n = self.row_count();

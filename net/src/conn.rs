@@ -1,8 +1,11 @@
-//! One connection's loop: read, parse the head in place, frame and decode
-//! the body, call the handler, write responses in order (batched while more
-//! pipelined requests are already buffered), apply limits and timeouts, and
-//! close politely. Owns the connection's buffers; never blocks the thread and
-//! never lets one connection's error reach another.
+//! One connection's loop: read, parse the head in place, ask the handler to
+//! admit it, frame and decode the body, call the handler, write responses in
+//! order (batched while more pipelined requests are already buffered; large
+//! body segments go to the kernel by vectored writes, uncopied), apply
+//! limits, the body budget and timeouts, and close politely. Owns the
+//! connection's buffers, which grow only with bytes that have arrived, never
+//! with what a header announces; never blocks the thread and never lets one
+//! connection's error reach another.
 
 use std::panic::AssertUnwindSafe;
 use std::pin::pin;
@@ -16,10 +19,10 @@ use crate::body::{ChunkedDecoder, Progress};
 use crate::error::RequestError;
 use crate::parse::{self, BodyKind, Head, Header};
 use crate::request::Request;
-use crate::response::{self, Body, Response};
-use crate::server::ShardState;
-use crate::timeouts::{self, Deadline};
-use crate::Handler;
+use crate::response::{self, Body, Response, Segment};
+use crate::server::{BodyPermit, ShardState};
+use crate::timeouts::{self, Deadline, Phase};
+use crate::{Admission, Handler};
 
 /// Headers per request; more is answered with 431.
 const MAX_HEADERS: usize = 100;
@@ -27,8 +30,15 @@ const MAX_HEADERS: usize = 100;
 const BUF_SIZE: usize = 8 * 1024;
 /// Read at least this much free space per read call.
 const MIN_READ: usize = 2 * 1024;
-/// A buffer grown past this for one large request is dropped afterwards.
+/// A body up to this size fits the standing buffer and needs no budget.
+const SMALL_BODY: usize = BUF_SIZE;
+/// Output buffers grown past this are dropped after a flush.
 const SHRINK_ABOVE: usize = 256 * 1024;
+/// Body segments at least this large are written from where they live
+/// (vectored write) instead of being copied into the output batch.
+const COPY_BELOW: usize = 16 * 1024;
+/// iovecs per sendmsg call (Linux's IOV_MAX is 1024).
+const MAX_IOV: usize = 64;
 /// Batched output beyond this is written before more requests are handled.
 const FLUSH_ABOVE: usize = 64 * 1024;
 /// How long a closing connection keeps reading (and discarding) what the
@@ -61,9 +71,14 @@ pub(crate) async fn serve<H: Handler>(stream: TcpStream, handler: Rc<H>, shard: 
         buf: vec![0; BUF_SIZE],
         start: 0,
         end: 0,
-        out: Vec::with_capacity(BUF_SIZE),
+        out: Output {
+            buf: Vec::with_capacity(BUF_SIZE),
+            segs: Vec::new(),
+        },
         headers: Vec::with_capacity(32),
         guard: None,
+        permit: None,
+        served: false,
     };
     conn.guard = Some(shard.enter(fd));
     let linger = conn.run(&*handler, &shard).await;
@@ -81,9 +96,135 @@ struct Conn {
     start: usize,
     end: usize,
     /// Responses waiting to be written.
-    out: Vec<u8>,
+    out: Output,
     headers: Vec<Header>,
     guard: Option<crate::server::ConnectionGuard>,
+    /// Body budget held by the request in progress.
+    permit: Option<BodyPermit>,
+    /// At least one request has been answered here.
+    served: bool,
+}
+
+/// Responses waiting to be written: heads and small bodies copied into
+/// `buf`, large body segments kept where they are, each to be sent after
+/// `buf[..offset]` (in order).
+struct Output {
+    buf: Vec<u8>,
+    segs: Vec<(usize, Segment)>,
+}
+
+impl Output {
+    fn is_empty(&self) -> bool {
+        self.buf.is_empty() && self.segs.is_empty()
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len() + self.segs.iter().map(|(_, s)| s.len()).sum::<usize>()
+    }
+
+    fn extend_from_slice(&mut self, b: &[u8]) {
+        self.buf.extend_from_slice(b);
+    }
+
+    /// Appends a body segment: copied when small, queued as is when large.
+    fn push_segment(&mut self, seg: Segment) {
+        if seg.len() < COPY_BELOW {
+            self.buf.extend_from_slice(seg.as_bytes());
+        } else {
+            self.segs.push((self.buf.len(), seg));
+        }
+    }
+
+    /// Writes everything and empties the output (also on error).
+    async fn write_to(&mut self, stream: &mut TcpStream) -> std::io::Result<()> {
+        let r = if self.segs.is_empty() {
+            stream.write_all(&self.buf).await
+        } else {
+            let mut pieces: Vec<&[u8]> = Vec::with_capacity(2 * self.segs.len() + 1);
+            let mut from = 0;
+            for (at, seg) in &self.segs {
+                pieces.push(&self.buf[from..*at]);
+                pieces.push(seg.as_bytes());
+                from = *at;
+            }
+            pieces.push(&self.buf[from..]);
+            write_all_vectored(stream, &pieces).await
+        };
+        self.buf.clear();
+        self.segs.clear();
+        if self.buf.capacity() > SHRINK_ABOVE {
+            self.buf = Vec::with_capacity(BUF_SIZE);
+        }
+        r
+    }
+}
+
+/// Writes `pieces` in order with `sendmsg` (non-blocking, several pieces
+/// per call, nothing coalesced); when the socket is full, waits for it
+/// through glommio's write (which also applies the write timeout).
+async fn write_all_vectored(stream: &mut TcpStream, pieces: &[&[u8]]) -> std::io::Result<()> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(stream);
+    let (mut idx, mut off) = (0usize, 0usize);
+    loop {
+        while idx < pieces.len() && off == pieces[idx].len() {
+            idx += 1;
+            off = 0;
+        }
+        if idx == pieces.len() {
+            return Ok(());
+        }
+        let mut iov: [libc::iovec; MAX_IOV] = [libc::iovec {
+            iov_base: std::ptr::null_mut(),
+            iov_len: 0,
+        }; MAX_IOV];
+        let mut n_iov = 0;
+        for (k, p) in pieces[idx..].iter().enumerate() {
+            if n_iov == MAX_IOV {
+                break;
+            }
+            let p = if k == 0 { &p[off..] } else { p };
+            if p.is_empty() {
+                continue;
+            }
+            iov[n_iov] = libc::iovec {
+                iov_base: p.as_ptr() as *mut libc::c_void,
+                iov_len: p.len(),
+            };
+            n_iov += 1;
+        }
+        // SAFETY: an all-zero msghdr is valid; msg_iov points at `n_iov`
+        // initialised iovecs that borrow `pieces`, alive for the call.
+        let sent = unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = n_iov as _;
+            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        };
+        let mut n = if sent >= 0 {
+            sent as usize
+        } else {
+            let e = std::io::Error::last_os_error();
+            match e.kind() {
+                std::io::ErrorKind::Interrupted => continue,
+                std::io::ErrorKind::WouldBlock => stream.write(&pieces[idx][off..]).await?,
+                _ => return Err(e),
+            }
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let left = pieces[idx].len() - off;
+            if n < left {
+                off += n;
+                n = 0;
+            } else {
+                n -= left;
+                idx += 1;
+                off = 0;
+            }
+        }
+    }
 }
 
 /// The handler panicked; the panic was caught (and reported by the hook).
@@ -93,14 +234,24 @@ struct HandlerPanicked;
 enum ReadEnd {
     /// EOF, timeout or a socket error: close without answering.
     Closed,
+    /// Shutdown began while the connection was idle: close politely.
+    Drain,
     /// Bad input: answer with its status, then close.
     Reject(RequestError),
+}
+
+/// What the response writer needs to know about the request it answers.
+struct ReqInfo {
+    is_head: bool,
+    http10: bool,
+    /// Send `Connection: keep-alive` (an HTTP/1.0 client asked for it).
+    keep_alive_header: bool,
 }
 
 impl Conn {
     /// Runs requests until the connection should close. Returns whether to
     /// linger (the server decided to close while the client may still send).
-    async fn run<H: Handler>(&mut self, handler: &H, shard: &ShardState) -> bool {
+    async fn run<H: Handler>(&mut self, handler: &H, shard: &Rc<ShardState>) -> bool {
         let limits = &shard.limits;
         loop {
             let head = match self.read_head(shard).await {
@@ -109,6 +260,7 @@ impl Conn {
                     let _ = self.flush().await;
                     return false;
                 }
+                Err(ReadEnd::Drain) => return self.flush().await.is_ok(),
                 Err(ReadEnd::Reject(e)) => return self.reject(e, shard).await,
             };
             let framing =
@@ -117,18 +269,49 @@ impl Conn {
                     Err(e) => return self.reject(e, shard).await,
                 };
             let body_start = self.start + head.len;
+            let info = ReqInfo {
+                is_head: &self.buf[head.method.start as usize + self.start
+                    ..head.method.end as usize + self.start]
+                    == b"HEAD",
+                http10: head.minor_version == 0,
+                keep_alive_header: framing.keep_alive && head.minor_version == 0,
+            };
+
+            // Admission: before a body byte is read, budgeted or continued.
+            let buffered_body = match framing.body {
+                BodyKind::Length(n) if (self.end - body_start) as u64 >= n => Some(n as usize),
+                _ => None,
+            };
+            if let Some(resp) = self.admit(handler, &head, buffered_body) {
+                // The body is skippable only when it is all here already.
+                let keep = buffered_body.is_some() && framing.keep_alive && !shard.shutting_down();
+                if keep {
+                    self.served = true;
+                    self.consume(head.len + buffered_body.unwrap_or(0));
+                }
+                match self.respond(resp, &info, !keep, shard).await {
+                    Err(()) => return false,
+                    Ok(true) => return self.flush().await.is_ok(),
+                    Ok(false) => continue,
+                }
+            }
+
+            let body_deadline = timeouts::coarse_ms() + ms(limits.body_timeout);
             let (body_len, consumed) = match framing.body {
                 BodyKind::Length(n) => {
                     if n > limits.max_body_bytes as u64 {
                         return self.reject(RequestError::BodyTooLarge, shard).await;
                     }
                     let n = n as usize;
+                    if n > SMALL_BODY && !shard.reserve_body(&mut self.permit, n).await {
+                        return self.busy(shard).await;
+                    }
                     if self.end - body_start < n {
                         if framing.expect_continue {
                             self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                         }
                         if self
-                            .read_exact_body(head.len + n, limits.idle_timeout)
+                            .read_exact_body(head.len + n, body_deadline, limits.idle_timeout)
                             .await
                             .is_err()
                         {
@@ -142,9 +325,9 @@ impl Conn {
                     if framing.expect_continue && self.end == body_start {
                         self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
                     }
-                    match self.read_chunked(head.len, shard).await {
+                    match self.read_chunked(head.len, shard, body_deadline).await {
                         Ok((body, wire)) => (body, head.len + wire),
-                        Err(ReadEnd::Closed) => {
+                        Err(ReadEnd::Closed) | Err(ReadEnd::Drain) => {
                             let _ = self.flush().await;
                             return false;
                         }
@@ -152,88 +335,122 @@ impl Conn {
                     }
                 }
             };
-            let is_head = &self.buf
-                [head.method.start as usize + self.start..head.method.end as usize + self.start]
-                == b"HEAD";
-            let keep_alive_header = framing.keep_alive && head.minor_version == 0;
-            let http10 = head.minor_version == 0;
 
             let (resp, panicked) = match self.call(handler, &head, body_len).await {
                 Some(Ok(r)) => (r, false),
-                Some(Err(HandlerPanicked)) => (
-                    Response::json(
-                        500,
-                        br#"{"error":"internal error","code":"INTERNAL"}"#.to_vec(),
-                    ),
-                    true,
-                ),
+                Some(Err(HandlerPanicked)) => (internal_error(), true),
                 None => return false, // the earlier responses could not be written
             };
+            // The body's buffer and budget are free once the handler is done.
+            self.served = true;
+            self.consume(consumed);
+            self.permit = None;
             // Decided after the handler: shutdown may have begun meanwhile.
             // After a panic the handler's state is suspect: end the connection.
             let close = !framing.keep_alive || shard.shutting_down() || panicked;
-            self.start += consumed;
-            if self.start == self.end {
-                self.start = 0;
-                self.end = 0;
-                if self.buf.len() > SHRINK_ABOVE {
-                    self.buf = vec![0; BUF_SIZE];
-                }
-            }
-
-            let date = shard.date.now();
-            // RFC 9110 §8.6, §15.3.5: 1xx and 204 carry neither a body nor
-            // Content-Length; 304 and HEAD carry the length but no body.
-            let no_length = resp.status < 200 || resp.status == 204;
-            let no_body = is_head || no_length || resp.status == 304;
-            match resp.body {
-                Body::Stream(_) if !no_length => {
-                    let (framing, close) = if http10 {
-                        (response::Framing::UntilClose, true)
-                    } else {
-                        (response::Framing::Chunked, close)
-                    };
-                    response::write_head(&mut self.out, &resp, framing, &date, close, false);
-                    if self.write_stream(resp, is_head, http10).await.is_err() {
-                        return false;
-                    }
-                    if close {
-                        return self.flush().await.is_ok();
-                    }
-                    continue;
-                }
-                // Bytes, or a stream for a status that carries no body (only
-                // its head is written).
-                _ => {
-                    let bytes: &[u8] = match &resp.body {
-                        Body::Bytes(b) => b,
-                        Body::Stream(_) => &[],
-                    };
-                    let framing = if no_length {
-                        response::Framing::UntilClose
-                    } else {
-                        response::Framing::Length(bytes.len())
-                    };
-                    response::write_head(
-                        &mut self.out,
-                        &resp,
-                        framing,
-                        &date,
-                        close,
-                        keep_alive_header,
-                    );
-                    if !no_body {
-                        self.out.extend_from_slice(bytes);
-                    }
-                }
-            }
-            if close {
-                return self.flush().await.is_ok();
+            match self.respond(resp, &info, close, shard).await {
+                Err(()) => return false,
+                Ok(true) => return self.flush().await.is_ok(),
+                Ok(false) => {}
             }
             if self.out.len() > FLUSH_ABOVE && self.flush().await.is_err() {
                 return false;
             }
         }
+    }
+
+    /// Asks the handler whether to read the body; `Some` is the answer that
+    /// replaces it. A panic in `admit` is answered 500 (and closes).
+    fn admit<H: Handler>(
+        &mut self,
+        handler: &H,
+        head: &Head,
+        buffered_body: Option<usize>,
+    ) -> Option<Response> {
+        let mut empty = [0u8; 0];
+        let (head_buf, rest) = self.buf[self.start..].split_at_mut(head.len);
+        let mut req = match buffered_body {
+            Some(n) => Request::new(head_buf, head, &self.headers, &mut rest[..n]),
+            None => Request::new(head_buf, head, &self.headers, &mut empty).without_body(),
+        };
+        match std::panic::catch_unwind(AssertUnwindSafe(|| handler.admit(&mut req))) {
+            Ok(Admission::Accept) => None,
+            Ok(Admission::Reject(r)) => Some(r),
+            Err(_) => Some(internal_error()),
+        }
+    }
+
+    /// Marks `n` bytes from `start` as consumed and gives a buffer grown for
+    /// a large request back (keeping any pipelined bytes after it).
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        let left = self.end - self.start;
+        if self.buf.len() > BUF_SIZE && left <= BUF_SIZE {
+            let mut fresh = vec![0; BUF_SIZE];
+            fresh[..left].copy_from_slice(&self.buf[self.start..self.end]);
+            self.buf = fresh;
+            self.start = 0;
+            self.end = left;
+        }
+    }
+
+    /// Queues the response (a streamed one is written at once). Returns
+    /// whether the connection closes after it; `Err` when a write failed.
+    async fn respond(
+        &mut self,
+        resp: Response,
+        info: &ReqInfo,
+        close: bool,
+        shard: &ShardState,
+    ) -> Result<bool, ()> {
+        let date = shard.date.now();
+        // RFC 9110 §8.6, §15.3.5: 1xx and 204 carry neither a body nor
+        // Content-Length; 304 and HEAD carry the length but no body.
+        let no_length = resp.status < 200 || resp.status == 204;
+        let no_body = info.is_head || no_length || resp.status == 304;
+        if matches!(resp.body, Body::Stream(_)) && !no_length {
+            let (framing, close) = if info.http10 {
+                (response::Framing::UntilClose, true)
+            } else {
+                (response::Framing::Chunked, close)
+            };
+            response::write_head(&mut self.out.buf, &resp, framing, &date, close, false);
+            self.write_stream(resp, info.is_head, info.http10)
+                .await
+                .map_err(|_| ())?;
+            return Ok(close);
+        }
+        // Bytes or segments, or a stream for a status that carries no body
+        // (only its head is written).
+        let framing = if no_length {
+            response::Framing::UntilClose
+        } else {
+            response::Framing::Length(resp.body_len().unwrap_or(0))
+        };
+        response::write_head(
+            &mut self.out.buf,
+            &resp,
+            framing,
+            &date,
+            close,
+            info.keep_alive_header,
+        );
+        if !no_body {
+            match resp.body {
+                Body::Bytes(b) => self.out.push_segment(Segment::from(b)),
+                Body::Segments(segs) => {
+                    for s in segs {
+                        self.out.push_segment(s);
+                    }
+                }
+                Body::Stream(_) => {}
+            }
+        }
+        Ok(close)
     }
 
     /// Calls the handler on the request at `start`. If the handler does not
@@ -260,11 +477,8 @@ impl Conn {
         if let Some(r) = futures_lite::future::poll_once(fut.as_mut()).await {
             return Some(r.map_err(|_| HandlerPanicked));
         }
-        if !out.is_empty() {
-            if stream.write_all(out).await.is_err() {
-                return None;
-            }
-            out.clear();
+        if !out.is_empty() && out.write_to(stream).await.is_err() {
+            return None;
         }
         // A caller that goes away stops its request: the handler's future is
         // dropped (the agent then interrupts the statement and frees its
@@ -303,12 +517,12 @@ impl Conn {
             if chunk.is_empty() {
                 continue;
             }
-            if http10 {
-                self.out.extend_from_slice(&chunk);
-            } else {
-                response::push_hex(&mut self.out, chunk.len() as u64);
+            if !http10 {
+                response::push_hex(&mut self.out.buf, chunk.len() as u64);
                 self.out.extend_from_slice(b"\r\n");
-                self.out.extend_from_slice(&chunk);
+            }
+            self.out.push_segment(Segment::from(chunk));
+            if !http10 {
                 self.out.extend_from_slice(b"\r\n");
             }
             self.flush().await?;
@@ -323,12 +537,7 @@ impl Conn {
         if self.out.is_empty() {
             return Ok(());
         }
-        let r = self.stream.write_all(&self.out).await;
-        self.out.clear();
-        if self.out.capacity() > SHRINK_ABOVE {
-            self.out = Vec::with_capacity(BUF_SIZE);
-        }
-        r
+        self.out.write_to(&mut self.stream).await
     }
 
     /// The next reads must complete by `at_ms` (coarse clock), or the
@@ -341,18 +550,26 @@ impl Conn {
         &self.guard.as_ref().expect("registered connection").deadline
     }
 
-    /// Reads more bytes into `buf[end..]`, growing or compacting so at least
-    /// `MIN_READ` bytes are free (or exactly what `want_total` needs).
+    /// Reads more bytes into `buf[end..]`. `want_total`: bytes from `start`
+    /// the caller needs in the end. The free space offered is what is still
+    /// missing, but at least `MIN_READ` and at most what is already
+    /// buffered (or `BUF_SIZE`): the buffer at most doubles per read, so it
+    /// grows with the bytes that actually arrive, never to an announced size.
     async fn fill(&mut self, want_total: usize) -> Result<usize, ()> {
-        let needed = (want_total.saturating_sub(self.end - self.start)).max(MIN_READ);
-        if self.buf.len() - self.end < needed {
+        let have = self.end - self.start;
+        let free = want_total
+            .saturating_sub(have)
+            .clamp(MIN_READ, have.max(BUF_SIZE));
+        if self.buf.len() - self.end < free {
             if self.start > 0 {
                 self.buf.copy_within(self.start..self.end, 0);
                 self.end -= self.start;
                 self.start = 0;
             }
-            if self.buf.len() - self.end < needed {
-                self.buf.resize(self.end + needed, 0);
+            if self.buf.len() - self.end < free {
+                let len = self.end + free;
+                self.buf.reserve_exact(len - self.buf.len());
+                self.buf.resize(len, 0);
             }
         }
         let r = self.stream.read(&mut self.buf[self.end..]).await;
@@ -409,6 +626,13 @@ impl Conn {
             }
             let now = timeouts::coarse_ms();
             if avail == 0 {
+                // Draining: a connection that has had its answers is done; a fresh
+                // one still gets to send the request it connected for.
+                if shard.shutting_down() && self.served {
+                    return Err(ReadEnd::Drain);
+                }
+                // Idle: the drain on shutdown may close this one at once.
+                self.deadline().set_phase(Phase::Idle);
                 self.wait_until(now + ms(limits.idle_timeout));
             } else {
                 let deadline = *header_deadline.get_or_insert(now + ms(limits.header_timeout));
@@ -419,27 +643,49 @@ impl Conn {
             }
             // The header clock starts when we first have to wait for the
             // rest of a head, so a head that arrives whole never reads it.
-            self.fill(0).await.map_err(|_| ReadEnd::Closed)?;
+            let r = self.fill(0).await;
+            if self.deadline().phase() == Phase::FinSent {
+                // The drain sent a FIN while we were idle: nothing more can
+                // be answered here.
+                return Err(if r.is_ok() {
+                    ReadEnd::Drain
+                } else {
+                    ReadEnd::Closed
+                });
+            }
+            self.deadline().set_phase(Phase::Busy);
+            r.map_err(|_| ReadEnd::Closed)?;
         }
     }
 
-    /// Reads until `total` bytes from `start` are buffered.
-    async fn read_exact_body(&mut self, total: usize, idle: Duration) -> Result<(), ()> {
+    /// Reads until `total` bytes from `start` are buffered, by the body
+    /// deadline and with no silence longer than `idle`.
+    async fn read_exact_body(
+        &mut self,
+        total: usize,
+        body_deadline: u64,
+        idle: Duration,
+    ) -> Result<(), ()> {
         self.flush().await.map_err(|_| ())?;
         while self.end - self.start < total {
-            // Inactivity, not total time: a large body may take a while.
-            self.wait_until(timeouts::coarse_ms() + ms(idle));
+            let now = timeouts::coarse_ms();
+            if now >= body_deadline {
+                return Err(());
+            }
+            self.wait_until((now + ms(idle)).min(body_deadline));
             self.fill(total).await?;
         }
         Ok(())
     }
 
     /// Decodes a chunked body in place after the head (`head_len` from
-    /// `start`). Returns (decoded length, wire bytes after the head).
+    /// `start`), by the body deadline and under the shard's body budget.
+    /// Returns (decoded length, wire bytes after the head).
     async fn read_chunked(
         &mut self,
         head_len: usize,
-        shard: &ShardState,
+        shard: &Rc<ShardState>,
+        body_deadline: u64,
     ) -> Result<(usize, usize), ReadEnd> {
         let limits = &shard.limits;
         let mut dec = ChunkedDecoder::new();
@@ -465,20 +711,35 @@ impl Conn {
                 self.flush().await.map_err(|_| ReadEnd::Closed)?;
                 flushed = true;
             }
-            self.wait_until(timeouts::coarse_ms() + ms(limits.idle_timeout));
-            self.fill(0).await.map_err(|_| ReadEnd::Closed)?;
+            let now = timeouts::coarse_ms();
+            if now >= body_deadline {
+                return Err(ReadEnd::Closed);
+            }
+            // The buffer may double with the next read: budget for that.
+            let region = self.end - body_start;
+            let next = 2 * region + BUF_SIZE;
+            if next > SMALL_BODY + BUF_SIZE && !shard.reserve_body(&mut self.permit, next).await {
+                return Err(ReadEnd::Reject(RequestError::BodyBudgetExhausted));
+            }
+            self.wait_until((now + ms(limits.idle_timeout)).min(body_deadline));
+            self.fill(2 * (self.end - self.start))
+                .await
+                .map_err(|_| ReadEnd::Closed)?;
         }
     }
 
     /// Answers bad input with its status and a small JSON error, then closes.
     async fn reject(&mut self, e: RequestError, shard: &ShardState) -> bool {
         let body = format!(r#"{{"error":"{}","code":"{}"}}"#, e, error_code(e)).into_bytes();
-        let resp = Response::json(e.status(), body);
+        let mut resp = Response::json(e.status(), body);
+        if e == RequestError::BodyBudgetExhausted {
+            resp = resp.header("Retry-After", 1u32);
+        }
         let date = shard.date.now();
         response::write_head(
-            &mut self.out,
+            &mut self.out.buf,
             &resp,
-            response::Framing::Length(resp.body_bytes().map_or(0, |b| b.len())),
+            response::Framing::Length(resp.body_len().unwrap_or(0)),
             &date,
             true,
             false,
@@ -489,9 +750,15 @@ impl Conn {
         self.flush().await.is_ok()
     }
 
+    /// 503 when the shard's body budget stayed exhausted, then closes.
+    async fn busy(&mut self, shard: &ShardState) -> bool {
+        self.reject(RequestError::BodyBudgetExhausted, shard).await
+    }
+
     /// Half-closes, then reads and discards what the client still sends for
     /// a short while, so the final response is not lost to a reset.
     async fn linger(&mut self) {
+        self.deadline().set_phase(Phase::Closing);
         if self
             .stream
             .shutdown(std::net::Shutdown::Write)
@@ -521,7 +788,18 @@ fn ms(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
 
+/// The answer to a handler (or `admit`) that panicked.
+fn internal_error() -> Response {
+    Response::json(
+        500,
+        br#"{"error":"internal error","code":"INTERNAL"}"#.to_vec(),
+    )
+}
+
 fn error_code(e: RequestError) -> &'static str {
+    if e == RequestError::BodyBudgetExhausted {
+        return "OVERLOADED";
+    }
     match e.status() {
         400 => "BAD_REQUEST",
         413 => "PAYLOAD_TOO_LARGE",

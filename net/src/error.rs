@@ -59,6 +59,8 @@ pub enum RequestError {
     BodyTooLarge,
     #[error("unsupported expectation")]
     UnsupportedExpectation,
+    #[error("too many request bodies in progress on this shard; retry")]
+    BodyBudgetExhausted,
 }
 
 impl RequestError {
@@ -70,6 +72,7 @@ impl RequestError {
             RequestError::UnsupportedTransferEncoding => 501,
             RequestError::BodyTooLarge => 413,
             RequestError::UnsupportedExpectation => 417,
+            RequestError::BodyBudgetExhausted => 503,
             RequestError::BadRequestLine
             | RequestError::BadHeader
             | RequestError::ObsFold

@@ -12,6 +12,20 @@ pub struct ShardInfo {
     pub count: usize,
 }
 
+/// What [`Handler::admit`] decided about a request whose body has not been
+/// read yet.
+#[derive(Debug)]
+pub enum Admission {
+    /// Read the body and call [`Handler::handle`].
+    Accept,
+    /// Answer with this response without reading the body. The connection
+    /// is kept only when the whole body had already arrived with the head
+    /// (it is then skipped); otherwise the response carries
+    /// `Connection: close` and the connection closes after it (politely:
+    /// what the client still sends is read and discarded for a moment).
+    Reject(Response),
+}
+
 /// The application: one instance per shard, built on that shard's thread by
 /// the factory given to [`Server::start`](crate::Server::start), shared by the
 /// shard's connections. Handlers run on the shard's reactor thread: they may
@@ -27,7 +41,23 @@ pub trait Handler: 'static {
     /// connection buffer; copy what must outlive the call.
     async fn handle(&self, req: &mut Request<'_>) -> Response;
 
-    /// Called on each shard when shutdown begins, while in-flight requests
-    /// drain (default: nothing).
+    /// Called with the parsed head before any body byte is read, buffered or
+    /// budgeted (and before `100 Continue` is sent): the place to refuse a
+    /// request cheaply, e.g. a missing credential. `req.body()` is the whole
+    /// body only when it already arrived with the head
+    /// ([`Request::body_available`]); otherwise it is empty. Runs on the
+    /// reactor: it must be quick and must not block. Default: accept.
+    fn admit(&self, req: &mut Request<'_>) -> Admission {
+        let _ = req;
+        Admission::Accept
+    }
+
+    /// Called on each shard once draining is over: every shard has stopped
+    /// accepting and its in-flight requests have been answered and written
+    /// (or the shutdown deadline has passed), so nothing on any shard waits
+    /// for this handler's work any more. It should stop the application's
+    /// per-shard work (interrupting what is left) and return; net bounds it
+    /// by the time left until the deadline, and at least one second.
+    /// Default: nothing.
     async fn shutdown(&self) {}
 }

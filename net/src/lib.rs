@@ -31,11 +31,11 @@ mod sched;
 mod server;
 mod timeouts;
 
-pub use config::{Limits, ServerConfig};
+pub use config::{Limits, ServerConfig, CONNECTION_WORST_BYTES};
 pub use error::{RequestError, ServerError};
-pub use handler::{Handler, ShardInfo};
+pub use handler::{Admission, Handler, ShardInfo};
 pub use request::{percent_decode, Request, Version};
-pub use response::{reason, HeaderValue, Response};
+pub use response::{reason, HeaderValue, Response, Segment};
 pub use sched::ReactorPriority;
 pub use server::{Server, ServerHandle};
 

@@ -47,6 +47,9 @@ pub struct Head {
     pub method: Span,
     /// The request target, query string included.
     pub target: Span,
+    /// Where the path starts: `target.start`, or just after the authority of
+    /// an absolute-form target (`http://host:port/path`, RFC 9112 §3.2.2).
+    pub path_start: u32,
     /// Where the path ends: the index of the first `?`, or `target.end`.
     pub path_end: u32,
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
@@ -100,6 +103,7 @@ pub fn parse_head(
         Some(q) => t_start + q,
         None => i,
     };
+    let path_start = t_start + absolute_form_prefix(&buf[t_start..path_end]);
     i += 1;
 
     // HTTP-version CRLF
@@ -145,6 +149,7 @@ pub fn parse_head(
                 return Ok(Some(Head {
                     method,
                     target,
+                    path_start: path_start as u32,
                     path_end: path_end as u32,
                     minor_version,
                     len: i + 2,
@@ -190,6 +195,24 @@ pub fn parse_head(
             value: Span::new(v_start, v_end),
         });
         i += 2;
+    }
+}
+
+/// Length of `http://authority` / `https://authority` (scheme matched
+/// without regard to case) at the start of a target's path part, or 0 when
+/// the target is not in absolute form. RFC 9112 §3.2.2: a server MUST accept
+/// the absolute form; the authority is not used for routing here.
+fn absolute_form_prefix(path: &[u8]) -> usize {
+    let rest = if path.len() >= 7 && path[..7].eq_ignore_ascii_case(b"http://") {
+        7
+    } else if path.len() >= 8 && path[..8].eq_ignore_ascii_case(b"https://") {
+        8
+    } else {
+        return 0;
+    };
+    match memchr::memchr(b'/', &path[rest..]) {
+        Some(slash) => rest + slash,
+        None => path.len(),
     }
 }
 
@@ -501,6 +524,30 @@ mod tests {
         assert_eq!(hs.len(), 2);
         assert_eq!(hs[1].name.of(req), b"X-Thing");
         assert_eq!(hs[1].value.of(req), b"v a l");
+    }
+
+    #[test]
+    fn absolute_form_targets_have_their_path_after_the_authority() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (
+                b"GET http://h:1/health?x=1 HTTP/1.1\r\nHost: h\r\n\r\n",
+                b"/health",
+            ),
+            (b"GET HTTPS://h/a/b HTTP/1.1\r\nHost: h\r\n\r\n", b"/a/b"),
+            (b"GET http://h HTTP/1.1\r\nHost: h\r\n\r\n", b""),
+            (b"GET http://h?q HTTP/1.1\r\nHost: h\r\n\r\n", b""),
+            (b"GET /plain HTTP/1.1\r\nHost: h\r\n\r\n", b"/plain"),
+            (b"GET http:/x HTTP/1.1\r\nHost: h\r\n\r\n", b"http:/x"),
+        ];
+        for (req, path) in cases {
+            let (head, _) = parse(req).unwrap().unwrap();
+            assert_eq!(
+                &req[head.path_start as usize..head.path_end as usize],
+                *path,
+                "{}",
+                String::from_utf8_lossy(req)
+            );
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub struct Request<'a> {
     head: &'a [u8],
     headers: &'a [Header],
     body: &'a mut [u8],
+    body_available: bool,
 }
 
 /// ASCII bytes the parser validated as token/VCHAR characters, as `&str`.
@@ -45,7 +46,11 @@ impl<'a> Request<'a> {
     ) -> Request<'a> {
         let path_end = head.path_end as usize;
         let t_end = head.target.end as usize;
-        let path = &head_buf[head.target.start as usize..path_end];
+        // Absolute form (`http://host/path`): the path starts after the authority.
+        let path = match &head_buf[head.path_start as usize..path_end] {
+            b"" => &b"/"[..],
+            p => p,
+        };
         let query = if path_end < t_end {
             &head_buf[path_end + 1..t_end]
         } else {
@@ -63,7 +68,15 @@ impl<'a> Request<'a> {
             head: head_buf,
             headers,
             body,
+            body_available: true,
         }
+    }
+
+    /// The view [`Handler::admit`](crate::Handler::admit) gets when the body
+    /// has not arrived yet: an empty body, `body_available() == false`.
+    pub(crate) fn without_body(mut self) -> Request<'a> {
+        self.body_available = false;
+        self
     }
 
     /// `"GET"`, `"POST"`, ... exactly as sent (methods are case-sensitive).
@@ -71,7 +84,9 @@ impl<'a> Request<'a> {
         self.method
     }
 
-    /// The request target without the query string.
+    /// The request target's path, without the query string. For an
+    /// absolute-form target (`http://host:port/path?q`, RFC 9112 §3.2.2)
+    /// the scheme and authority are left out (an empty path reads `/`).
     pub fn path(&self) -> &'a str {
         self.path
     }
@@ -124,6 +139,14 @@ impl<'a> Request<'a> {
         self.headers
             .iter()
             .map(move |h| (ascii_str(h.name.of(head)), h.value.of(head)))
+    }
+
+    /// Whether [`body`](Self::body) is the request's whole body. Always true
+    /// in [`Handler::handle`](crate::Handler::handle); in
+    /// [`Handler::admit`](crate::Handler::admit) only when the body (framed by
+    /// `Content-Length`) had already arrived with the head.
+    pub fn body_available(&self) -> bool {
+        self.body_available
     }
 
     /// The decoded body (chunked framing removed).

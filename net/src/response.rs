@@ -1,7 +1,9 @@
 //! Responses as handlers build them, and their serialisation into the
 //! connection's output buffer. Owns status lines, framing headers
-//! (Content-Length / chunked / Connection) and header-value hygiene; never
-//! writes to a socket.
+//! (Content-Length / chunked / Connection), header-value hygiene and body
+//! segments (owned or shared bytes, so a large body is written from where it
+//! already lives instead of being copied on the reactor); never writes to a
+//! socket.
 
 use std::fmt;
 use std::pin::Pin;
@@ -63,8 +65,65 @@ macro_rules! number_values {
 }
 number_values!(u8, u16, u32, u64, usize);
 
+/// One piece of a response body: owned bytes, static bytes, or bytes kept
+/// alive by a shared owner (e.g. an `Arc` of a result arena). net copies
+/// small segments into its output buffer and hands large ones to the kernel
+/// as they are (vectored writes), so a handler can answer with a large
+/// shared result without copying it on the reactor thread.
+pub struct Segment(SegRepr);
+
+enum SegRepr {
+    Owned(Vec<u8>),
+    Static(&'static [u8]),
+    Shared(Box<dyn AsRef<[u8]>>),
+}
+
+impl Segment {
+    /// Bytes owned by `owner` (for example a wrapper holding an `Arc` and a
+    /// range); `owner.as_ref()` must return the same bytes every time.
+    pub fn shared(owner: impl AsRef<[u8]> + 'static) -> Segment {
+        Segment(SegRepr::Shared(Box::new(owner)))
+    }
+
+    /// The segment's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            SegRepr::Owned(v) => v,
+            SegRepr::Static(s) => s,
+            SegRepr::Shared(o) => (**o).as_ref(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl From<Vec<u8>> for Segment {
+    fn from(v: Vec<u8>) -> Self {
+        Segment(SegRepr::Owned(v))
+    }
+}
+
+impl From<&'static [u8]> for Segment {
+    fn from(s: &'static [u8]) -> Self {
+        Segment(SegRepr::Static(s))
+    }
+}
+
+impl fmt::Debug for Segment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Segment({} bytes)", self.len())
+    }
+}
+
 pub(crate) enum Body {
     Bytes(Vec<u8>),
+    Segments(Vec<Segment>),
     Stream(Pin<Box<dyn Stream<Item = Vec<u8>>>>),
 }
 
@@ -104,6 +163,14 @@ impl Response {
         self
     }
 
+    /// Sets a body made of segments, written in order; `Content-Length` is
+    /// their total. Large segments are written straight from their owner
+    /// (vectored writes), small ones are copied into the output batch.
+    pub fn segments(mut self, segments: Vec<Segment>) -> Self {
+        self.body = Body::Segments(segments);
+        self
+    }
+
     /// A JSON response: `Content-Type: application/json` and the body.
     pub fn json(status: u16, bytes: Vec<u8>) -> Self {
         Response::new(status)
@@ -132,10 +199,30 @@ impl Response {
             .map(|(_, v)| v)
     }
 
-    /// The body, unless it is a stream.
+    /// The body, when it was set as one `Vec` (see [`body_vec`](Self::body_vec)
+    /// for segmented bodies).
     pub fn body_bytes(&self) -> Option<&[u8]> {
         match &self.body {
             Body::Bytes(b) => Some(b),
+            Body::Segments(_) | Body::Stream(_) => None,
+        }
+    }
+
+    /// The body's bytes in one `Vec` (segments concatenated), unless it is a
+    /// stream. A copy: for tests and diagnostics, not for the request path.
+    pub fn body_vec(&self) -> Option<Vec<u8>> {
+        match &self.body {
+            Body::Bytes(b) => Some(b.clone()),
+            Body::Segments(segs) => Some(segs.iter().flat_map(|s| s.as_bytes()).copied().collect()),
+            Body::Stream(_) => None,
+        }
+    }
+
+    /// Body length in bytes, unless it is a stream.
+    pub fn body_len(&self) -> Option<usize> {
+        match &self.body {
+            Body::Bytes(b) => Some(b.len()),
+            Body::Segments(segs) => Some(segs.iter().map(Segment::len).sum()),
             Body::Stream(_) => None,
         }
     }
@@ -150,6 +237,11 @@ impl fmt::Debug for Response {
                 "body",
                 &match &self.body {
                     Body::Bytes(b) => format!("{} bytes", b.len()),
+                    Body::Segments(s) => format!(
+                        "{} bytes in {} segments",
+                        s.iter().map(Segment::len).sum::<usize>(),
+                        s.len()
+                    ),
                     Body::Stream(_) => "stream".to_string(),
                 },
             )

@@ -1,14 +1,16 @@
 //! Server start-up and shutdown: binds the SO_REUSEPORT listeners, starts one
 //! pinned glommio executor per shard, runs the application's factory on each,
-//! accepts connections, and drains on shutdown. Owns the shard lifecycle and
-//! the per-shard connection registry; never parses HTTP (see `conn`).
+//! accepts connections, and drains on shutdown. Owns the shard lifecycle, the
+//! per-shard connection registry and the per-shard body budget; never parses
+//! HTTP (see `conn`) and never cuts a connection that is still owed an
+//! answer before the shutdown deadline.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -20,11 +22,14 @@ use crate::config::{Limits, ServerConfig};
 use crate::date::DateCache;
 use crate::error::ServerError;
 use crate::handler::{Handler, ShardInfo};
-use crate::timeouts::{self, Deadline};
+use crate::timeouts::{self, Deadline, Phase};
 
 /// State shared by the handle and every shard thread.
 struct Shared {
     shutting_down: AtomicBool,
+    /// Shards in all; shards whose connections have drained.
+    shards: usize,
+    drained: AtomicUsize,
     /// The bound listeners. The shards accept on duplicates of these fds, so
     /// these stay open (and valid for `shutdown(2)`) until the handle drops.
     listeners: Vec<Socket>,
@@ -53,6 +58,8 @@ pub(crate) struct ShardState {
     /// Set when the shard has finished; stops the sweeper.
     stopped: Cell<bool>,
     connections: Cell<usize>,
+    /// Body bytes reserved by requests in progress (see `Limits::body_budget_per_shard`).
+    body_used: Cell<usize>,
     /// Live connections' deadlines, indexed by fd (fds are small and dense,
     /// so this is a slab without hashing).
     slots: RefCell<Vec<Option<Rc<Deadline>>>>,
@@ -80,11 +87,61 @@ impl ShardState {
         }
     }
 
+    /// Grows `permit` (or makes one) to cover `total` body bytes, waiting up
+    /// to `body_budget_wait` for other requests to give budget back. A body
+    /// larger than the whole budget is admitted only when nothing else holds
+    /// any. Returns false when the budget stayed short.
+    pub(crate) async fn reserve_body(
+        self: &Rc<Self>,
+        permit: &mut Option<BodyPermit>,
+        total: usize,
+    ) -> bool {
+        let have = permit.as_ref().map_or(0, |p| p.bytes);
+        if total <= have {
+            return true;
+        }
+        let want = total - have;
+        let give_up = Instant::now() + self.limits.body_budget_wait;
+        loop {
+            let used = self.body_used.get();
+            if used + want <= self.limits.body_budget_per_shard || used == have {
+                self.body_used.set(used + want);
+                match permit {
+                    Some(p) => p.bytes += want,
+                    None => {
+                        *permit = Some(BodyPermit {
+                            shard: self.clone(),
+                            bytes: want,
+                        })
+                    }
+                }
+                return true;
+            }
+            if Instant::now() >= give_up || self.shutting_down() {
+                return false;
+            }
+            glommio::timer::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Calls `f` with every live connection's deadline.
     fn for_each_connection(&self, mut f: impl FnMut(&Deadline)) {
         for d in self.slots.borrow().iter().flatten() {
             f(d);
         }
+    }
+}
+
+/// Body bytes a request holds from its shard's budget; given back on drop.
+pub(crate) struct BodyPermit {
+    shard: Rc<ShardState>,
+    bytes: usize,
+}
+
+impl Drop for BodyPermit {
+    fn drop(&mut self) {
+        let s = &self.shard.body_used;
+        s.set(s.get() - self.bytes);
     }
 }
 
@@ -148,6 +205,8 @@ impl Server {
         }
         let shared = Arc::new(Shared {
             shutting_down: AtomicBool::new(false),
+            shards: config.shards,
+            drained: AtomicUsize::new(0),
             listeners,
         });
         let realtime =
@@ -260,8 +319,10 @@ impl ServerHandle {
     }
 
     /// Starts a thread that calls [`shutdown`](Self::shutdown) on SIGTERM or
-    /// SIGINT. If the handlers cannot be installed, says so on stderr and
-    /// carries on (the server still stops on an explicit `shutdown`).
+    /// SIGINT; a second SIGTERM or SIGINT stops the process at once (the
+    /// signal's default action: terminated by that signal). If the handlers
+    /// cannot be installed, says so on stderr and carries on (the server
+    /// still stops on an explicit `shutdown`).
     pub fn shutdown_on_signals(&self) {
         if let Err(e) = self.try_shutdown_on_signals() {
             eprintln!("net: {e}");
@@ -277,8 +338,14 @@ impl ServerHandle {
         std::thread::Builder::new()
             .name("net-signals".into())
             .spawn(move || {
-                if signals.forever().next().is_some() {
+                let mut forever = signals.forever();
+                if forever.next().is_some() {
                     shared.begin_shutdown();
+                }
+                if let Some(sig) = forever.next() {
+                    eprintln!("net: second signal during shutdown, stopping at once");
+                    let _ = signal_hook::low_level::emulate_default_handler(sig);
+                    std::process::exit(128 + sig);
                 }
             })
             .map_err(ServerError::Signals)?;
@@ -359,6 +426,7 @@ async fn run_shard<H: Handler>(
         shutting_down: Cell::new(false),
         stopped: Cell::new(false),
         connections: Cell::new(0),
+        body_used: Cell::new(0),
         slots: RefCell::new(Vec::new()),
     });
     glommio::spawn_local(sweep(state.clone())).detach();
@@ -388,7 +456,7 @@ async fn run_shard<H: Handler>(
         }
     }
     drop(listener);
-    drain(&state, &*handler, deadline).await;
+    drain(&state, &*handler, &shared, deadline).await;
     state.stopped.set(true);
 }
 
@@ -404,22 +472,64 @@ async fn sweep(state: Rc<ShardState>) {
     }
 }
 
-/// Closes idle connections and waits (bounded) for busy ones to finish.
-async fn drain<H: Handler>(state: &Rc<ShardState>, handler: &H, deadline: Duration) {
+/// How long a connection that has answered its last request may take to
+/// see the client's close before the shard stops (the connection's own
+/// lingering close is bounded by the same second).
+const CLOSE_GRACE: Duration = Duration::from_millis(1100);
+
+/// Drains a shard: idle connections get a FIN (and close when the client
+/// closes), busy ones finish their request and answer it with
+/// `Connection: close`; once every shard is drained (or at the deadline) the
+/// handler's `shutdown` runs; connections still busy at the deadline are cut.
+/// Nothing here shuts a socket's read side while an answer may be owed:
+/// unread input makes the kernel answer the close with a reset, which can
+/// destroy a response the client has not read yet.
+async fn drain<H: Handler>(
+    state: &Rc<ShardState>,
+    handler: &H,
+    shared: &Shared,
+    deadline: Duration,
+) {
     let until = Instant::now() + deadline;
+    let tick = Duration::from_millis(5);
     state.shutting_down.set(true);
-    // Every connection's pending or next read now ends with EOF: idle ones
-    // close at once, busy ones after answering (with Connection: close).
-    state.for_each_connection(|d| d.shutdown(libc::SHUT_RD));
-    let _ = glommio::timer::timeout(deadline, async {
+    state.for_each_connection(|d| {
+        if d.phase() == Phase::Idle {
+            d.set_phase(Phase::FinSent);
+            d.shutdown(libc::SHUT_WR);
+        }
+    });
+    let busy = || {
+        let mut n = 0;
+        state.for_each_connection(|d| n += usize::from(d.phase() == Phase::Busy));
+        n
+    };
+    while busy() > 0 && Instant::now() < until {
+        glommio::timer::sleep(tick).await;
+    }
+    // Requests on this shard may still wait on another shard's handler:
+    // shut handlers down only when every shard is drained.
+    shared.drained.fetch_add(1, Ordering::SeqCst);
+    while shared.drained.load(Ordering::SeqCst) < shared.shards && Instant::now() < until {
+        glommio::timer::sleep(tick).await;
+    }
+    let left = until.saturating_duration_since(Instant::now());
+    let _ = glommio::timer::timeout(left.max(Duration::from_secs(1)), async {
         handler.shutdown().await;
         Ok(())
     })
     .await;
-    while state.connections.get() > 0 && Instant::now() < until {
-        glommio::timer::sleep(Duration::from_millis(5)).await;
-    }
-    // Past the deadline: cut what is left, so clients see the close now
+    // Past the deadline: cut what is still busy, so clients see the close now
     // rather than whenever the executor's leftover tasks are dropped.
+    state.for_each_connection(|d| {
+        if d.phase() == Phase::Busy {
+            d.shutdown(libc::SHUT_RDWR);
+        }
+    });
+    // Closing connections end by themselves within their lingering second.
+    let grace = Instant::now() + CLOSE_GRACE;
+    while state.connections.get() > 0 && Instant::now() < grace {
+        glommio::timer::sleep(tick).await;
+    }
     state.for_each_connection(|d| d.shutdown(libc::SHUT_RDWR));
 }

@@ -22,11 +22,27 @@ pub(crate) fn coarse_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
-/// One connection's deadline; 0 means none (not waiting, or busy in a handler).
+/// Where a connection is, as the drain on shutdown needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum Phase {
+    /// Reading, handling or writing a request: the drain waits for it.
+    #[default]
+    Busy,
+    /// Waiting for the first byte of the next request, nothing unanswered.
+    Idle,
+    /// Was idle when the drain began and got a FIN; closes when the client does.
+    FinSent,
+    /// Answered its last request; half-closed, discarding what still arrives.
+    Closing,
+}
+
+/// One connection's deadline (0 means none: not waiting, or busy in a
+/// handler) and its phase.
 #[derive(Debug, Default)]
 pub(crate) struct Deadline {
     at_ms: Cell<u64>,
     fd: Cell<RawFd>,
+    phase: Cell<Phase>,
 }
 
 impl Deadline {
@@ -34,7 +50,16 @@ impl Deadline {
         Deadline {
             at_ms: Cell::new(0),
             fd: Cell::new(fd),
+            phase: Cell::new(Phase::Busy),
         }
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.phase.get()
+    }
+
+    pub(crate) fn set_phase(&self, p: Phase) {
+        self.phase.set(p);
     }
 
     /// Waits from now on must end by `at_ms` (on the [`coarse_ms`] clock).
@@ -59,8 +84,11 @@ impl Deadline {
         false
     }
 
-    /// shutdown(2) on the connection's socket: its pending and future reads
-    /// see end-of-stream (`SHUT_RD`), and with `SHUT_RDWR` the peer sees FIN.
+    /// shutdown(2) on the connection's socket: `SHUT_WR` sends FIN (the
+    /// peer sees end-of-stream, our reads go on); `SHUT_RDWR` also ends our
+    /// pending and future reads (a cut: only for timeouts and past the
+    /// shutdown deadline, since unread input then turns the close into a
+    /// reset). net never uses `SHUT_RD` alone.
     pub(crate) fn shutdown(&self, how: libc::c_int) {
         // SAFETY: the fd belongs to a live connection: a Deadline is reached
         // through the shard registry only while its connection's guard lives,

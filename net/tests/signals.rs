@@ -83,3 +83,23 @@ fn sigint_on_an_idle_server_exits_zero() {
     let status = wait_exit(&mut child.0, Duration::from_secs(10));
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn a_second_signal_stops_at_once() {
+    let (mut child, addr) = start("1");
+    let mut c = TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /slow?ms=30000 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    // SAFETY: plain kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_millis(300));
+    // Still draining (the request has 30 s to go and the deadline is 10 s).
+    assert!(child.0.try_wait().unwrap().is_none());
+    let started = Instant::now();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(child.0.id() as i32, libc::SIGINT) }, 0);
+    let status = wait_exit(&mut child.0, Duration::from_secs(5));
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(!status.success(), "{status:?}");
+}

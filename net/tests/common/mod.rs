@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::channels::local_channel::{self, LocalSender};
-use net::{Handler, Request, Response, Server, ServerConfig, ServerHandle, ShardInfo};
+use net::{
+    Admission, Handler, Request, Response, Segment, Server, ServerConfig, ServerHandle, ShardInfo,
+};
 
 /// A ~300-byte JSON body, the same one the nginx comparison serves.
 pub const HELLO: &[u8] = include_bytes!("../../../benches/http/hello.json");
@@ -91,9 +93,48 @@ impl Router {
     }
 }
 
+/// A shared byte block, as an application would hold a result (`Arc`).
+struct Shared(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 impl Handler for Router {
+    /// `/guarded` needs `X-Key: k` and is refused before its body is read;
+    /// the answer says whether the body had already arrived with the head.
+    fn admit(&self, req: &mut Request<'_>) -> Admission {
+        if req.path() == "/guarded" && req.header("x-key") != Some(b"k") {
+            let body = format!(
+                "refused; body available: {}; body: {}",
+                req.body_available(),
+                String::from_utf8_lossy(req.body())
+            );
+            return Admission::Reject(Response::new(401).body(body.into_bytes()));
+        }
+        Admission::Accept
+    }
+
     async fn handle(&self, req: &mut Request<'_>) -> Response {
         match (req.method(), req.path()) {
+            ("POST", "/guarded") => Response::new(200)
+                .header("X-Body-Len", req.body().len())
+                .body(b"welcome".to_vec()),
+            ("GET" | "HEAD", "/segments") => {
+                // A small owned prefix, a large shared block, a static suffix.
+                let n: usize = req
+                    .query_param("n")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1 << 20);
+                let block: Vec<u8> = (0..n).map(|i| b'a' + (i % 26) as u8).collect();
+                Response::new(200).segments(vec![
+                    Segment::from(b"<".to_vec()),
+                    Segment::shared(Shared(std::sync::Arc::new(block))),
+                    Segment::from(&b">"[..]),
+                ])
+            }
             ("GET", "/hello") | ("HEAD", "/hello") => Response::json(200, HELLO.to_vec()),
             ("GET", "/panic") => panic!("router stub asked to panic"),
             ("DELETE", "/thing") => Response::new(204).body(b"ignored".to_vec()),
