@@ -19,14 +19,15 @@ fn slo<'a>(r: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
         .unwrap()
 }
 
-/// While both shards are busy with a long query, an open-loop client on one
-/// connection keeps scheduling work. Latency from the intended start must
+/// While both shards' only workers are busy with a long query (one worker
+/// per shard, so a stall is certain), an open-loop client on one connection
+/// keeps scheduling work. Latency from the intended start must
 /// show the stall; latency from the actual send must not (only the one
 /// request in flight waited). That gap is coordinated omission.
 #[test]
 fn coordinated_omission_is_visible_during_a_stall() {
     let _turn = common::serial();
-    let agent = Agent::start(&[("DUCKDB_THREADS", "1")]);
+    let agent = Agent::start(&[("DUCKDB_THREADS", "1"), ("MAX_CONCURRENT_QUERIES", "2")]);
     let url = agent.url();
     let addr = agent.addr;
     let stall = std::thread::spawn(move || {
