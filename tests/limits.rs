@@ -59,6 +59,8 @@ fn overload_is_refused_with_429() {
         ("SHARDS", "1"),
         ("DUCKDB_THREADS", "1"),
         ("MAX_QUEUED_JOBS", "2"),
+        // One worker: the long query holds it, so the others queue.
+        ("MAX_CONCURRENT_QUERIES", "1"),
     ]);
     let mut c = agent.client();
     let running = c.submit(LONG_SQL);
