@@ -18,7 +18,6 @@ Usage: python3 benches/agent/bench_concurrency.py [--rounds 3] [--seconds 6] [--
 import argparse
 import json
 import os
-import socket
 import statistics
 import sys
 import time
@@ -30,48 +29,10 @@ import benchlib as b  # noqa: E402
 SCAN_SQL = "SELECT sum(hash(i)) FROM range({n}) t(i) WHERE {salt} = {salt}"
 
 
-class RawConn:
-    """Keep-alive client for POST /execute: fixed request bytes, one Content-Length response."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port))
-        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-
-    def execute(self, sql):
-        body = json.dumps({"sql": sql}).encode()
-        req = (b"POST /execute HTTP/1.1\r\nHost: bench\r\nX-Agent-Token: " + b.TOKEN.encode()
-               + b"\r\nContent-Type: application/json\r\nContent-Length: "
-               + str(len(body)).encode() + b"\r\n\r\n" + body)
-        self.s.sendall(req)
-        while b"\r\n\r\n" not in self.buf:
-            self.buf += self._recv()
-        head, rest = self.buf.split(b"\r\n\r\n", 1)
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length":
-                length = int(v)
-        while len(rest) < length:
-            rest += self._recv()
-        self.buf = rest[length:]
-        return status
-
-    def _recv(self):
-        d = self.s.recv(65536)
-        if not d:
-            raise ConnectionError("closed")
-        return d
-
-    def close(self):
-        self.s.close()
-
-
 def probe(port, rate, seconds, n0):
-    conns = [RawConn(port) for _ in range(4)]
+    conns = [b.RawConn(port) for _ in range(4)]
     for c in conns:
-        c.execute("SELECT 0")
+        c.send(b.execute_request("SELECT 0"))
     lat, bad = [], 0
     interval = 1.0 / rate
     start = time.perf_counter() + 0.05
@@ -81,7 +42,7 @@ def probe(port, rate, seconds, n0):
         now = time.perf_counter()
         if intended > now:
             time.sleep(intended - now)  # sleep, never spin (see bench_isolation.py)
-        if conns[i % 4].execute(f"SELECT {n0 + i}") != 200:
+        if conns[i % 4].send(b.execute_request(f"SELECT {n0 + i}")) != 200:
             bad += 1
         lat.append(time.perf_counter() - intended)
     for c in conns:

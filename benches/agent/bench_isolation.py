@@ -14,7 +14,6 @@ Usage: python3 benches/agent/bench_isolation.py [--rounds 3] [--seconds 8] [--ra
 """
 import argparse
 import os
-import socket
 import sys
 import time
 
@@ -25,44 +24,10 @@ LONG_SQL = "SELECT sum(i % 7) FROM range(1000000000000) t(i) WHERE {salt} = {sal
 REQ = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
-class RawConn:
-    """Minimal keep-alive client for GET /health: sends fixed bytes, reads one Content-Length response."""
-
-    def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port))
-        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.buf = b""
-
-    def get_health(self):
-        self.s.sendall(REQ)
-        while b"\r\n\r\n" not in self.buf:
-            self.buf += self._recv()
-        head, rest = self.buf.split(b"\r\n\r\n", 1)
-        status = int(head.split(b" ", 2)[1])
-        length = 0
-        for line in head.split(b"\r\n")[1:]:
-            k, _, v = line.partition(b":")
-            if k.strip().lower() == b"content-length":
-                length = int(v)
-        while len(rest) < length:
-            rest += self._recv()
-        self.buf = rest[length:]
-        return status
-
-    def _recv(self):
-        d = self.s.recv(65536)
-        if not d:
-            raise ConnectionError("closed")
-        return d
-
-    def close(self):
-        self.s.close()
-
-
 def probe(port, rate, seconds):
-    conns = [RawConn(port) for _ in range(4)]
+    conns = [b.RawConn(port) for _ in range(4)]
     for c in conns:
-        c.get_health()
+        c.send(REQ)
     lat, bad = [], 0
     interval = 1.0 / rate
     start = time.perf_counter() + 0.05
@@ -76,7 +41,7 @@ def probe(port, rate, seconds):
         now = time.perf_counter()
         if intended > now:
             time.sleep(intended - now)
-        if conns[i % 4].get_health() != 200:
+        if conns[i % 4].send(REQ) != 200:
             bad += 1
         lat.append(time.perf_counter() - intended)
     for c in conns:

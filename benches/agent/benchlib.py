@@ -192,6 +192,50 @@ http {{
         self.stop()
 
 
+class RawConn:
+    """Minimal keep-alive client for probes: sends prepared request bytes, reads one
+    Content-Length response, returns its status. No parsing beyond that, so a
+    prober's own cost stays small next to what it measures."""
+
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = b""
+
+    def send(self, req):
+        self.s.sendall(req)
+        while b"\r\n\r\n" not in self.buf:
+            self.buf += self._recv()
+        head, rest = self.buf.split(b"\r\n\r\n", 1)
+        status = int(head.split(b" ", 2)[1])
+        length = 0
+        for line in head.split(b"\r\n")[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        while len(rest) < length:
+            rest += self._recv()
+        self.buf = rest[length:]
+        return status
+
+    def _recv(self):
+        d = self.s.recv(65536)
+        if not d:
+            raise ConnectionError("closed")
+        return d
+
+    def close(self):
+        self.s.close()
+
+
+def execute_request(sql):
+    """The bytes of a POST /execute of `sql`, token included."""
+    body = json.dumps({"sql": sql}).encode()
+    return (b"POST /execute HTTP/1.1\r\nHost: bench\r\nX-Agent-Token: " + TOKEN.encode()
+            + b"\r\nContent-Type: application/json\r\nContent-Length: "
+            + str(len(body)).encode() + b"\r\n\r\n" + body)
+
+
 class Client:
     """One keep-alive HTTP/1.1 connection (http.client), token header included."""
 
