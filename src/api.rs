@@ -211,6 +211,9 @@ impl Api {
         if rid.is_none() {
             *rid = q.request_id.map(Cow::into_owned);
         }
+        if let Err(e) = self.shard.engine().check_sql(&q.sql) {
+            return validation(&e.to_string(), rid.as_deref());
+        }
         match self.shard.execute(&q.sql).await {
             Ok(result) => reply::executed(&result, rid.as_deref()),
             Err(e) => {
@@ -227,6 +230,9 @@ impl Api {
         };
         if rid.is_none() {
             *rid = q.request_id.map(Cow::into_owned);
+        }
+        if let Err(e) = self.shard.engine().check_sql(&q.sql) {
+            return validation(&e.to_string(), rid.as_deref());
         }
         match self.shard.submit(q.sql.into_owned(), rid.clone()).await {
             Ok(s) => {

@@ -21,6 +21,7 @@ use crate::duckdb::{self, Connection, Database, InterruptHandle};
 use crate::error::EngineError;
 use crate::priority::CpuSet;
 use crate::shard::{Msg, Shard};
+use crate::sqlcheck::SqlRejected;
 use crate::stats::{gauge, ShardCounters, Stats};
 
 /// What the engine needs to start. The agent fills it from its environment.
@@ -49,6 +50,17 @@ pub struct EngineConfig {
     /// Nice value of every thread that runs SQL (shard workers, DuckDB's own
     /// threads, the facts refresher); a value below the process's is ignored.
     pub sql_thread_nice: i32,
+    /// Longest SQL text [`Engine::check_sql`] accepts; 0 = unlimited.
+    pub max_sql_bytes: usize,
+    /// Deepest bracket nesting (literals included) [`Engine::check_sql`]
+    /// accepts; 0 = unlimited.
+    pub max_sql_nesting: usize,
+    /// Files and directories SQL may read and write (DuckDB's
+    /// `allowed_paths` / `allowed_directories`); everything else outside the
+    /// database is refused: DuckDB's `enable_external_access` is turned off
+    /// once the init SQL has run. A path ending in `/` or naming an existing
+    /// directory allows everything below it; any other names one file.
+    pub allowed_paths: Vec<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -64,6 +76,9 @@ impl Default for EngineConfig {
             max_queued_jobs: 10_000,
             max_result_bytes: 1 << 30,
             sql_thread_nice: crate::priority::DEFAULT_SQL_THREAD_NICE,
+            max_sql_bytes: crate::sqlcheck::DEFAULT_MAX_SQL_BYTES,
+            max_sql_nesting: crate::sqlcheck::DEFAULT_MAX_SQL_NESTING,
+            allowed_paths: Vec::new(),
         }
     }
 }
@@ -102,6 +117,22 @@ pub struct Engine {
     _db: Arc<Database>,
 }
 
+/// Stack of every thread of ours that calls DuckDB (shard workers, the thread
+/// that opens the database and runs the init SQL, the facts refresher).
+/// DuckDB parses, binds and plans on the calling thread and recurses per
+/// nesting level, up to `max_expression_depth` (1000, locked) levels: measured
+/// up to 2.8 KiB of stack per level (nested subqueries, joins), 1.4 MiB at
+/// the deepest shapes DuckDB accepts, which Rust's 2 MiB default barely held;
+/// with the limit lifted, 1000 nested subqueries aborted the process. 64 MiB
+/// leaves a margin of 40x over that and fits [`MAX_EXPRESSION_DEPTH_CEILING`]
+/// levels. The size is address space: pages a thread never touches cost no
+/// memory. Measurements: `docs/runbook.md`, "SQL bounds".
+pub(crate) const SQL_THREAD_STACK_BYTES: usize = 64 << 20;
+
+/// The highest `max_expression_depth` the init SQL may set (the stack above
+/// fits it at 2.8 KiB per level with a 2x margin); start-up refuses more.
+pub const MAX_EXPRESSION_DEPTH_CEILING: u64 = 10_000;
+
 /// Capacity of each cross-shard channel in the mesh.
 const MESH_CHANNEL_SIZE: usize = 1024;
 
@@ -139,48 +170,28 @@ impl Engine {
         }
         // DuckDB starts its scheduler threads while the database opens, and
         // they inherit the opener's priority: open it on a lowered thread.
-        let path = cfg.duckdb_path.as_deref();
         // DuckDB's threads also inherit the opener's name: "duckdb-pool" makes
         // them recognisable in top, perf and /proc instead of looking like
-        // the main thread.
+        // the main thread. The init SQL runs there too, on a SQL-sized stack.
         let opened = std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("duckdb-pool".into())
+                .stack_size(SQL_THREAD_STACK_BYTES)
                 .spawn_scoped(s, || {
                     crate::priority::lower_current_thread(cfg.sql_thread_nice);
-                    Database::open(path, &settings)
+                    open_database(&cfg, &settings)
                 })
                 .map(|h| h.join())
         })
         .map_err(|e| EngineError::Thread(e.to_string()))?
         .map_err(|_| EngineError::Thread("the thread opening DuckDB panicked".into()))?;
-        let db = opened.map_err(|m| {
-            // Tell a bad setting apart from a bad file: both arrive as a message.
-            if m.starts_with("invalid setting") {
-                EngineError::Setting {
-                    setting: "max_memory/threads",
-                    message: m,
-                }
-            } else {
-                EngineError::Open(m)
-            }
-        })?;
-        let db = Arc::new(db);
-        let mut conns = Vec::with_capacity(cfg.shards);
-        for shard in 0..cfg.shards {
-            let mut c = db.connect().map_err(EngineError::Connect)?;
-            if let Some(sql) = cfg.init_sql.as_deref().filter(|s| !s.trim().is_empty()) {
-                c.query(sql).map_err(|e| EngineError::InitSql {
-                    shard,
-                    message: match e {
-                        duckdb::DbError::Failed(m) => m,
-                        duckdb::DbError::Interrupted => "interrupted".into(),
-                    },
-                })?;
-            }
-            conns.push(c);
-        }
-        let keywords = Arc::new(load_keywords(&mut conns[0]));
+        let Opened {
+            db,
+            conns,
+            refresher_conn,
+            keywords,
+        } = opened?;
+        let keywords = Arc::new(keywords);
         let interrupts = conns.iter().map(|c| c.interrupt_handle()).collect();
         let mesh = MeshBuilder::<Msg, Full>::full(cfg.shards, MESH_CHANNEL_SIZE);
         let meshes = (0..cfg.shards).map(|_| mesh.clone()).collect();
@@ -188,12 +199,12 @@ impl Engine {
 
         let facts = Arc::new(ArcSwap::from_pointee(Facts::default()));
         let (stop_tx, stop_rx) = mpsc::channel();
-        let refresher_conn = db.connect().map_err(EngineError::Connect)?;
         let refresher = {
             let facts = facts.clone();
             let nice = cfg.sql_thread_nice;
             std::thread::Builder::new()
                 .name("executor-facts".into())
+                .stack_size(SQL_THREAD_STACK_BYTES)
                 .spawn(move || {
                     crate::priority::lower_current_thread(nice);
                     refresh_facts(refresher_conn, facts, stop_rx)
@@ -218,6 +229,13 @@ impl Engine {
             _db: db,
             cfg,
         }))
+    }
+
+    /// Checks a SQL text against `max_sql_bytes` and `max_sql_nesting` before
+    /// it is queued. Cheap (one pass over the text, no allocation): call it
+    /// on the reactor and answer a refusal as the client's error.
+    pub fn check_sql(&self, sql: &str) -> Result<(), SqlRejected> {
+        crate::sqlcheck::check_sql(sql, self.cfg.max_sql_bytes, self.cfg.max_sql_nesting)
     }
 
     /// DuckDB's version string, e.g. `v2.0.0`.
@@ -333,6 +351,120 @@ impl Engine {
     }
 }
 
+/// What the opening thread hands back.
+struct Opened {
+    db: Arc<Database>,
+    /// One per shard, init SQL run.
+    conns: Vec<Connection>,
+    refresher_conn: Connection,
+    keywords: HashSet<String>,
+}
+
+/// Opens the database, makes one connection per shard and runs the init SQL
+/// on each, then closes SQL's way out of the database (see [`lock_down`]).
+/// Runs on the opening thread.
+fn open_database(cfg: &EngineConfig, settings: &[(&str, String)]) -> Result<Opened, EngineError> {
+    let db = Database::open(cfg.duckdb_path.as_deref(), settings).map_err(|m| {
+        // Tell a bad setting apart from a bad file: both arrive as a message.
+        if m.starts_with("invalid setting") {
+            EngineError::Setting {
+                setting: "max_memory/threads",
+                message: m,
+            }
+        } else {
+            EngineError::Open(m)
+        }
+    })?;
+    let db = Arc::new(db);
+    let mut conns = Vec::with_capacity(cfg.shards);
+    for shard in 0..cfg.shards {
+        let mut c = db.connect().map_err(EngineError::Connect)?;
+        if let Some(sql) = cfg.init_sql.as_deref().filter(|s| !s.trim().is_empty()) {
+            c.query(sql).map_err(|e| EngineError::InitSql {
+                shard,
+                message: match e {
+                    duckdb::DbError::Failed(m) => m,
+                    duckdb::DbError::Interrupted => "interrupted".into(),
+                },
+            })?;
+        }
+        let depth = query_u64(
+            &mut c,
+            "SELECT current_setting('max_expression_depth')::UBIGINT",
+        );
+        if depth.is_none_or(|d| d > MAX_EXPRESSION_DEPTH_CEILING) {
+            return Err(EngineError::Setting {
+                setting: "max_expression_depth",
+                message: format!(
+                    "{} (set by the init SQL?) is above {MAX_EXPRESSION_DEPTH_CEILING}, the depth the SQL threads' stack is sized for",
+                    depth.map_or("unknown".to_string(), |d| d.to_string())
+                ),
+            });
+        }
+        conns.push(c);
+    }
+    lock_down(&mut conns[0], &cfg.allowed_paths)?;
+    let refresher_conn = db.connect().map_err(EngineError::Connect)?;
+    let keywords = load_keywords(&mut conns[0]);
+    Ok(Opened {
+        db,
+        conns,
+        refresher_conn,
+        keywords,
+    })
+}
+
+/// A SQL string literal.
+fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// After the init SQL (whose ATTACH and LOAD keep working): SQL may touch
+/// only the database and `allowed` (DuckDB's `enable_external_access =
+/// false`, with `allowed_directories` / `allowed_paths`), and no statement
+/// may change a setting again (`lock_configuration`), so a job cannot lift
+/// `max_expression_depth` or the memory limit, or widen file access.
+/// `SET schema`, `SET search_path` and `USE` stay allowed (DuckDB's own
+/// exception), as do settings an operator's init SQL lists in
+/// `allowed_configs`. What the lock refuses is listed in `docs/runbook.md`.
+fn lock_down(conn: &mut Connection, allowed: &[PathBuf]) -> Result<(), EngineError> {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    for p in allowed {
+        let text = p.to_string_lossy();
+        if text.ends_with('/') || p.is_dir() {
+            dirs.push(sql_literal(&text));
+        } else {
+            files.push(sql_literal(&text));
+        }
+    }
+    let mut sql = String::new();
+    if !dirs.is_empty() {
+        sql.push_str(&format!(
+            "SET GLOBAL allowed_directories = [{}];\n",
+            dirs.join(", ")
+        ));
+    }
+    if !files.is_empty() {
+        sql.push_str(&format!(
+            "SET GLOBAL allowed_paths = [{}];\n",
+            files.join(", ")
+        ));
+    }
+    sql.push_str(
+        "SET GLOBAL enable_external_access = false;\nSET GLOBAL lock_configuration = true;\n",
+    );
+    conn.query(&sql)
+        .map(drop)
+        .map_err(|e| EngineError::Setting {
+            setting: "allowed_paths/enable_external_access/lock_configuration",
+            message: match e {
+                duckdb::DbError::Failed(m) => m,
+                duckdb::DbError::Interrupted => "interrupted".into(),
+            },
+        })
+}
+
 /// DuckDB's keywords, for printing struct field names the way DuckDB does.
 fn load_keywords(conn: &mut Connection) -> HashSet<String> {
     let mut set = HashSet::new();
@@ -348,6 +480,20 @@ fn load_keywords(conn: &mut Connection) -> HashSet<String> {
         }
     }
     set
+}
+
+/// The first value of `sql`'s result as an unsigned integer.
+fn query_u64(conn: &mut Connection, sql: &str) -> Option<u64> {
+    let mut out = conn.query(sql).ok()?;
+    let r = crate::encode::encode(&mut out, 0, &HashSet::new()).ok()?;
+    let mut rows = Vec::new();
+    r.write_rows(0..1, &mut rows);
+    let digits: String = rows
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|&b| b as char)
+        .collect();
+    digits.parse().ok()
 }
 
 /// Resident set size of this process in MiB (from /proc/self/status).
