@@ -90,6 +90,64 @@ struct Scan {
     over_at: Option<usize>,
 }
 
+/// True when `sql` is one `SELECT` without `FROM` and without anything that
+/// could make it return more than one row (`UNNEST`, set operations, CTEs,
+/// `VALUES`, ...): its result is one row at most, so materializing it costs
+/// nothing a stream would save, and the worker may run it through DuckDB's
+/// one-call `duckdb_query` (twice the rate of prepare-then-stream for
+/// trivial statements). Conservative: a listed word anywhere in the text,
+/// literals and comments included, answers false. The one way around it is a
+/// scalar macro whose body unnests; its rows are then materialized inside
+/// DuckDB (its memory limit applies) and still encoded under the cap.
+pub(crate) fn is_one_row_select(sql: &str) -> bool {
+    const MULTI_ROW: &[&[u8]] = &[
+        b"from",
+        b"unnest",
+        b"union",
+        b"intersect",
+        b"except",
+        b"with",
+        b"values",
+        b"table",
+        b"pivot",
+        b"unpivot",
+        b"recursive",
+        b"generate_subscripts",
+    ];
+    let b = sql.as_bytes();
+    let word_char = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80;
+    let mut first = true;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c == b';' {
+            // Only a trailing semicolon: one statement.
+            if !b[i + 1..].iter().all(|c| c.is_ascii_whitespace()) {
+                return false;
+            }
+            break;
+        }
+        if !word_char(c) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && word_char(b[i]) {
+            i += 1;
+        }
+        let w = &b[start..i];
+        if first {
+            if !w.eq_ignore_ascii_case(b"select") {
+                return false;
+            }
+            first = false;
+        } else if MULTI_ROW.iter().any(|m| w.eq_ignore_ascii_case(m)) {
+            return false;
+        }
+    }
+    !first
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum State {
     Standard,
@@ -436,6 +494,33 @@ mod tests {
         assert_eq!(nesting_depth(r"SELECT name'\' , ((1))"), 2);
         // After a number DuckDB backs up to the `e`, which then opens E'...'.
         assert_eq!(nesting_depth(r"SELECT 1e'\'((' , 1"), 2);
+    }
+
+    #[test]
+    fn one_row_selects() {
+        for yes in [
+            "SELECT 1",
+            "select 42 AS answer;",
+            "SELECT (SELECT 1), 'x' || 'y'",
+            " SELECT repeat('x', 10)",
+        ] {
+            assert!(is_one_row_select(yes), "{yes}");
+        }
+        for no in [
+            "SELECT * FROM t",
+            "FROM t",
+            "SELECT unnest(range(10))",
+            "SELECT 1 UNION ALL SELECT 2",
+            "WITH a AS (SELECT 1) SELECT 2",
+            "SELECT 1; SELECT 2",
+            "CREATE TABLE t (a INT)",
+            "VALUES (1), (2)",
+            "SELECT 'from'",
+            "select 1 except select 2",
+            "",
+        ] {
+            assert!(!is_one_row_select(no), "{no}");
+        }
     }
 
     #[test]

@@ -62,12 +62,19 @@ pub(crate) fn run_prepared(
 /// last statement's result when none does); the statements after it still
 /// run to completion (their rows are read and dropped, never kept), and the
 /// first failure stops the text and is the answer. A text of only comments
-/// answers with no columns and no rows.
+/// answers with no columns and no rows. A single `SELECT` that returns one
+/// row at most (no `FROM`, see [`crate::sqlcheck::is_one_row_select`]) takes
+/// DuckDB's one-call `duckdb_query` instead.
 pub(crate) fn run_text(
     conn: &mut Connection,
     sql: &str,
     enc: &Encoder<'_>,
 ) -> Result<QueryResult, ExecFailure> {
+    if crate::sqlcheck::is_one_row_select(sql) {
+        // One row at most: nothing to stream, and one call is cheaper.
+        let mut out = conn.query(sql).map_err(db_failure)?;
+        return enc.encode(&mut out);
+    }
     let mut statements = conn.extract(sql).map_err(db_failure)?;
     let mut answer: Option<(QueryResult, bool)> = None;
     for i in 0..statements.len() {
