@@ -41,6 +41,9 @@ pub fn run(config: Config) -> Result<(), AppError> {
         query_timeout: config.query_timeout,
         max_retained_bytes: config.max_retained_bytes,
         sql_thread_nice: config.sql_thread_nice,
+        max_sql_bytes: config.max_sql_bytes,
+        max_sql_nesting: config.max_sql_nesting,
+        allowed_paths: config.allowed_paths.clone(),
     })?;
     let shared = Arc::new(Shared {
         token: config.agent_token.as_bytes().into(),
@@ -106,6 +109,9 @@ pub fn run(config: Config) -> Result<(), AppError> {
         max_concurrent_queries = engine.stats().max_concurrent_queries,
         query_timeout = ?config.query_timeout,
         max_retained_bytes = config.max_retained_bytes,
+        max_sql_bytes = config.max_sql_bytes,
+        max_sql_nesting = config.max_sql_nesting,
+        allowed_paths = ?config.allowed_paths,
         duckdb_init_sql = config.init_sql.as_ref().map_or(String::new(), |i| i.path.display().to_string()),
         feature_cursor_mode = config.cursor_mode,
         reactor_priority = ?config.reactor_priority,

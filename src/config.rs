@@ -106,6 +106,24 @@ const SETTINGS: &[Setting] = &[
         help: "Total bytes of retained job results; when full, submits get 429 and a result that does not fit fails with RESULT_TOO_LARGE (0 = unlimited)",
     },
     Setting {
+        var: "MAX_SQL_BYTES",
+        flag: "max-sql-bytes",
+        default: Some("262144"),
+        help: "Longest SQL text accepted; longer gets 400 VALIDATION_ERROR (0 = unlimited)",
+    },
+    Setting {
+        var: "MAX_SQL_NESTING",
+        flag: "max-sql-nesting",
+        default: Some("256"),
+        help: "Deepest nesting of (, [ and { accepted, string literals included; deeper gets 400 VALIDATION_ERROR (1-1000)",
+    },
+    Setting {
+        var: "ALLOWED_PATHS",
+        flag: "allowed-paths",
+        default: None,
+        help: "Comma-separated absolute paths SQL may read and write (a directory, ending in / or existing, allows everything below it); all other file and network access by SQL is off",
+    },
+    Setting {
         var: "DUCKDB_INIT_SQL",
         flag: "duckdb-init-sql",
         default: None,
@@ -251,6 +269,9 @@ pub struct Config {
     pub max_concurrent_queries: Option<usize>,
     pub query_timeout: Option<Duration>,
     pub max_retained_bytes: usize,
+    pub max_sql_bytes: usize,
+    pub max_sql_nesting: usize,
+    pub allowed_paths: Vec<PathBuf>,
     pub init_sql: Option<InitSql>,
     pub cursor_mode: bool,
     pub reactor_priority: ReactorPriority,
@@ -374,6 +395,22 @@ impl Config {
             ..,
             "a non-negative integer of bytes (0 = unlimited)",
         )?;
+        let max_sql_bytes = int_in(
+            "MAX_SQL_BYTES",
+            args.req("MAX_SQL_BYTES"),
+            ..,
+            "a non-negative integer of bytes (0 = unlimited)",
+        )?;
+        let max_sql_nesting = int_in(
+            "MAX_SQL_NESTING",
+            args.req("MAX_SQL_NESTING"),
+            1..=MAX_SQL_NESTING_CEILING,
+            "an integer from 1 to 1000",
+        )?;
+        let allowed_paths = match args.get("ALLOWED_PATHS") {
+            None => Vec::new(),
+            Some(v) => parse_allowed_paths(v)?,
+        };
         let init_sql = match args
             .get("DUCKDB_INIT_SQL")
             .filter(|p| !p.is_empty())
@@ -444,6 +481,9 @@ impl Config {
             max_concurrent_queries,
             query_timeout,
             max_retained_bytes,
+            max_sql_bytes,
+            max_sql_nesting,
+            allowed_paths,
             init_sql,
             cursor_mode,
             reactor_priority,
@@ -451,6 +491,53 @@ impl Config {
             log_level,
         })
     }
+}
+
+/// The highest `MAX_SQL_NESTING` allowed: DuckDB's own `max_expression_depth`
+/// (1000, locked) stops deeper text anyway (`docs/runbook.md`, "SQL bounds").
+pub const MAX_SQL_NESTING_CEILING: usize = 1000;
+
+/// `ALLOWED_PATHS`: comma-separated absolute paths (empty entries ignored).
+fn parse_allowed_paths(value: &str) -> Result<Vec<PathBuf>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            if p.starts_with('/') {
+                Ok(PathBuf::from(p))
+            } else {
+                Err(invalid(
+                    "ALLOWED_PATHS",
+                    value,
+                    "comma-separated absolute paths, e.g. /srv/data/,/srv/extra.parquet",
+                ))
+            }
+        })
+        .collect()
+}
+
+/// Removes the token from the process environment once it has been read, so
+/// nothing that reads the environment later (an extension, a child process,
+/// a crash report) finds it. The token's bytes in the environment block the
+/// kernel set up are overwritten first: `/proc/<pid>/environ` shows that
+/// block, and unsetting a variable does not change it. Call on the main
+/// thread before any other thread starts (`setenv`/`unsetenv` are not
+/// thread-safe).
+pub fn scrub_token_from_environment() {
+    const VAR: &std::ffi::CStr = c"AGENT_TOKEN";
+    // SAFETY: single-threaded (caller contract). getenv returns null or a
+    // pointer to the NUL-terminated value inside the environment, which is
+    // writable process memory (the initial block on the stack, or a
+    // setenv copy); we overwrite its bytes in place, keeping the NUL.
+    unsafe {
+        let value = libc::getenv(VAR.as_ptr());
+        if !value.is_null() {
+            let len = libc::strlen(value);
+            std::ptr::write_bytes(value, b'*', len);
+        }
+    }
+    std::env::remove_var("AGENT_TOKEN");
 }
 
 /// An integer setting that must lie in `range`.
@@ -636,6 +723,19 @@ mod tests {
         assert_eq!(c.max_memory_gb, None);
         assert_eq!(c.reactor_priority, ReactorPriority::RealtimeIfPermitted);
         assert_eq!(c.sql_thread_nice, executor::DEFAULT_SQL_THREAD_NICE);
+        // One constant per default: the flag's default text is the executor's.
+        assert_eq!(c.max_sql_bytes, executor::DEFAULT_MAX_SQL_BYTES);
+        assert_eq!(c.max_sql_nesting, executor::DEFAULT_MAX_SQL_NESTING);
+        assert!(c.allowed_paths.is_empty());
+    }
+
+    #[test]
+    fn allowed_paths() {
+        let c = Config::from_args(args(&["--allowed-paths", "/srv/data/, /srv/x.csv,"])).unwrap();
+        assert_eq!(
+            c.allowed_paths,
+            vec![PathBuf::from("/srv/data/"), PathBuf::from("/srv/x.csv")]
+        );
     }
 
     #[test]
@@ -662,6 +762,10 @@ mod tests {
             ),
             (&["--max-concurrent-queries", "x"], "MAX_CONCURRENT_QUERIES"),
             (&["--max-retained-bytes", "-1"], "MAX_RETAINED_BYTES"),
+            (&["--max-sql-bytes", "-1"], "MAX_SQL_BYTES"),
+            (&["--max-sql-nesting", "0"], "MAX_SQL_NESTING"),
+            (&["--max-sql-nesting", "1001"], "MAX_SQL_NESTING"),
+            (&["--allowed-paths", "relative/dir"], "ALLOWED_PATHS"),
             (
                 &["--duckdb-init-sql", "/nonexistent/init.sql"],
                 "DUCKDB_INIT_SQL",

@@ -20,6 +20,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Read once, gone from the environment before any thread starts.
+    compute_agent::config::scrub_token_from_environment();
     let guard = logging::init(config.log_level);
     let code = match app::run(config) {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,6 +39,7 @@ pub fn unauthorized(rid: Option<&str>) -> Response {
 pub fn job_error_status(e: &JobError) -> u16 {
     match e {
         JobError::NotFound => 404,
+        JobError::Invalid(_) => 400,
         JobError::NotReady(_) | JobError::NotAvailable { .. } => 409,
         JobError::Overloaded { .. } => 429,
         // An execution failure is the SQL's fault but the contract says 500; a too-large

@@ -268,7 +268,14 @@ fn required_real_time_without_permission_stops_start_up() {
     if realtime_permitted() {
         // Nothing to refuse here; the other branch runs where it is refused.
         let agent = Agent::start(&[("REACTOR_PRIORITY", "realtime")]);
-        assert!(agent.log().contains("\"reactor_realtime\":true"));
+        // The start-up line is written after the listeners serve /health,
+        // through the non-blocking log writer: wait for it.
+        eventually("the start-up log line", || {
+            agent
+                .log()
+                .contains("\"reactor_realtime\":true")
+                .then_some(())
+        });
         return;
     }
     let out = Agent::run_to_exit(&[("REACTOR_PRIORITY", "realtime")], &[]);

@@ -80,7 +80,9 @@ fn parquet_and_json_extensions_are_built_in() {
     let dir = scratch_dir("parquet");
     let file = dir.join("t.parquet");
     let f = file.to_str().unwrap();
-    let agent = Agent::start(&[]);
+    // File access by SQL is off outside ALLOWED_PATHS.
+    let allowed = format!("{}/", dir.display());
+    let agent = Agent::start(&[("ALLOWED_PATHS", allowed.as_str())]);
     let mut c = agent.client();
     c.execute(&format!(
         "COPY (SELECT i AS id, 'name-' || i AS name, i / 4 AS q FROM range(5000) t(i)) TO '{f}' (FORMAT PARQUET)"

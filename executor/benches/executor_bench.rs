@@ -39,6 +39,8 @@ fn config() -> EngineConfig {
         duckdb_threads: Some(2),
         max_queued_jobs: 0,
         max_result_bytes: 0,
+        // The encoder section's COPY reference writes a file here.
+        allowed_paths: vec![std::env::temp_dir()],
         ..Default::default()
     }
 }

@@ -216,6 +216,51 @@ impl Connection {
         Ok(table)
     }
 
+    /// Parses `sql` into its statements without running any (DuckDB's
+    /// `duckdb_extract_statements`); a syntax error is reported here.
+    pub fn extract(&mut self, sql: &str) -> Result<Extracted, DbError> {
+        let c = c_string(sql).map_err(DbError::Failed)?;
+        let mut raw: ffi::duckdb_extracted_statements = ptr::null_mut();
+        // SAFETY: valid connection (exclusive), NUL-terminated SQL, out-pointer to a
+        // local; the wrapper is destroyed by `Extracted`'s Drop whatever the outcome.
+        let count = unsafe { ffi::duckdb_extract_statements(self.raw.0, c.as_ptr(), &mut raw) };
+        let ex = Extracted {
+            raw,
+            count: count as usize,
+        };
+        // SAFETY: a wrapper DuckDB just created (or null); the message is copied.
+        let err = unsafe { ffi::duckdb_extract_statements_error(ex.raw) };
+        if !err.is_null() {
+            // SAFETY: NUL-terminated, owned by the wrapper, which is alive.
+            return Err(db_error_from_message(unsafe { borrowed_cstr(err) }));
+        }
+        Ok(ex)
+    }
+
+    /// Prepares statement `index` of `ex` (binds and plans it; runs nothing).
+    pub fn prepare_extracted(
+        &mut self,
+        ex: &mut Extracted,
+        index: usize,
+    ) -> Result<Prepared, DbError> {
+        if index >= ex.count {
+            return Err(DbError::Failed("no such statement".into()));
+        }
+        let mut raw: ffi::duckdb_prepared_statement = ptr::null_mut();
+        // SAFETY: valid connection (exclusive) and extracted statements; index in
+        // range; out-pointer to a local, destroyed by `Prepared`'s Drop.
+        let state = unsafe {
+            ffi::duckdb_prepare_extracted_statement(self.raw.0, ex.raw, index as u64, &mut raw)
+        };
+        let p = Prepared { raw };
+        if state != ffi::DuckDBSuccess {
+            // SAFETY: the error string lives until the statement is destroyed.
+            let msg = unsafe { borrowed_cstr(ffi::duckdb_prepare_error(p.raw)) };
+            return Err(db_error_from_message(msg));
+        }
+        Ok(p)
+    }
+
     /// Prepares a single statement for repeated execution.
     pub fn prepare(&mut self, sql: &str) -> Result<Prepared, String> {
         let c = c_string(sql)?;
@@ -229,6 +274,40 @@ impl Connection {
             return Err(msg);
         }
         Ok(p)
+    }
+}
+
+/// DuckDB's message when a statement was interrupted, as a prepare error
+/// carries it (prepare errors come without an error type).
+fn db_error_from_message(msg: String) -> DbError {
+    if msg.starts_with("INTERRUPT Error") {
+        return DbError::Interrupted;
+    }
+    DbError::Failed(if msg.is_empty() {
+        "unknown DuckDB error".into()
+    } else {
+        msg
+    })
+}
+
+/// The statements of one SQL text, parsed and not yet run.
+pub struct Extracted {
+    raw: ffi::duckdb_extracted_statements,
+    count: usize,
+}
+
+impl Extracted {
+    /// How many statements the text holds (0 for only comments/whitespace).
+    pub fn len(&self) -> usize {
+        self.count
+    }
+}
+
+impl Drop for Extracted {
+    fn drop(&mut self) {
+        // SAFETY: created by duckdb_extract_statements (possibly failed; destroy
+        // accepts that), destroyed exactly once.
+        unsafe { ffi::duckdb_destroy_extracted(&mut self.raw) };
     }
 }
 
@@ -255,11 +334,17 @@ pub struct Prepared {
 unsafe impl Send for Prepared {}
 
 impl Prepared {
-    pub fn execute(&mut self) -> Result<QueryOutput, DbError> {
+    /// Runs the statement; a SELECT streams (its rows are produced as
+    /// [`QueryOutput::next_chunk`] asks for them, so nothing is materialized
+    /// ahead of the reader), other statements complete here. The result
+    /// must be dropped (or read to the end) before the connection runs
+    /// anything else; dropping it early stops the statement.
+    pub fn execute_streaming(&mut self) -> Result<QueryOutput, DbError> {
         let mut res = QueryOutput::empty();
-        // SAFETY: a successfully prepared statement, exclusive access; the result
-        // is destroyed by `res`'s Drop.
-        let state = unsafe { ffi::duckdb_execute_prepared(self.raw, &mut res.raw) };
+        // SAFETY: a successfully prepared statement, exclusive access (its
+        // connection is borrowed by the same worker); the result is destroyed
+        // by `res`'s Drop.
+        let state = unsafe { ffi::duckdb_execute_prepared_streaming(self.raw, &mut res.raw) };
         res.check(state)
     }
 }
@@ -310,6 +395,14 @@ impl QueryOutput {
         } else {
             msg
         })
+    }
+
+    /// True when the statement returns rows (a query), false for DDL,
+    /// INSERT/UPDATE/DELETE counts and statements that return nothing.
+    pub fn returns_rows(&self) -> bool {
+        // SAFETY: a successful result (a copy of the struct is what the C API takes).
+        let t = unsafe { ffi::duckdb_result_return_type(self.raw) };
+        t == ffi::duckdb_result_type_DUCKDB_RESULT_TYPE_QUERY_RESULT
     }
 
     /// Total rows of a materialized result (known before the first fetch);

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use crate::duckdb::{self, DbError, QueryOutput, Vector};
 use crate::json;
-use crate::result::{QueryResult, ResultBuilder};
+use crate::result::{QueryResult, ResultBuilder, TooLarge, PAD};
 use crate::types::{kind_of, type_name, Kind, Phys};
 
 /// Why encoding stopped.
@@ -65,15 +65,7 @@ pub fn encode(
             .map(|(i, k)| Col::new(chunk.vector(i), k))
             .collect();
         for row in 0..len {
-            b.rows.push(b'[');
-            for (i, (k, col)) in kinds.iter().zip(&cols).enumerate() {
-                if i > 0 {
-                    b.rows.push(b',');
-                }
-                write_value(&mut b.rows, k, col, row);
-            }
-            b.rows.push(b']');
-            b.end_row().map_err(|_| EncodeError::TooLarge)?;
+            write_row(&mut b, &kinds, &cols, row).map_err(|_| EncodeError::TooLarge)?;
         }
         if b.over_limit() {
             return Err(EncodeError::TooLarge);
@@ -82,6 +74,32 @@ pub fn encode(
         b.reserve_for(total_rows, rows_done);
     }
     Ok(b.finish(columns_json, names))
+}
+
+/// Reads a result to its end without keeping anything (a statement whose
+/// rows are not the answer still has to complete).
+pub fn drain(out: &mut QueryOutput) -> Result<(), DbError> {
+    while out.next_chunk()?.is_some() {}
+    Ok(())
+}
+
+#[inline]
+fn write_row(
+    b: &mut ResultBuilder,
+    kinds: &[Kind],
+    cols: &[Col<'_>],
+    row: usize,
+) -> Result<(), TooLarge> {
+    b.room(PAD)?;
+    b.rows.push(b'[');
+    for (i, (k, col)) in kinds.iter().zip(cols).enumerate() {
+        if i > 0 {
+            b.rows.push(b',');
+        }
+        write_value(b, k, col, row)?;
+    }
+    b.rows.push(b']');
+    b.end_row()
 }
 
 /// A vector's buffers, resolved once per chunk, with its children.
@@ -201,130 +219,181 @@ fn phys_int(col: &Col<'_>, phys: Phys, row: usize) -> i128 {
     }
 }
 
-/// Writes one value (or `null`) of `col` at `row`.
-fn write_value(out: &mut Vec<u8>, kind: &Kind, col: &Col<'_>, row: usize) {
+/// Writes one value (or `null`) of `col` at `row`, or stops with `TooLarge`
+/// before writing a value that would pass the limit: fixed-size values check
+/// the arena's length first (they fit in the spare [`PAD`]); strings, blobs,
+/// bits, enum labels and key names check their exact encoded size (a
+/// string's worst case, 6 bytes per byte, first: the exact size is counted
+/// only when the worst case does not fit).
+fn write_value(
+    b: &mut ResultBuilder,
+    kind: &Kind,
+    col: &Col<'_>,
+    row: usize,
+) -> Result<(), TooLarge> {
+    if b.over_limit() {
+        return Err(TooLarge);
+    }
+    b.room(PAD)?;
     if !col.valid(row) {
-        out.extend_from_slice(b"null");
-        return;
+        b.rows.extend_from_slice(b"null");
+        return Ok(());
     }
     // SAFETY (all reads below): `kind` was derived from this column's logical
     // type, so each arm reads the physical type DuckDB stores for it, and `row`
     // is a row of this vector (a chunk row, or a child index DuckDB produced).
     unsafe {
         match kind {
-            Kind::Null => out.extend_from_slice(b"null"),
-            Kind::Bool => out.extend_from_slice(if col.get::<u8>(row) != 0 {
+            Kind::Null => b.rows.extend_from_slice(b"null"),
+            Kind::Bool => b.rows.extend_from_slice(if col.get::<u8>(row) != 0 {
                 b"true"
             } else {
                 b"false"
             }),
-            Kind::I8 => json::write_int(out, col.get::<i8>(row)),
-            Kind::I16 => json::write_int(out, col.get::<i16>(row)),
-            Kind::I32 => json::write_int(out, col.get::<i32>(row)),
-            Kind::I64 => json::write_int(out, col.get::<i64>(row)),
-            Kind::U8 => json::write_int(out, col.get::<u8>(row)),
-            Kind::U16 => json::write_int(out, col.get::<u16>(row)),
-            Kind::U32 => json::write_int(out, col.get::<u32>(row)),
-            Kind::U64 => json::write_int(out, col.get::<u64>(row)),
-            Kind::I128 => json::write_int(out, col.i128_at(row)),
+            Kind::I8 => json::write_int(&mut b.rows, col.get::<i8>(row)),
+            Kind::I16 => json::write_int(&mut b.rows, col.get::<i16>(row)),
+            Kind::I32 => json::write_int(&mut b.rows, col.get::<i32>(row)),
+            Kind::I64 => json::write_int(&mut b.rows, col.get::<i64>(row)),
+            Kind::U8 => json::write_int(&mut b.rows, col.get::<u8>(row)),
+            Kind::U16 => json::write_int(&mut b.rows, col.get::<u16>(row)),
+            Kind::U32 => json::write_int(&mut b.rows, col.get::<u32>(row)),
+            Kind::U64 => json::write_int(&mut b.rows, col.get::<u64>(row)),
+            Kind::I128 => json::write_int(&mut b.rows, col.i128_at(row)),
             Kind::U128 => {
                 let (lower, upper) = (col.get::<u64>(row * 2), col.get::<u64>(row * 2 + 1));
-                json::write_int(out, ((upper as u128) << 64) | lower as u128)
+                json::write_int(&mut b.rows, ((upper as u128) << 64) | lower as u128)
             }
-            Kind::F32 => json::write_f32(out, col.get::<f32>(row)),
-            Kind::F64 => json::write_f64(out, col.get::<f64>(row)),
+            Kind::F32 => json::write_f32(&mut b.rows, col.get::<f32>(row)),
+            Kind::F64 => json::write_f64(&mut b.rows, col.get::<f64>(row)),
             Kind::Decimal { scale, phys } => {
-                json::write_decimal(out, phys_int(col, *phys, row), *scale)
+                json::write_decimal(&mut b.rows, phys_int(col, *phys, row), *scale)
             }
-            Kind::Varchar => json::write_str_checked(out, col.bytes(row)),
-            Kind::Blob => json::write_base64(out, col.bytes(row)),
-            Kind::Bit => json::write_bit(out, col.bytes(row)),
-            Kind::Date => json::write_date(out, col.get::<i32>(row)),
-            Kind::Time => json::write_time(out, col.get::<i64>(row), 1_000_000, 6),
-            Kind::TimeNs => json::write_time(out, col.get::<i64>(row), 1_000_000_000, 9),
-            Kind::TimeTz => json::write_time_tz(out, col.get::<u64>(row)),
+            Kind::Varchar => {
+                let s = col.bytes(row);
+                if b.fits(json::str_worst_len(s.len())).is_err() {
+                    b.fits(json::str_len_checked(s))?;
+                }
+                json::write_str_checked(&mut b.rows, s)
+            }
+            Kind::Blob => {
+                let s = col.bytes(row);
+                b.fits(json::base64_len(s.len()))?;
+                json::write_base64(&mut b.rows, s)
+            }
+            Kind::Bit => {
+                let s = col.bytes(row);
+                b.fits(json::bit_len(s))?;
+                json::write_bit(&mut b.rows, s)
+            }
+            Kind::Date => json::write_date(&mut b.rows, col.get::<i32>(row)),
+            Kind::Time => json::write_time(&mut b.rows, col.get::<i64>(row), 1_000_000, 6),
+            Kind::TimeNs => json::write_time(&mut b.rows, col.get::<i64>(row), 1_000_000_000, 9),
+            Kind::TimeTz => json::write_time_tz(&mut b.rows, col.get::<u64>(row)),
             Kind::Timestamp {
                 per_sec,
                 digits,
                 utc,
-            } => json::write_timestamp(out, col.get::<i64>(row), *per_sec, *digits, *utc),
+            } => json::write_timestamp(&mut b.rows, col.get::<i64>(row), *per_sec, *digits, *utc),
             Kind::Interval => {
                 // interval_t is {months: i32, days: i32, micros: i64}: 16 bytes.
                 let base = row * 2;
                 let md = col.get::<u64>(base);
                 json::write_interval(
-                    out,
+                    &mut b.rows,
                     md as u32 as i32,
                     (md >> 32) as u32 as i32,
                     col.get::<i64>(base + 1),
                 )
             }
-            Kind::Uuid => {
-                json::write_uuid(out, col.get::<u64>(row * 2), col.get::<i64>(row * 2 + 1))
-            }
+            Kind::Uuid => json::write_uuid(
+                &mut b.rows,
+                col.get::<u64>(row * 2),
+                col.get::<i64>(row * 2 + 1),
+            ),
             Kind::Enum { phys, labels } => {
                 let idx = phys_int(col, *phys, row) as usize;
                 match labels.get(idx) {
-                    Some(l) => out.extend_from_slice(l),
-                    None => out.extend_from_slice(b"null"),
+                    Some(l) => {
+                        b.fits(l.len())?;
+                        b.rows.extend_from_slice(l)
+                    }
+                    None => b.rows.extend_from_slice(b"null"),
                 }
             }
             Kind::List(k) => {
                 let (off, len) = col.list_entry(row);
-                write_seq(out, k, &col.children[0], off, len);
+                write_seq(b, k, &col.children[0], off, len)?;
             }
-            Kind::Array(k, size) => write_seq(out, k, &col.children[0], row * size, *size),
+            Kind::Array(k, size) => write_seq(b, k, &col.children[0], row * size, *size)?,
             Kind::Struct(fields) => {
-                out.push(b'{');
+                b.rows.push(b'{');
                 for (i, ((key, k), child)) in fields.iter().zip(&col.children).enumerate() {
+                    b.fits(key.len() + 1)?;
                     if i > 0 {
-                        out.push(b',');
+                        b.rows.push(b',');
                     }
-                    out.extend_from_slice(key);
-                    write_value(out, k, child, row);
+                    b.rows.extend_from_slice(key);
+                    write_value(b, k, child, row)?;
                 }
-                out.push(b'}');
+                b.room(PAD)?;
+                b.rows.push(b'}');
             }
             Kind::Map(kk, vk) => {
                 let (off, len) = col.list_entry(row);
-                out.push(b'[');
+                b.rows.push(b'[');
                 for j in off..off + len {
+                    b.room(PAD)?;
                     if j > off {
-                        out.push(b',');
+                        b.rows.push(b',');
                     }
-                    out.extend_from_slice(b"{\"key\":");
-                    write_value(out, kk, &col.children[0], j);
-                    out.extend_from_slice(b",\"value\":");
-                    write_value(out, vk, &col.children[1], j);
-                    out.push(b'}');
+                    b.rows.extend_from_slice(b"{\"key\":");
+                    write_value(b, kk, &col.children[0], j)?;
+                    b.room(PAD)?;
+                    b.rows.extend_from_slice(b",\"value\":");
+                    write_value(b, vk, &col.children[1], j)?;
+                    b.room(PAD)?;
+                    b.rows.push(b'}');
                 }
-                out.push(b']');
+                b.room(PAD)?;
+                b.rows.push(b']');
             }
             Kind::Union(members) => {
                 let tag = col.children[0].get::<u8>(row) as usize;
                 match members.get(tag) {
                     Some((key, k)) => {
-                        out.push(b'{');
-                        out.extend_from_slice(key);
-                        write_value(out, k, &col.children[tag + 1], row);
-                        out.push(b'}');
+                        b.fits(key.len() + 1)?;
+                        b.rows.push(b'{');
+                        b.rows.extend_from_slice(key);
+                        write_value(b, k, &col.children[tag + 1], row)?;
+                        b.room(PAD)?;
+                        b.rows.push(b'}');
                     }
-                    None => out.extend_from_slice(b"null"),
+                    None => b.rows.extend_from_slice(b"null"),
                 }
             }
             // Rejected before any row is read (see `encode`).
-            Kind::Unsupported(_) => out.extend_from_slice(b"null"),
+            Kind::Unsupported(_) => b.rows.extend_from_slice(b"null"),
         }
     }
+    Ok(())
 }
 
-fn write_seq(out: &mut Vec<u8>, kind: &Kind, child: &Col<'_>, off: usize, len: usize) {
-    out.push(b'[');
+fn write_seq(
+    b: &mut ResultBuilder,
+    kind: &Kind,
+    child: &Col<'_>,
+    off: usize,
+    len: usize,
+) -> Result<(), TooLarge> {
+    b.rows.push(b'[');
     for j in off..off + len {
         if j > off {
-            out.push(b',');
+            b.room(PAD)?;
+            b.rows.push(b',');
         }
-        write_value(out, kind, child, j);
+        write_value(b, kind, child, j)?;
     }
-    out.push(b']');
+    b.room(PAD)?;
+    b.rows.push(b']');
+    Ok(())
 }

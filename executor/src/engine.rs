@@ -26,6 +26,7 @@ use crate::feed::Feed;
 use crate::priority::CpuSet;
 use crate::session::Baseline;
 use crate::shard::{Msg, Shard};
+use crate::sqlcheck::SqlRejected;
 use crate::stats::{gauge, ShardCounters, Stats};
 use crate::worker::{self, Seat};
 
@@ -80,6 +81,17 @@ pub struct EngineConfig {
     /// Nice value of every thread that runs SQL (shard workers, DuckDB's own
     /// threads, the facts refresher); a value below the process's is ignored.
     pub sql_thread_nice: i32,
+    /// Longest SQL text [`Engine::check_sql`] accepts; 0 = unlimited.
+    pub max_sql_bytes: usize,
+    /// Deepest bracket nesting (literals included) [`Engine::check_sql`]
+    /// accepts; 0 = unlimited.
+    pub max_sql_nesting: usize,
+    /// Files and directories SQL may read and write (DuckDB's
+    /// `allowed_paths` / `allowed_directories`); everything else outside the
+    /// database is refused: DuckDB's `enable_external_access` is turned off
+    /// once the init SQL has run. A path ending in `/` or naming an existing
+    /// directory allows everything below it; any other names one file.
+    pub allowed_paths: Vec<PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -98,6 +110,9 @@ impl Default for EngineConfig {
             query_timeout: None,
             max_retained_bytes: 0,
             sql_thread_nice: crate::priority::DEFAULT_SQL_THREAD_NICE,
+            max_sql_bytes: crate::sqlcheck::DEFAULT_MAX_SQL_BYTES,
+            max_sql_nesting: crate::sqlcheck::DEFAULT_MAX_SQL_NESTING,
+            allowed_paths: Vec::new(),
         }
     }
 }
@@ -138,6 +153,22 @@ pub struct Engine {
     _db: Arc<Database>,
 }
 
+/// Stack of every thread of ours that calls DuckDB (shard workers, the thread
+/// that opens the database and runs the init SQL, the facts refresher).
+/// DuckDB parses, binds and plans on the calling thread and recurses per
+/// nesting level, up to `max_expression_depth` (1000, locked) levels: measured
+/// up to 2.8 KiB of stack per level (nested subqueries, joins), 1.4 MiB at
+/// the deepest shapes DuckDB accepts, which Rust's 2 MiB default barely held;
+/// with the limit lifted, 1000 nested subqueries aborted the process. 64 MiB
+/// leaves a margin of 40x over that and fits [`MAX_EXPRESSION_DEPTH_CEILING`]
+/// levels. The size is address space: pages a thread never touches cost no
+/// memory. Measurements: `docs/runbook.md`, "SQL bounds".
+pub(crate) const SQL_THREAD_STACK_BYTES: usize = 64 << 20;
+
+/// The highest `max_expression_depth` the init SQL may set (the stack above
+/// fits it at 2.8 KiB per level with a 2x margin); start-up refuses more.
+pub const MAX_EXPRESSION_DEPTH_CEILING: u64 = 10_000;
+
 /// Capacity of each cross-shard channel in the mesh.
 const MESH_CHANNEL_SIZE: usize = 1024;
 
@@ -175,110 +206,54 @@ impl Engine {
         }
         // DuckDB starts its scheduler threads while the database opens, and
         // they inherit the opener's priority: open it on a lowered thread.
-        let path = cfg.duckdb_path.as_deref();
         // DuckDB's threads also inherit the opener's name: "duckdb-pool" makes
         // them recognisable in top, perf and /proc instead of looking like
-        // the main thread.
+        // the main thread. The init SQL runs there too, on a SQL-sized stack.
         let opened = std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("duckdb-pool".into())
+                .stack_size(SQL_THREAD_STACK_BYTES)
                 .spawn_scoped(s, || {
                     crate::priority::lower_current_thread(cfg.sql_thread_nice);
-                    Database::open(path, &settings)
+                    open_database(&cfg, &settings)
                 })
                 .map(|h| h.join())
         })
         .map_err(|e| EngineError::Thread(e.to_string()))?
         .map_err(|_| EngineError::Thread("the thread opening DuckDB panicked".into()))?;
-        let db = opened.map_err(|m| {
-            // Tell a bad setting apart from a bad file: both arrive as a message.
-            if m.starts_with("invalid setting") {
-                EngineError::Setting {
-                    setting: "max_memory/threads",
-                    message: m,
-                }
-            } else {
-                EngineError::Open(m)
-            }
-        })?;
-        let db = Arc::new(db);
-        let total = match cfg.max_concurrent_queries {
-            0 => DEFAULT_QUERIES_PER_SHARD * cfg.shards,
-            n if n < cfg.shards => {
-                return Err(EngineError::Config(format!(
-                    "max_concurrent_queries ({n}) must be at least the shard count ({})",
-                    cfg.shards
-                )))
-            }
-            n => n,
-        };
-        let init_sql = cfg.init_sql.clone().filter(|s| !s.trim().is_empty());
-        // Opens a connection and runs the init SQL on it; the init SQL's
-        // failure is reported beside the connection.
-        type Connect = dyn Fn() -> Result<(Connection, Option<String>), String> + Send + Sync;
-        let connect: Arc<Connect> = {
-            let db = db.clone();
-            let init_sql = init_sql.clone();
-            Arc::new(move || {
-                let mut c = db.connect()?;
-                let failed = init_sql.as_deref().and_then(|sql| {
-                    c.query(sql).err().map(|e| match e {
-                        duckdb::DbError::Failed(m) => m,
-                        duckdb::DbError::Interrupted => "interrupted".into(),
-                    })
-                });
-                Ok((c, failed))
-            })
-        };
-        let mut seats = Vec::with_capacity(cfg.shards);
-        let mut interrupts = Vec::with_capacity(total);
-        for shard in 0..cfg.shards {
-            let slots = total / cfg.shards + usize::from(shard < total % cfg.shards);
-            let mut pool = Vec::with_capacity(slots);
-            for _ in 0..slots {
-                let (mut conn, failed) = connect().map_err(EngineError::Connect)?;
-                if let Some(message) = failed {
-                    return Err(EngineError::InitSql { shard, message });
-                }
-                let baseline = Baseline::capture(&mut conn).map_err(EngineError::Connect)?;
-                interrupts.push(conn.interrupt_handle());
-                pool.push(Seat { conn, baseline });
-            }
-            seats.push(Some(pool));
-        }
-        let keywords = {
-            let mut c = db.connect().map_err(EngineError::Connect)?;
-            Arc::new(load_keywords(&mut c))
-        };
+        let Opened {
+            db,
+            seats,
+            interrupts,
+            refresher_conn,
+            keywords,
+        } = opened?;
+        let keywords = Arc::new(keywords);
         let mesh = MeshBuilder::<Msg, Full>::full(cfg.shards, MESH_CHANNEL_SIZE);
         let meshes = (0..cfg.shards).map(|_| mesh.clone()).collect();
         drop(mesh);
         let stop = Arc::new(AtomicBool::new(false));
+        let replacement_db = db.clone();
         let workers = Arc::new(worker::Config {
             keywords,
             stop: stop.clone(),
             cpus: CpuSet::of_current_thread(),
             nice: cfg.sql_thread_nice,
-            // A replacement keeps what the init SQL can still do; whatever it
-            // refuses now (a locked setting) is reported, the rest restored
-            // from the baseline by the worker.
-            reconnect: Arc::new(move || {
-                let (c, failed) = connect()?;
-                if let Some(m) = failed {
-                    eprintln!("compute-agent: init SQL on a replacement connection: {m}");
-                }
-                Ok(c)
-            }),
+            // The configuration is locked by now, so the init SQL cannot run
+            // again: a replacement starts from a plain connection and the
+            // worker restores the baseline session on it (what the lock
+            // refuses to set again is reported by the worker).
+            reconnect: Arc::new(move || replacement_db.connect()),
         });
 
         let facts = Arc::new(ArcSwap::from_pointee(Facts::default()));
         let (stop_tx, stop_rx) = mpsc::channel();
-        let refresher_conn = db.connect().map_err(EngineError::Connect)?;
         let refresher = {
             let facts = facts.clone();
             let nice = cfg.sql_thread_nice;
             std::thread::Builder::new()
                 .name("executor-facts".into())
+                .stack_size(SQL_THREAD_STACK_BYTES)
                 .spawn(move || {
                     crate::priority::lower_current_thread(nice);
                     refresh_facts(refresher_conn, facts, stop_rx)
@@ -292,7 +267,7 @@ impl Engine {
                 .map(|_| CachePadded::new(ShardCounters::default()))
                 .collect(),
             facts,
-            seats: Mutex::new(seats),
+            seats: Mutex::new(seats.into_iter().map(Some).collect()),
             workers,
             retention: Retention {
                 ttl_ns: AtomicU64::new(duration_ns(cfg.result_ttl)),
@@ -306,6 +281,13 @@ impl Engine {
             _db: db,
             cfg,
         }))
+    }
+
+    /// Checks a SQL text against `max_sql_bytes` and `max_sql_nesting` before
+    /// it is queued. Cheap (one pass over the text, no allocation): call it
+    /// on the reactor and answer a refusal as the client's error.
+    pub fn check_sql(&self, sql: &str) -> Result<(), SqlRejected> {
+        crate::sqlcheck::check_sql(sql, self.cfg.max_sql_bytes, self.cfg.max_sql_nesting)
     }
 
     /// DuckDB's version string, e.g. `v2.0.0`.
@@ -524,6 +506,150 @@ impl Engine {
     }
 }
 
+/// What the opening thread hands back.
+struct Opened {
+    db: Arc<Database>,
+    /// Per shard, its pool of connections (init SQL run, baseline taken).
+    seats: Vec<Vec<Seat>>,
+    interrupts: Vec<InterruptHandle>,
+    refresher_conn: Connection,
+    keywords: HashSet<String>,
+}
+
+/// Opens the database, makes each shard's pool of connections and runs the
+/// init SQL on each, then closes SQL's way out of the database (see
+/// [`lock_down`]) and records each connection's session as its baseline.
+/// Runs on the opening thread.
+fn open_database(cfg: &EngineConfig, settings: &[(&str, String)]) -> Result<Opened, EngineError> {
+    let total = match cfg.max_concurrent_queries {
+        0 => DEFAULT_QUERIES_PER_SHARD * cfg.shards,
+        n if n < cfg.shards => {
+            return Err(EngineError::Config(format!(
+                "max_concurrent_queries ({n}) must be at least the shard count ({})",
+                cfg.shards
+            )))
+        }
+        n => n,
+    };
+    let db = Database::open(cfg.duckdb_path.as_deref(), settings).map_err(|m| {
+        // Tell a bad setting apart from a bad file: both arrive as a message.
+        if m.starts_with("invalid setting") {
+            EngineError::Setting {
+                setting: "max_memory/threads",
+                message: m,
+            }
+        } else {
+            EngineError::Open(m)
+        }
+    })?;
+    let db = Arc::new(db);
+    let init_sql = cfg.init_sql.as_deref().filter(|s| !s.trim().is_empty());
+    let mut pools: Vec<Vec<Connection>> = Vec::with_capacity(cfg.shards);
+    for shard in 0..cfg.shards {
+        let slots = total / cfg.shards + usize::from(shard < total % cfg.shards);
+        let mut pool = Vec::with_capacity(slots);
+        for _ in 0..slots {
+            let mut c = db.connect().map_err(EngineError::Connect)?;
+            if let Some(sql) = init_sql {
+                c.query(sql).map_err(|e| EngineError::InitSql {
+                    shard,
+                    message: match e {
+                        duckdb::DbError::Failed(m) => m,
+                        duckdb::DbError::Interrupted => "interrupted".into(),
+                    },
+                })?;
+            }
+            let depth = query_u64(
+                &mut c,
+                "SELECT current_setting('max_expression_depth')::UBIGINT",
+            );
+            if depth.is_none_or(|d| d > MAX_EXPRESSION_DEPTH_CEILING) {
+                return Err(EngineError::Setting {
+                    setting: "max_expression_depth",
+                    message: format!(
+                        "{} (set by the init SQL?) is above {MAX_EXPRESSION_DEPTH_CEILING}, the depth the SQL threads' stack is sized for",
+                        depth.map_or("unknown".to_string(), |d| d.to_string())
+                    ),
+                });
+            }
+            pool.push(c);
+        }
+        pools.push(pool);
+    }
+    lock_down(&mut pools[0][0], &cfg.allowed_paths)?;
+    let refresher_conn = db.connect().map_err(EngineError::Connect)?;
+    let keywords = load_keywords(&mut pools[0][0]);
+    let mut interrupts = Vec::with_capacity(total);
+    let mut seats = Vec::with_capacity(cfg.shards);
+    for pool in pools {
+        let mut shard_seats = Vec::with_capacity(pool.len());
+        for mut conn in pool {
+            let baseline = Baseline::capture(&mut conn).map_err(EngineError::Connect)?;
+            interrupts.push(conn.interrupt_handle());
+            shard_seats.push(Seat { conn, baseline });
+        }
+        seats.push(shard_seats);
+    }
+    Ok(Opened {
+        db,
+        seats,
+        interrupts,
+        refresher_conn,
+        keywords,
+    })
+}
+
+/// A SQL string literal.
+fn sql_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// After the init SQL (whose ATTACH and LOAD keep working): SQL may touch
+/// only the database and `allowed` (DuckDB's `enable_external_access =
+/// false`, with `allowed_directories` / `allowed_paths`), and no statement
+/// may change a setting again (`lock_configuration`), so a job cannot lift
+/// `max_expression_depth` or the memory limit, or widen file access.
+/// `SET schema`, `SET search_path` and `USE` stay allowed (DuckDB's own
+/// exception), as do settings an operator's init SQL lists in
+/// `allowed_configs`. What the lock refuses is listed in `docs/runbook.md`.
+fn lock_down(conn: &mut Connection, allowed: &[PathBuf]) -> Result<(), EngineError> {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    for p in allowed {
+        let text = p.to_string_lossy();
+        if text.ends_with('/') || p.is_dir() {
+            dirs.push(sql_literal(&text));
+        } else {
+            files.push(sql_literal(&text));
+        }
+    }
+    let mut sql = String::new();
+    if !dirs.is_empty() {
+        sql.push_str(&format!(
+            "SET GLOBAL allowed_directories = [{}];\n",
+            dirs.join(", ")
+        ));
+    }
+    if !files.is_empty() {
+        sql.push_str(&format!(
+            "SET GLOBAL allowed_paths = [{}];\n",
+            files.join(", ")
+        ));
+    }
+    sql.push_str(
+        "SET GLOBAL enable_external_access = false;\nSET GLOBAL lock_configuration = true;\n",
+    );
+    conn.query(&sql)
+        .map(drop)
+        .map_err(|e| EngineError::Setting {
+            setting: "allowed_paths/enable_external_access/lock_configuration",
+            message: match e {
+                duckdb::DbError::Failed(m) => m,
+                duckdb::DbError::Interrupted => "interrupted".into(),
+            },
+        })
+}
+
 /// DuckDB's keywords, for printing struct field names the way DuckDB does.
 fn load_keywords(conn: &mut Connection) -> HashSet<String> {
     let mut set = HashSet::new();
@@ -539,6 +665,20 @@ fn load_keywords(conn: &mut Connection) -> HashSet<String> {
         }
     }
     set
+}
+
+/// The first value of `sql`'s result as an unsigned integer.
+fn query_u64(conn: &mut Connection, sql: &str) -> Option<u64> {
+    let mut out = conn.query(sql).ok()?;
+    let r = crate::encode::encode(&mut out, 0, &HashSet::new()).ok()?;
+    let mut rows = Vec::new();
+    r.write_rows(0..1, &mut rows);
+    let digits: String = rows
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|&b| b as char)
+        .collect();
+    digits.parse().ok()
 }
 
 /// Resident set size of this process in MiB (from /proc/self/status).

@@ -75,6 +75,8 @@ pub enum JobError {
     WorkerFailed(String),
     /// Retained results already use the `MAX_RETAINED_BYTES` budget.
     RetainedFull { limit: usize },
+    /// The SQL text is refused before DuckDB sees it (size or nesting bound).
+    Invalid(String),
 }
 
 impl JobError {
@@ -92,6 +94,7 @@ impl JobError {
             JobError::Timeout { .. } => "QUERY_TIMEOUT",
             JobError::WorkerFailed(_) => "INTERNAL_ERROR",
             JobError::RetainedFull { .. } => "RESULT_TOO_LARGE",
+            JobError::Invalid(_) => "VALIDATION_ERROR",
         }
     }
 }
@@ -123,6 +126,7 @@ impl fmt::Display for JobError {
                 f,
                 "internal error while running the statement ({m}); it was abandoned and not retried"
             ),
+            JobError::Invalid(m) => f.write_str(m),
             JobError::RetainedFull { limit } => write!(
                 f,
                 "retained results would exceed MAX_RETAINED_BYTES ({limit} bytes); fetch and delete finished jobs, or retry later"

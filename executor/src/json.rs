@@ -67,6 +67,48 @@ pub fn write_str_checked(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
+/// The most bytes [`write_str_checked`] can write for `len` input bytes
+/// (every byte a control character: `\u00XX`), quotes included.
+#[inline]
+pub fn str_worst_len(len: usize) -> usize {
+    len.saturating_mul(6).saturating_add(2)
+}
+
+/// Exactly the bytes [`write_str_checked`] writes for `s`, quotes included.
+pub fn str_len_checked(s: &[u8]) -> usize {
+    fn escaped(s: &[u8]) -> usize {
+        2 + s
+            .iter()
+            .map(|&b| match ESCAPE[b as usize] {
+                0 => 1,
+                b'u' => 6,
+                _ => 2,
+            })
+            .sum::<usize>()
+    }
+    match std::str::from_utf8(s) {
+        Ok(_) => escaped(s),
+        Err(_) => escaped(String::from_utf8_lossy(s).as_bytes()),
+    }
+}
+
+/// Exactly the bytes [`write_base64`] writes for `len` input bytes.
+#[inline]
+pub fn base64_len(len: usize) -> usize {
+    len.div_ceil(3).saturating_mul(4).saturating_add(2)
+}
+
+/// Exactly the bytes [`write_bit`] writes for DuckDB's BIT bytes `raw`.
+#[inline]
+pub fn bit_len(raw: &[u8]) -> usize {
+    match raw.split_first() {
+        Some((&pad, data)) if !data.is_empty() => {
+            (data.len().saturating_mul(8) - (pad.min(8) as usize)).saturating_add(2)
+        }
+        _ => 2,
+    }
+}
+
 #[inline]
 pub fn write_int<I: itoa::Integer>(out: &mut Vec<u8>, v: I) {
     out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
@@ -355,6 +397,34 @@ mod tests {
         let mut v = Vec::new();
         f(&mut v);
         String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn predicted_lengths_are_exact() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"plain",
+            b"q\"b\\n\n\t\x01\x1f\x7f",
+            "\u{e9}\u{1F600}".as_bytes(),
+            b"bad \xff\xfe utf8",
+        ];
+        for c in cases {
+            let mut v = Vec::new();
+            write_str_checked(&mut v, c);
+            assert_eq!(v.len(), str_len_checked(c), "{c:?}");
+            assert!(v.len() <= str_worst_len(c.len()), "{c:?}");
+        }
+        for n in 0..10 {
+            let data = vec![7u8; n];
+            let mut v = Vec::new();
+            write_base64(&mut v, &data);
+            assert_eq!(v.len(), base64_len(n));
+        }
+        for raw in [&[][..], &[0u8][..], &[3u8, 0xff][..], &[0u8, 1, 2][..]] {
+            let mut v = Vec::new();
+            write_bit(&mut v, raw);
+            assert_eq!(v.len(), bit_len(raw), "{raw:?}");
+        }
     }
 
     #[test]

@@ -18,7 +18,10 @@
 //! - A job lives on the shard `hash(query_id) % shards`; requests for it travel
 //!   there over glommio's channel mesh and the answer comes back on a oneshot.
 //! - Results are encoded to JSON once, on the worker, into a [`QueryResult`]
-//!   arena; a page is a slice copy.
+//!   arena while DuckDB streams them; a page is a slice copy.
+//! - SQL texts are bounded ([`Engine::check_sql`]) before they are queued;
+//!   SQL runs on threads with stacks sized for DuckDB's recursion, and may
+//!   touch only the database and the operator's allowed paths.
 
 mod duckdb;
 mod encode;
@@ -33,7 +36,9 @@ mod result;
 mod route;
 mod session;
 mod shard;
+mod sqlcheck;
 pub mod stats;
+mod stream;
 mod table;
 mod types;
 mod worker;
@@ -47,6 +52,9 @@ pub use job::{JobStatus, Status, Submitted};
 pub use priority::DEFAULT_SQL_THREAD_NICE;
 pub use result::{Page, QueryResult};
 pub use shard::{RunOptions, Shard};
+pub use sqlcheck::{
+    check_sql, nesting_depth, SqlRejected, DEFAULT_MAX_SQL_BYTES, DEFAULT_MAX_SQL_NESTING,
+};
 pub use stats::{HistogramSnapshot, Stats};
 
 /// A job's id. Its owner shard is `route::owner_of_query(id, shards)`.

@@ -180,6 +180,12 @@ impl Page {
 }
 
 /// Builds a [`QueryResult`] row by row; used by the encoder on the worker.
+///
+/// The limit is a real bound on the arena: the encoder asks for room
+/// ([`ResultBuilder::fits`]) before it writes any value whose size is not
+/// small and fixed, with the value's exact encoded size, so a value that would
+/// pass the limit is never written; fixed-size values and punctuation are
+/// covered by [`PAD`] bytes that every request for room leaves spare.
 pub(crate) struct ResultBuilder {
     pub rows: Vec<u8>,
     offsets: Offsets,
@@ -189,6 +195,17 @@ pub(crate) struct ResultBuilder {
 /// The arena would pass `max_result_bytes`.
 #[derive(Debug)]
 pub(crate) struct TooLarge;
+
+/// Spare capacity every request for room leaves, for fixed-size values (the
+/// longest, an INTERVAL, is 75 bytes) and the punctuation between values.
+pub(crate) const PAD: usize = 128;
+
+/// An arena that must grow past this size while under a limit reserves the
+/// whole limit at once (address space only: pages it never writes cost no
+/// memory), so it never moves again. A move copies the arena into a new
+/// allocation and holds both at once: twice the arena at its largest, which
+/// would put the real peak of an over-limit result at twice the limit.
+const RESERVE_LIMIT_ABOVE: usize = 4 << 20;
 
 impl ResultBuilder {
     /// `limit` = 0 means unlimited.
@@ -200,9 +217,46 @@ impl ResultBuilder {
         }
     }
 
+    /// Checks that `bytes` more fit under the limit and makes room for them
+    /// (plus [`PAD`]). An allocation failure counts as too large: the arena
+    /// never aborts the process.
+    #[inline]
+    pub fn fits(&mut self, bytes: usize) -> Result<(), TooLarge> {
+        let end = self.rows.len().saturating_add(bytes);
+        if end > self.limit {
+            return Err(TooLarge);
+        }
+        self.room(bytes.saturating_add(PAD))
+    }
+
+    /// Makes room for `bytes` more without checking the limit (the caller
+    /// checked it, or `bytes` is small and fixed).
+    #[inline]
+    pub fn room(&mut self, bytes: usize) -> Result<(), TooLarge> {
+        if self.rows.capacity() - self.rows.len() >= bytes {
+            return Ok(());
+        }
+        self.grow(bytes)
+    }
+
+    #[cold]
+    fn grow(&mut self, bytes: usize) -> Result<(), TooLarge> {
+        let len = self.rows.len();
+        let need = len.saturating_add(bytes);
+        if self.limit != usize::MAX && need > RESERVE_LIMIT_ABOVE {
+            let whole = self.limit.saturating_add(2 * PAD);
+            if whole >= need && self.rows.try_reserve_exact(whole - len).is_ok() {
+                return Ok(());
+            }
+        }
+        // Small arenas (and unlimited ones) grow the usual way: doubling.
+        self.rows.try_reserve(bytes).map_err(|_| TooLarge)
+    }
+
     /// Closes the row the encoder just wrote into `rows` (which must end in `]`).
     #[inline]
     pub fn end_row(&mut self) -> Result<(), TooLarge> {
+        self.room(1)?;
         self.rows.push(b',');
         // The limit counts what the client would receive; row offsets are
         // bookkeeping and are not part of it.
@@ -213,10 +267,11 @@ impl ResultBuilder {
         Ok(())
     }
 
-    /// Sizes the arena for `total_rows` from the bytes per row seen so far
-    /// (called after each chunk), growing it in exact steps instead of
-    /// doubling, so a large result does not keep up to half its size as empty
-    /// capacity or pay for repeated copies. Never beyond the size limit.
+    /// Sizes the arena for `total_rows` (known for a materialized result,
+    /// 0 for a streaming one) from the bytes per row seen so far (called after
+    /// each chunk), growing it in exact steps instead of doubling, so a large
+    /// result does not keep up to half its size as empty capacity or pay for
+    /// repeated copies. Never beyond the size limit.
     pub fn reserve_for(&mut self, total_rows: usize, rows_done: usize) {
         if rows_done == 0 || total_rows <= rows_done {
             return;
@@ -224,16 +279,17 @@ impl ResultBuilder {
         let want = (self.rows.len() as u128 * total_rows as u128 / rows_done as u128) as usize;
         let want = want
             .saturating_add(want / 16)
-            .min(self.limit.saturating_add(1));
+            .min(self.limit.saturating_add(2 * PAD));
         if want > self.rows.capacity() {
-            self.rows.reserve_exact(want - self.rows.len());
+            // Best effort: a failure here only means growing later.
+            let _ = self.rows.try_reserve_exact(want - self.rows.len());
         }
         match &mut self.offsets {
             Offsets::Small(v) if v.capacity() <= total_rows => {
-                v.reserve_exact(total_rows + 1 - v.len())
+                let _ = v.try_reserve_exact(total_rows + 1 - v.len());
             }
             Offsets::Large(v) if v.capacity() <= total_rows => {
-                v.reserve_exact(total_rows + 1 - v.len())
+                let _ = v.try_reserve_exact(total_rows + 1 - v.len());
             }
             _ => {}
         }

@@ -154,13 +154,13 @@ type SessionState = Vec<(String, String, String)>;
 /// reset costs a rollback, this query, and a statement per difference.
 const STATE_SQL: &str = "\
 SELECT kind, name, value FROM (\
- SELECT 'table' AS kind, table_name AS name, '' AS value FROM duckdb_tables() WHERE temporary \
+ SELECT 'table' AS kind, table_name AS name, '' AS value FROM duckdb_tables() WHERE temporary AND NOT internal \
  UNION ALL SELECT 'view', view_name, '' FROM duckdb_views() WHERE temporary AND NOT internal \
  UNION ALL SELECT 'sequence', sequence_name, '' FROM duckdb_sequences() WHERE temporary \
  UNION ALL SELECT DISTINCT CASE WHEN function_type = 'table_macro' THEN 'table_macro' ELSE 'macro' END, function_name, '' \
-   FROM duckdb_functions() WHERE database_name = 'temp' AND function_type IN ('macro', 'table_macro') \
- UNION ALL SELECT 'type', type_name, '' FROM duckdb_types() WHERE database_name = 'temp' \
- UNION ALL SELECT 'prepared', name, '' FROM duckdb_prepared_statements() \
+   FROM duckdb_functions() WHERE database_name = 'temp' AND NOT internal AND function_type IN ('macro', 'table_macro') \
+ UNION ALL SELECT 'type', type_name, '' FROM duckdb_types() WHERE database_name = 'temp' AND NOT internal \
+ UNION ALL SELECT 'prepared', name, '' FROM duckdb_prepared_statements() WHERE name NOT LIKE 'duckdb_prepare_internal_%' \
  UNION ALL SELECT 'variable', name, CAST(value AS VARCHAR) FROM duckdb_variables() \
  UNION ALL SELECT 'setting', name, COALESCE(value, '') FROM duckdb_settings() WHERE scope = 'LOCAL' \
  UNION ALL SELECT 'use', current_database(), current_schema()) ORDER BY kind, name";
@@ -189,16 +189,55 @@ impl Baseline {
     }
 
     /// Puts `conn` back to this baseline: rolls back an open transaction and
-    /// undoes every difference in session state.
+    /// undoes every difference in session state. Two passes at most: undoing
+    /// `USE` also moves `search_path`, which the second pass puts back.
     pub fn restore(&self, conn: &mut Connection) -> Result<(), ResetFailed> {
         // Fails harmlessly ("no transaction is active") in the common case.
         let _ = conn.query("ROLLBACK");
-        let now = read_state(conn).map_err(|e| ResetFailed(format!("{e:?}")))?;
-        if now == self.state {
+        for _ in 0..2 {
+            let now = read_state(conn).map_err(|e| ResetFailed(format!("{e:?}")))?;
+            if now == self.state {
+                return Ok(());
+            }
+            for stmt in self.undo(&now)? {
+                conn.query(&stmt)
+                    .map_err(|e| ResetFailed(format!("{stmt}: {e:?}")))?;
+            }
+        }
+        let after = read_state(conn).map_err(|e| ResetFailed(format!("{e:?}")))?;
+        if after == self.state {
             return Ok(());
         }
+        let extra: Vec<_> = after
+            .iter()
+            .filter(|r| !self.state.contains(r))
+            .take(4)
+            .collect();
+        let missing: Vec<_> = self
+            .state
+            .iter()
+            .filter(|r| !after.contains(r))
+            .take(4)
+            .collect();
+        Err(ResetFailed(format!(
+            "session state still differs from the baseline after the reset (now {extra:?}, expected {missing:?})"
+        )))
+    }
+
+    /// The statements that take `now` back to the baseline, `USE` first.
+    fn undo(&self, now: &SessionState) -> Result<Vec<String>, ResetFailed> {
         let mut undo = Vec::new();
-        for (kind, name, value) in &now {
+        if let Some(target) = self.state.iter().find(|(k, _, _)| k == "use") {
+            let current = now.iter().find(|(k, _, _)| k == "use");
+            if current != Some(target) {
+                undo.push(format!(
+                    "USE {}.{}",
+                    quote_ident(&target.1),
+                    quote_ident(&target.2)
+                ));
+            }
+        }
+        for (kind, name, value) in now {
             let known = self
                 .state
                 .iter()
@@ -208,30 +247,25 @@ impl Baseline {
                 continue;
             }
             let ident = quote_ident(name);
-            match (kind.as_str(), known) {
-                ("table", None) => undo.push(format!("DROP TABLE IF EXISTS temp.main.{ident}")),
-                ("view", None) => undo.push(format!("DROP VIEW IF EXISTS temp.main.{ident}")),
-                ("sequence", None) => {
-                    undo.push(format!("DROP SEQUENCE IF EXISTS temp.main.{ident}"))
-                }
-                ("macro", None) => undo.push(format!("DROP MACRO IF EXISTS temp.main.{ident}")),
-                ("table_macro", None) => {
-                    undo.push(format!("DROP MACRO TABLE IF EXISTS temp.main.{ident}"))
-                }
-                ("type", None) => undo.push(format!("DROP TYPE IF EXISTS temp.main.{ident}")),
-                ("prepared", None) => undo.push(format!("DEALLOCATE {ident}")),
-                ("variable", None) => undo.push(format!("RESET VARIABLE {ident}")),
-                ("setting", Some(v)) => {
-                    undo.push(format!("SET SESSION {ident} = {}", quote_literal(v)))
-                }
-                ("setting", None) => undo.push(format!("RESET SESSION {ident}")),
-                ("use", _) => {}
+            let stmt = match (kind.as_str(), known) {
+                ("use", _) => continue,
+                ("table", None) => format!("DROP TABLE IF EXISTS temp.main.{ident}"),
+                ("view", None) => format!("DROP VIEW IF EXISTS temp.main.{ident}"),
+                ("sequence", None) => format!("DROP SEQUENCE IF EXISTS temp.main.{ident}"),
+                ("macro", None) => format!("DROP MACRO IF EXISTS temp.main.{ident}"),
+                ("table_macro", None) => format!("DROP MACRO TABLE IF EXISTS temp.main.{ident}"),
+                ("type", None) => format!("DROP TYPE IF EXISTS temp.main.{ident}"),
+                ("prepared", None) => format!("DEALLOCATE {ident}"),
+                ("variable", None) => format!("RESET VARIABLE {ident}"),
+                ("setting", Some(v)) => format!("SET SESSION {ident} = {}", quote_literal(v)),
+                ("setting", None) => format!("RESET SESSION {ident}"),
                 _ => {
                     return Err(ResetFailed(format!(
                         "cannot restore {kind} {name} to its state after the init SQL"
                     )))
                 }
-            }
+            };
+            undo.push(stmt);
         }
         // A dropped baseline entry (e.g. a setting the job RESET) comes back too.
         for (kind, name, value) in &self.state {
@@ -243,27 +277,7 @@ impl Baseline {
                 ));
             }
         }
-        if let Some(target) = self.state.iter().find(|(k, _, _)| k == "use") {
-            let current = now.iter().find(|(k, _, _)| k == "use");
-            if current != Some(target) {
-                undo.push(format!(
-                    "USE {}.{}",
-                    quote_ident(&target.1),
-                    quote_ident(&target.2)
-                ));
-            }
-        }
-        for stmt in &undo {
-            conn.query(stmt)
-                .map_err(|e| ResetFailed(format!("{stmt}: {e:?}")))?;
-        }
-        let after = read_state(conn).map_err(|e| ResetFailed(format!("{e:?}")))?;
-        if after != self.state {
-            return Err(ResetFailed(
-                "session state still differs from the baseline after the reset".into(),
-            ));
-        }
-        Ok(())
+        Ok(undo)
     }
 }
 

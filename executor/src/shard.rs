@@ -141,6 +141,7 @@ impl Shard {
         sql: &str,
         opts: RunOptions,
     ) -> Result<Arc<QueryResult>, JobError> {
+        self.check_sql(sql)?;
         let sql = sql.to_owned();
         let target = self.core.engine.shard_for_new_work(self.core.index);
         self.on_owner(target, move |core| core.execute_local(sql, opts))
@@ -166,6 +167,7 @@ impl Shard {
         request_id: Option<String>,
         opts: RunOptions,
     ) -> Result<Submitted, JobError> {
+        self.check_sql(&sql)?;
         let rid = request_id.filter(|r| !r.is_empty());
         let owner = match &rid {
             Some(r) => route::owner_of_request(r, self.core.count),
@@ -233,6 +235,14 @@ impl Shard {
             glommio::timer::sleep(Duration::from_millis(2)).await;
         }
         me.feed.borrow_mut().close_workers();
+    }
+
+    /// SQL size and nesting bounds, before anything is queued or forwarded.
+    fn check_sql(&self, sql: &str) -> Result<(), JobError> {
+        self.core
+            .engine
+            .check_sql(sql)
+            .map_err(|e| JobError::Invalid(e.to_string()))
     }
 
     async fn on_job<T, F, Fut>(&self, id: QueryId, f: F) -> Result<T, JobError>

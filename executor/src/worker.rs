@@ -27,11 +27,11 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use futures_channel::oneshot;
 use hashbrown::HashMap;
 
-use crate::duckdb::{Connection, DbError, InterruptHandle, Prepared, QueryOutput};
-use crate::encode::{encode, EncodeError};
+use crate::duckdb::{Connection, InterruptHandle, Prepared};
 use crate::priority::CpuSet;
 use crate::result::QueryResult;
 use crate::session::{self, Baseline};
+use crate::stream::{self, Encoder};
 
 /// Why the shard stopped a statement; the first reason given wins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,6 +176,7 @@ pub(crate) fn spawn(
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name(format!("duckdb-worker-{shard}.{index}"))
+        .stack_size(crate::engine::SQL_THREAD_STACK_BYTES)
         .spawn(move || {
             crate::priority::lower_current_thread(cfg.nice);
             if let Some(cpus) = &cfg.cpus {
@@ -287,36 +288,41 @@ fn execute(
     max_bytes: usize,
     keywords: &HashSet<String>,
 ) -> Result<QueryResult, ExecFailure> {
-    let mut output = cache.run(conn, sql).map_err(|e| match e {
-        DbError::Interrupted => ExecFailure::Interrupted,
-        DbError::Failed(m) => ExecFailure::Failed(m),
-    })?;
-    encode(&mut output, max_bytes, keywords).map_err(|e| match e {
-        EncodeError::Db(DbError::Interrupted) => ExecFailure::Interrupted,
-        EncodeError::Db(DbError::Failed(m)) => ExecFailure::Failed(m),
-        EncodeError::TooLarge => ExecFailure::TooLarge,
-        EncodeError::Unsupported { column, type_name } => ExecFailure::Failed(format!(
-            "column \"{column}\" has type {type_name}, which has no JSON form here; cast it (for example to VARCHAR)"
-        )),
-    })
+    let enc = Encoder {
+        limit: max_bytes,
+        keywords,
+    };
+    cache.run(conn, sql, &enc)
 }
 
 /// Prepared statements kept per connection.
 const PREPARED_CAPACITY: usize = 256;
+/// SQL text bytes of the prepared statements kept per connection (their keys;
+/// DuckDB's plans grow with the text). With [`PREPARED_CAPACITY`] this bounds
+/// the cache: the least recently used statements go until both fit.
+const PREPARED_BYTES: usize = 4 << 20;
+/// A longer text is never prepared for reuse (it always takes the fresh
+/// path), so one text cannot take the whole byte budget.
+const PREPARED_MAX_TEXT: usize = PREPARED_BYTES / 16;
 /// SQL texts remembered (as hashes) to spot the second sighting.
 const SEEN_CAPACITY: usize = 16_384;
 
-/// Chooses, per SQL text, between the fresh path (`duckdb_query`: parse, plan
-/// and run in one call, no separate prepare) and a cached prepared statement.
-/// A text is prepared on its second sighting, so one-off statements never pay
-/// for a prepare and repeated ones skip parsing and planning.
+/// Chooses, per SQL text, between the fresh path (the text parsed and each of
+/// its statements prepared and run once, streaming) and a cached prepared
+/// statement. A text is prepared for reuse on its second sighting, so
+/// one-off statements never pay for keeping a plan and repeated ones skip
+/// parsing and planning. The cache is bounded by count ([`PREPARED_CAPACITY`])
+/// and by SQL text bytes ([`PREPARED_BYTES`]).
 pub(crate) struct StatementCache {
     prepared: HashMap<Box<str>, (Prepared, u64)>,
+    /// Bytes of the keys of `prepared`.
+    prepared_bytes: usize,
     seen: HashSet<u64>,
     /// Texts that cannot be prepared (e.g. several statements): always fresh.
     unpreparable: HashSet<u64>,
     tick: u64,
     prepared_cap: usize,
+    prepared_bytes_cap: usize,
     seen_cap: usize,
 }
 
@@ -330,55 +336,127 @@ fn text_hash(sql: &str) -> u64 {
 
 impl StatementCache {
     pub fn new(prepared_cap: usize, seen_cap: usize) -> Self {
+        Self::with_bytes(prepared_cap, PREPARED_BYTES, seen_cap)
+    }
+
+    pub fn with_bytes(prepared_cap: usize, prepared_bytes_cap: usize, seen_cap: usize) -> Self {
         StatementCache {
             prepared: HashMap::new(),
+            prepared_bytes: 0,
             seen: HashSet::new(),
             unpreparable: HashSet::new(),
             tick: 0,
             prepared_cap,
+            prepared_bytes_cap,
             seen_cap,
         }
     }
 
-    pub fn run(&mut self, conn: &mut Connection, sql: &str) -> Result<QueryOutput, DbError> {
+    /// Prepared statements kept, and the bytes of their SQL texts.
+    #[cfg(test)]
+    pub fn usage(&self) -> (usize, usize) {
+        (self.prepared.len(), self.prepared_bytes)
+    }
+
+    pub fn run(
+        &mut self,
+        conn: &mut Connection,
+        sql: &str,
+        enc: &Encoder<'_>,
+    ) -> Result<QueryResult, ExecFailure> {
         self.tick += 1;
         if let Some((stmt, last)) = self.prepared.get_mut(sql) {
             *last = self.tick;
-            return stmt.execute();
+            return stream::run_prepared(stmt, enc);
         }
         let h = text_hash(sql);
-        if self.unpreparable.contains(&h) || self.seen.insert(h) {
+        let max_text = PREPARED_MAX_TEXT.min(self.prepared_bytes_cap);
+        if sql.len() > max_text || self.unpreparable.contains(&h) || self.seen.insert(h) {
             if self.seen.len() > self.seen_cap {
                 // Forget old sightings wholesale: cheap, and the cost of
                 // forgetting is one more fresh run of a repeated text.
                 self.seen.clear();
             }
-            return conn.query(sql);
+            return stream::run_text(conn, sql, enc);
         }
         match conn.prepare(sql) {
             Ok(stmt) => {
-                if self.prepared.len() >= self.prepared_cap {
-                    // Evict the least recently used; O(capacity) but only when a
-                    // new text is prepared, never on a cache hit.
-                    if let Some(k) = self
+                // Evict the least recently used until both bounds hold; O(capacity)
+                // per eviction, only when a new text is prepared, never on a hit.
+                while !self.prepared.is_empty()
+                    && (self.prepared.len() >= self.prepared_cap
+                        || self.prepared_bytes + sql.len() > self.prepared_bytes_cap)
+                {
+                    let Some(k) = self
                         .prepared
                         .iter()
                         .min_by_key(|(_, (_, t))| *t)
                         .map(|(k, _)| k.clone())
-                    {
-                        self.prepared.remove(&k);
-                    }
+                    else {
+                        break;
+                    };
+                    self.prepared.remove(&k);
+                    self.prepared_bytes -= k.len();
                 }
+                if self.prepared_cap == 0 {
+                    let mut stmt = stmt;
+                    return stream::run_prepared(&mut stmt, enc);
+                }
+                self.prepared_bytes += sql.len();
                 let entry = self.prepared.entry(sql.into()).or_insert((stmt, self.tick));
-                entry.0.execute()
+                stream::run_prepared(&mut entry.0, enc)
             }
             Err(_) => {
                 if self.unpreparable.len() > self.seen_cap {
                     self.unpreparable.clear();
                 }
                 self.unpreparable.insert(h);
-                conn.query(sql)
+                stream::run_text(conn, sql, enc)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::duckdb::Database;
+
+    #[test]
+    fn the_statement_cache_is_bounded_by_count_and_by_bytes() {
+        let db = Database::open(None, &[]).unwrap();
+        let mut conn = db.connect().unwrap();
+        let kw = HashSet::new();
+        let enc = Encoder {
+            limit: 0,
+            keywords: &kw,
+        };
+        // At most 4 statements and 300 bytes of SQL text.
+        let mut cache = StatementCache::with_bytes(4, 300, 1000);
+        let text = |i: usize, pad: usize| format!("SELECT {i} AS v{}", " ".repeat(pad));
+        for i in 0..10 {
+            for _ in 0..2 {
+                // The second sighting prepares.
+                let r = cache.run(&mut conn, &text(i, 0), &enc).unwrap();
+                assert_eq!(r.row_count(), 1);
+            }
+        }
+        let (n, bytes) = cache.usage();
+        assert_eq!(n, 4);
+        assert!(bytes <= 300);
+        // Long texts: the byte bound evicts before the count does.
+        for i in 0..10 {
+            for _ in 0..2 {
+                cache.run(&mut conn, &text(i, 90), &enc).unwrap();
+            }
+        }
+        let (n, bytes) = cache.usage();
+        assert!(n <= 3 && bytes <= 300, "{n} {bytes}");
+        // A text longer than the whole budget is never kept.
+        let mut cache = StatementCache::with_bytes(4, 160, 1000);
+        for _ in 0..3 {
+            cache.run(&mut conn, &text(1, 200), &enc).unwrap();
+        }
+        assert_eq!(cache.usage().0, 0);
     }
 }
