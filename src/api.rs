@@ -67,7 +67,8 @@ impl net::Handler for Api {
             Ok(route) => {
                 let kind = route.kind();
                 let resp = if route.needs_auth()
-                    && !token_matches(&self.shared.token, req.header("x-agent-token"))
+                    && (!token_matches(&self.shared.token, req.header("x-agent-token"))
+                        || !self.signed(req, rid.as_deref()))
                 {
                     reply::unauthorized(rid.as_deref())
                 } else {
@@ -95,6 +96,26 @@ impl net::Handler for Api {
     async fn shutdown(&self) {
         // Queued work fails with SHUTTING_DOWN, the running statement is interrupted.
         self.shard.shutdown(SHARD_DRAIN).await;
+    }
+}
+
+impl Api {
+    /// The request's signature passes `REQUIRE_SIGNED_REQUESTS` (always true when off).
+    fn signed(&self, req: &Request<'_>, rid: Option<&str>) -> bool {
+        match self.shared.signature.check(
+            &self.shared.token,
+            req.method(),
+            req.path(),
+            req.body(),
+            req.header("x-agent-timestamp"),
+            req.header("x-agent-signature"),
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(request_id = rid.unwrap_or(""), reason = %e, "signature refused");
+                false
+            }
+        }
     }
 }
 

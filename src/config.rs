@@ -113,6 +113,18 @@ const SETTINGS: &[Setting] = &[
         help: "Nice value (0-19) of the threads that run SQL; reactors keep the process's",
     },
     Setting {
+        var: "REQUIRE_SIGNED_REQUESTS",
+        flag: "require-signed-requests",
+        default: Some("false"),
+        help: "Refuse (401) authenticated requests without a valid X-Agent-Signature (HMAC-SHA256 keyed by the token)",
+    },
+    Setting {
+        var: "SIGNATURE_MAX_SKEW",
+        flag: "signature-max-skew",
+        default: Some("2m"),
+        help: "Largest difference between X-Agent-Timestamp and the agent's clock (Go duration)",
+    },
+    Setting {
         var: "LOG_LEVEL",
         flag: "log-level",
         default: Some("info"),
@@ -234,6 +246,8 @@ pub struct Config {
     pub reactor_priority: ReactorPriority,
     pub sql_thread_nice: i32,
     pub log_level: LogLevel,
+    /// `REQUIRE_SIGNED_REQUESTS` and `SIGNATURE_MAX_SKEW`.
+    pub signature: crate::signature::SignaturePolicy,
 }
 
 /// A setting that stops start-up. Display is one line naming the variable.
@@ -386,6 +400,16 @@ impl Config {
             ],
             "one of error, warn, info, debug, trace",
         )?;
+        let signature = crate::signature::SignaturePolicy {
+            required: parse_go_bool(args.req("REQUIRE_SIGNED_REQUESTS")).ok_or_else(|| {
+                invalid(
+                    "REQUIRE_SIGNED_REQUESTS",
+                    args.req("REQUIRE_SIGNED_REQUESTS"),
+                    "a boolean: true/false, 1/0, t/f",
+                )
+            })?,
+            max_skew: positive_duration("SIGNATURE_MAX_SKEW", args.req("SIGNATURE_MAX_SKEW"))?,
+        };
         Ok(Config {
             agent_token,
             listen_addr,
@@ -405,6 +429,7 @@ impl Config {
             reactor_priority,
             sql_thread_nice,
             log_level,
+            signature,
         })
     }
 }
@@ -574,6 +599,8 @@ mod tests {
         assert_eq!(c.max_memory_gb, None);
         assert_eq!(c.reactor_priority, ReactorPriority::RealtimeIfPermitted);
         assert_eq!(c.sql_thread_nice, executor::DEFAULT_SQL_THREAD_NICE);
+        assert!(!c.signature.required);
+        assert_eq!(c.signature.max_skew, Duration::from_secs(120));
     }
 
     #[test]
@@ -592,6 +619,9 @@ mod tests {
             (&["--reactor-priority", "high"], "REACTOR_PRIORITY"),
             (&["--sql-thread-nice", "-5"], "SQL_THREAD_NICE"),
             (&["--sql-thread-nice", "20"], "SQL_THREAD_NICE"),
+            (&["--require-signed-requests", "yes"], "REQUIRE_SIGNED_REQUESTS"),
+            (&["--signature-max-skew", "0s"], "SIGNATURE_MAX_SKEW"),
+            (&["--signature-max-skew", "2 minutes"], "SIGNATURE_MAX_SKEW"),
             (
                 &["--duckdb-init-sql", "/nonexistent/init.sql"],
                 "DUCKDB_INIT_SQL",

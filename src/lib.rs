@@ -18,5 +18,6 @@ pub mod metrics;
 pub mod page_token;
 pub mod reply;
 pub mod routes;
+pub mod signature;
 pub mod state;
 pub mod timefmt;
