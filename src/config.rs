@@ -619,7 +619,10 @@ mod tests {
             (&["--reactor-priority", "high"], "REACTOR_PRIORITY"),
             (&["--sql-thread-nice", "-5"], "SQL_THREAD_NICE"),
             (&["--sql-thread-nice", "20"], "SQL_THREAD_NICE"),
-            (&["--require-signed-requests", "yes"], "REQUIRE_SIGNED_REQUESTS"),
+            (
+                &["--require-signed-requests", "yes"],
+                "REQUIRE_SIGNED_REQUESTS",
+            ),
             (&["--signature-max-skew", "0s"], "SIGNATURE_MAX_SKEW"),
             (&["--signature-max-skew", "2 minutes"], "SIGNATURE_MAX_SKEW"),
             (

@@ -163,14 +163,8 @@ mod tests {
         assert_eq!(ok(&ts, &sig, body, now), Ok(()));
         assert_eq!(ok(&ts, &sig.to_uppercase(), body, now), Ok(()));
         assert_eq!(ok(&ts, &sig, body, now + 120), Ok(()));
-        assert_eq!(
-            ok(&ts, &sig, body, now + 121),
-            Err(SignatureError::Stale)
-        );
-        assert_eq!(
-            ok(&ts, &sig, body, now - 121),
-            Err(SignatureError::Stale)
-        );
+        assert_eq!(ok(&ts, &sig, body, now + 121), Err(SignatureError::Stale));
+        assert_eq!(ok(&ts, &sig, body, now - 121), Err(SignatureError::Stale));
         assert_eq!(
             ok(&ts, &sig, br#"{"sql":"SELECT 2"}"#, now),
             Err(SignatureError::Mismatch)
@@ -184,7 +178,16 @@ mod tests {
         assert_eq!(ok("x1", &sig, body, now), Err(SignatureError::BadTimestamp));
         assert_eq!(ok("", &sig, body, now), Err(SignatureError::BadTimestamp));
         assert_eq!(
-            verify(b"tok", "POST", "/queries", body, None, Some(b"x"), now, SKEW),
+            verify(
+                b"tok",
+                "POST",
+                "/queries",
+                body,
+                None,
+                Some(b"x"),
+                now,
+                SKEW
+            ),
             Err(SignatureError::Missing)
         );
         // Another path or method with the same signature fails.
