@@ -30,7 +30,7 @@ pub enum SignatureError {
     Mismatch,
 }
 
-/// The agent's signature policy: `Some(max_skew)` when signatures are required.
+/// The agent's signature policy (`REQUIRE_SIGNED_REQUESTS`, `SIGNATURE_MAX_SKEW`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SignaturePolicy {
     pub required: bool,
