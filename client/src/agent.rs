@@ -863,6 +863,9 @@ async fn fetch_pages(
     };
     match outcome {
         Ok(true) => {
+            // End the stream first: the caller has every row and need not wait for
+            // the delete's round trip.
+            drop(tx);
             let _ = client.delete(&id, client.cleanup_deadline()).await;
         }
         Ok(false) => client.cancel_and_delete(&id).await,

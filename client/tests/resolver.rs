@@ -167,9 +167,19 @@ fn killed_agent_goes_local_where_allowed_errors_where_not_and_recovers() {
         assert!(matches!(&e, ClientError::Unavailable { endpoint, reason } if endpoint == "a" && reason.contains("fallback_local")), "{e:?}");
         assert!(e.to_string().contains("endpoint a"), "{e}");
 
-        tokio::task::spawn_blocking(move || a.restart()).await.unwrap();
+        // Keep the restarted agent alive (returned from the closure) until the end.
+        let _a = tokio::task::spawn_blocking(move || {
+            a.restart();
+            a
+        })
+        .await
+        .unwrap();
         let r4 = r.clone();
-        tokio::task::spawn_blocking(move || wait_until("marked up", || r4.health().get("a").up)).await.unwrap();
+        tokio::task::spawn_blocking(move || {
+            wait_until("marked up", || r4.health().get("a").up);
+        })
+        .await
+        .unwrap();
         let d = r.resolve("bob", &[]).unwrap();
         assert_eq!(d.target, Target::Remote { endpoint: "a".into() });
         let (_, rows) = r.run("bob", &[], "SELECT 8 AS x", after(PATIENCE)).await.unwrap();
