@@ -2,11 +2,12 @@
 //! [`Executor`] trait as a remote agent, for users whose assignment falls back to
 //! local compute (or who have none).
 //!
-//! Owns one DuckDB database; each query gets its own connection (`try_clone`) on a
-//! blocking thread, and its rows travel in pages through the bounded channel of
-//! [`QueryRows`], so memory holds a few pages, not the result. The deadline or a
-//! dropped [`QueryRows`] interrupts the statement. It never runs SQL on a runtime
-//! worker thread and never touches the network.
+//! Owns one DuckDB database; each query gets its own connection (`try_clone`) on its
+//! own thread, and its rows travel in pages of typed values through the bounded
+//! channel of [`QueryRows`], so the Rust side holds a few pages, not the result
+//! (DuckDB itself may materialize the result it hands duckdb-rs). The deadline
+//! interrupts the statement; a dropped [`QueryRows`] stops the thread at its next
+//! page. It never runs SQL on a runtime worker thread and never touches the network.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;

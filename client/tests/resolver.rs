@@ -226,6 +226,37 @@ fn least_loaded_endpoint_wins() {
         );
         assert!(d.detail.contains("least loaded of 2"), "{d}");
     });
+    // With an overload threshold, the busy endpoint alone is overloaded: the caller's
+    // own assignment decides between local and an error naming it.
+    write(
+        &file,
+        &[
+            "[rollout]\nremote_routing = true\n".to_string(),
+            FAST_HEALTH.replace(
+                "up_after = 2\n",
+                "up_after = 2\noverloaded_queued_jobs = 2\n",
+            ),
+            endpoint("busy", &busy.url(), "ACTIVE"),
+            assign("user", "alice", "busy", true, true),
+            assign("user", "bob", "busy", true, false),
+        ]
+        .concat(),
+    );
+    rt.block_on(async {
+        let r = resolver(&file);
+        r.probe_once().await;
+        let d = r.resolve("alice", &[]).unwrap();
+        assert_eq!(
+            (d.target.clone(), d.rule),
+            (Target::Local, Rule::FallbackLocal)
+        );
+        assert!(d.detail.contains("overloaded"), "{d}");
+        let e = r.resolve("bob", &[]).unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Unavailable { endpoint, .. } if endpoint == "busy"),
+            "{e:?}"
+        );
+    });
 }
 
 #[test]
