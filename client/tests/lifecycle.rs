@@ -77,8 +77,16 @@ fn lifecycle_end_to_end_with_typed_values_in_pages() {
         }
         assert_eq!(next, 250);
         assert_eq!(pages, 3);
-        // The job was deleted once the last page was read.
-        let gone = c.status(&query_id, None, after(PATIENCE)).await;
+        // The job is deleted right after the last page was read (the stream ends
+        // first, so the delete may still be in flight for a moment).
+        let deadline = std::time::Instant::now() + PATIENCE;
+        let gone = loop {
+            let st = c.status(&query_id, None, after(PATIENCE)).await;
+            if st.is_err() || std::time::Instant::now() > deadline {
+                break st;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
         assert!(
             matches!(gone, Err(ClientError::NotFound { .. })),
             "{gone:?}"
@@ -345,5 +353,69 @@ fn results_before_the_end_are_not_ready() {
         let st = c.cancel(&s.query_id, after(PATIENCE)).await.unwrap();
         assert_eq!(st.query_id, s.query_id);
         c.delete(&s.query_id, after(PATIENCE)).await.unwrap();
+    });
+}
+
+#[test]
+fn oversized_answers_are_refused_not_buffered() {
+    let a = Agent::start(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let mut cfg = AgentConfig::new("a", &a.url(), TOKEN);
+        cfg.max_response_bytes = 4096;
+        let c = AgentClient::new(cfg).unwrap();
+        let mut rows = c
+            .run("SELECT repeat('x', 1000) AS s FROM range(100)", after(PATIENCE))
+            .await
+            .expect("status fits");
+        let e = rows.next_page().await.unwrap_err();
+        assert!(matches!(&e, ClientError::Protocol { message, .. } if message.contains("larger than 4096")), "{e:?}");
+    });
+    // The failed fetch still canceled and deleted the job.
+    a.wait_health("cleaned", |h| h["stored_jobs"] == 0);
+}
+
+/// A hostile "agent": answers every request with `reply`, then closes.
+fn hostile(reply: &'static [u8]) -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(20) {
+            let Ok(mut s) = s else { return };
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(reply);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn bad_answers_are_typed_errors_not_crashes() {
+    let rt = runtime();
+    rt.block_on(async {
+        let cases: [&'static [u8]; 5] = [
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 9\r\n\r\nnot json!",
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 40\r\n\r\n{\"query_id\":\"../x\",\"status\":\"QUEUED\"}  ",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n{",
+            b"garbage that is not HTTP\r\n\r\n",
+            b"HTTP/1.1 202 Accepted\r\nContent-Length: 44\r\n\r\n{\"query_id\":\"abc\",\"status\":\"SIDEWAYS-ish\"} ",
+        ];
+        for reply in cases {
+            let mut cfg = AgentConfig::new("evil", &hostile(reply), TOKEN);
+            cfg.max_response_bytes = 1 << 20;
+            cfg.submit_attempts = 1;
+            let c = AgentClient::new(cfg).unwrap();
+            let e = c
+                .run("SELECT 1", after(Duration::from_secs(10)))
+                .await
+                .map(|r| r.via)
+                .unwrap_err();
+            assert!(
+                matches!(e, ClientError::Protocol { .. } | ClientError::Transport { .. } | ClientError::NotFound { .. }),
+                "{:?} -> {e:?}",
+                String::from_utf8_lossy(reply)
+            );
+        }
     });
 }
