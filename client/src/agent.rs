@@ -170,6 +170,8 @@ impl AgentClient {
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(cfg.connect_timeout));
         let http = Client::builder(TokioExecutor::new())
+            // Below the agent's keep-alive idle timeout (75 s), so the agent does not
+            // close a pooled connection just as a request goes out on it.
             .pool_idle_timeout(Duration::from_secs(30))
             .build(conn);
         Ok(AgentClient {
@@ -687,6 +689,23 @@ impl AgentClient {
         match JobState::parse(&st.status) {
             Some(JobState::Succeeded) => {
                 let column_types = st.column_types.unwrap_or_default();
+                if st.row_count == Some(0) {
+                    // Nothing to page through (DDL, an empty SELECT): answer now and
+                    // delete the job off the caller's path.
+                    guard.id = None;
+                    let c = self.clone();
+                    tokio::spawn(async move {
+                        let _ = c.delete(&id, c.cleanup_deadline()).await;
+                    });
+                    let mut rows = QueryRows::complete(
+                        st.columns.unwrap_or_default(),
+                        column_types,
+                        Vec::new(),
+                        Via::Lifecycle,
+                    );
+                    rows.query_id = st.query_id.clone().into();
+                    return Ok(rows);
+                }
                 let types: Vec<ColumnType> =
                     column_types.iter().map(|t| ColumnType::parse(t)).collect();
                 let (tx, rx) = mpsc::channel(PAGES_BUFFERED);

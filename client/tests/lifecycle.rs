@@ -419,3 +419,24 @@ fn bad_answers_are_typed_errors_not_crashes() {
         }
     });
 }
+
+#[test]
+fn statements_without_rows_skip_paging_and_are_deleted() {
+    let a = Agent::start(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let c = client_for(&a);
+        let rows = c
+            .run("CREATE TABLE t (x INTEGER)", after(PATIENCE))
+            .await
+            .unwrap();
+        assert_eq!(rows.via, Via::Lifecycle);
+        assert!(rows.collect().await.unwrap().is_empty());
+        let rows = c.run("SELECT x FROM t", after(PATIENCE)).await.unwrap();
+        assert_eq!(rows.columns, vec!["x".to_string()]);
+        assert_eq!(rows.column_types, vec!["INTEGER".to_string()]);
+        assert_eq!(rows.row_count, Some(0));
+        assert!(rows.collect().await.unwrap().is_empty());
+    });
+    a.wait_health("deleted", |h| h["stored_jobs"] == 0);
+}
