@@ -694,7 +694,7 @@ impl AgentClient {
                     // delete the job off the caller's path.
                     guard.id = None;
                     let c = self.clone();
-                    tokio::spawn(async move {
+                    let task = tokio::spawn(async move {
                         let _ = c.delete(&id, c.cleanup_deadline()).await;
                     });
                     let mut rows = QueryRows::complete(
@@ -704,7 +704,7 @@ impl AgentClient {
                         Via::Lifecycle,
                     );
                     rows.query_id = st.query_id.clone().into();
-                    return Ok(rows);
+                    return Ok(rows.with_task(task));
                 }
                 let types: Vec<ColumnType> =
                     column_types.iter().map(|t| ColumnType::parse(t)).collect();
@@ -712,7 +712,7 @@ impl AgentClient {
                 // The fetcher owns the job from here: it deletes it when done, on error,
                 // on the deadline, or when the caller drops the rows.
                 guard.id = None;
-                tokio::spawn(fetch_pages(self.clone(), id.clone(), types, deadline, tx));
+                let task = tokio::spawn(fetch_pages(self.clone(), id.clone(), types, deadline, tx));
                 Ok(QueryRows::streamed(
                     st.columns.unwrap_or_default(),
                     column_types,
@@ -720,7 +720,8 @@ impl AgentClient {
                     Some(id),
                     Via::Lifecycle,
                     rx,
-                ))
+                )
+                .with_task(task))
             }
             state => {
                 guard.id = None;

@@ -61,6 +61,8 @@ pub struct QueryRows {
     pub via: Via,
     first: Option<Vec<Row>>,
     rx: Option<mpsc::Receiver<Result<Vec<Row>, ClientError>>>,
+    /// The producer or clean-up task (deletes the job once the rows are read).
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for QueryRows {
@@ -91,6 +93,7 @@ impl QueryRows {
             via,
             first: Some(rows),
             rx: None,
+            task: None,
         }
     }
 
@@ -111,6 +114,26 @@ impl QueryRows {
             via,
             first: None,
             rx: Some(rx),
+            task: None,
+        }
+    }
+
+    /// Attaches the task that produces the pages or cleans up after them, so
+    /// [`Self::close`] can wait for it.
+    pub fn with_task(mut self, task: tokio::task::JoinHandle<()>) -> QueryRows {
+        self.task = Some(task);
+        self
+    }
+
+    /// Stops reading (if not at the end) and waits until the work behind the rows is
+    /// cleaned up: the job deleted on the agent (or canceled and deleted when rows were
+    /// left unread). The stream ends before that delete, to save the caller a round
+    /// trip; a short-lived process (a CLI) calls this before exiting so no job is left
+    /// behind until its TTL.
+    pub async fn close(mut self) {
+        self.rx = None;
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
         }
     }
 

@@ -77,16 +77,9 @@ fn lifecycle_end_to_end_with_typed_values_in_pages() {
         }
         assert_eq!(next, 250);
         assert_eq!(pages, 3);
-        // The job is deleted right after the last page was read (the stream ends
-        // first, so the delete may still be in flight for a moment).
-        let deadline = std::time::Instant::now() + PATIENCE;
-        let gone = loop {
-            let st = c.status(&query_id, None, after(PATIENCE)).await;
-            if st.is_err() || std::time::Instant::now() > deadline {
-                break st;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        };
+        // The stream ends before the job's delete; close() waits for it.
+        rows.close().await;
+        let gone = c.status(&query_id, None, after(PATIENCE)).await;
         assert!(
             matches!(gone, Err(ClientError::NotFound { .. })),
             "{gone:?}"

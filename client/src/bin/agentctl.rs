@@ -315,11 +315,13 @@ async fn run(m: &ArgMatches, sub: &ArgMatches, dl: Instant, out: &mut impl Write
         }
     }
     w.finish(out);
+    let via = rows.via;
+    // Wait for the job's delete before the process exits.
+    rows.close().await;
     if tty {
         eprintln!(
-            "\r\x1b[2K{n} rows in {:.3}s ({:?})",
-            started.elapsed().as_secs_f64(),
-            rows.via
+            "\r\x1b[2K{n} rows in {:.3}s ({via:?})",
+            started.elapsed().as_secs_f64()
         );
     }
     Ok(0)
