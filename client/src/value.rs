@@ -163,7 +163,7 @@ fn typed(ty: &ColumnType, raw: &str) -> Option<Value> {
                 .decode(string(raw)?)
                 .ok()?,
         ),
-        ColumnType::Date => Value::Date(NaiveDate::parse_from_str(&string(raw)?, "%Y-%m-%d").ok()?),
+        ColumnType::Date => Value::Date(date(raw)?),
         ColumnType::Time => {
             Value::Time(NaiveTime::parse_from_str(&string(raw)?, "%H:%M:%S%.f").ok()?)
         }
@@ -197,6 +197,23 @@ fn typed(ty: &ColumnType, raw: &str) -> Option<Value> {
         }
         ColumnType::Json => return None,
     })
+}
+
+/// A DATE cell: `"YYYY-MM-DD"` (the agent's usual form) read directly, anything else
+/// (years beyond 9999, BC) through chrono's parser.
+fn date(raw: &str) -> Option<NaiveDate> {
+    let b = raw.as_bytes();
+    if b.len() == 12 && b[0] == b'"' && b[11] == b'"' && b[5] == b'-' && b[8] == b'-' {
+        let num = |r: std::ops::Range<usize>| -> Option<u32> {
+            b[r].iter().try_fold(0u32, |v, &c| {
+                c.is_ascii_digit().then(|| v * 10 + u32::from(c - b'0'))
+            })
+        };
+        if let (Some(y), Some(m), Some(d)) = (num(1..5), num(6..8), num(9..11)) {
+            return NaiveDate::from_ymd_opt(y as i32, m, d);
+        }
+    }
+    NaiveDate::parse_from_str(&string(raw)?, "%Y-%m-%d").ok()
 }
 
 /// A JSON string's contents, or `None` for anything else.
@@ -354,6 +371,14 @@ mod tests {
             Value::Date(NaiveDate::from_ymd_opt(2024, 2, 29).unwrap())
         );
         assert_eq!(d("DATE", r#""infinity""#), Value::Text("infinity".into()));
+        assert_eq!(
+            d("DATE", r#""2023-02-29""#),
+            Value::Text("2023-02-29".into())
+        );
+        assert_eq!(
+            d("DATE", r#""20x4-02-01""#),
+            Value::Text("20x4-02-01".into())
+        );
         assert!(matches!(
             d("TIMESTAMP", r#""2024-02-29T13:45:30.5""#),
             Value::Timestamp(_)
