@@ -73,6 +73,12 @@ impl net::Handler for Api {
             }
         };
         let kind = route.kind();
+        // The signature covers the body, so it is checked here, once the body
+        // is in (the token was checked in `admit`, before it was read).
+        if route.needs_auth() && !self.signed(req, rid.as_deref()) {
+            let resp = reply::unauthorized(rid.as_deref());
+            return self.finish(kind, req, rid.as_deref(), start, resp);
+        }
         let resp = self.dispatch(route, req, &mut rid).await;
         self.finish(kind, req, rid.as_deref(), start, resp)
     }
@@ -148,6 +154,26 @@ impl Api {
             "request"
         );
         resp
+    }
+}
+
+impl Api {
+    /// The request's signature passes `REQUIRE_SIGNED_REQUESTS` (always true when off).
+    fn signed(&self, req: &Request<'_>, rid: Option<&str>) -> bool {
+        match self.shared.signature.check(
+            &self.shared.token,
+            req.method(),
+            req.path(),
+            req.body(),
+            req.header("x-agent-timestamp"),
+            req.header("x-agent-signature"),
+        ) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::info!(request_id = rid.unwrap_or(""), reason = %e, "signature refused");
+                false
+            }
+        }
     }
 }
 

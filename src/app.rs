@@ -48,6 +48,7 @@ pub fn run(config: Config) -> Result<(), AppError> {
     let shared = Arc::new(Shared {
         token: config.agent_token.as_bytes().into(),
         cursor_mode: config.cursor_mode,
+        signature: config.signature,
         started,
         engine: engine.clone(),
         max_memory_gb: config.max_memory_gb,
@@ -114,6 +115,7 @@ pub fn run(config: Config) -> Result<(), AppError> {
         allowed_paths = ?config.allowed_paths,
         duckdb_init_sql = config.init_sql.as_ref().map_or(String::new(), |i| i.path.display().to_string()),
         feature_cursor_mode = config.cursor_mode,
+        require_signed_requests = config.signature.required,
         reactor_priority = ?config.reactor_priority,
         reactor_realtime = handle.reactor_realtime(),
         sql_thread_nice = config.sql_thread_nice,

@@ -149,6 +149,18 @@ const SETTINGS: &[Setting] = &[
         help: "Nice value (0-19) of the threads that run SQL; reactors keep the process's",
     },
     Setting {
+        var: "REQUIRE_SIGNED_REQUESTS",
+        flag: "require-signed-requests",
+        default: Some("false"),
+        help: "Refuse (401) authenticated requests without a valid X-Agent-Signature (HMAC-SHA256 keyed by the token)",
+    },
+    Setting {
+        var: "SIGNATURE_MAX_SKEW",
+        flag: "signature-max-skew",
+        default: Some("2m"),
+        help: "Largest difference between X-Agent-Timestamp and the agent's clock (Go duration)",
+    },
+    Setting {
         var: "LOG_LEVEL",
         flag: "log-level",
         default: Some("info"),
@@ -277,6 +289,8 @@ pub struct Config {
     pub reactor_priority: ReactorPriority,
     pub sql_thread_nice: i32,
     pub log_level: LogLevel,
+    /// `REQUIRE_SIGNED_REQUESTS` and `SIGNATURE_MAX_SKEW`.
+    pub signature: crate::signature::SignaturePolicy,
 }
 
 /// A setting that stops start-up. Display is one line naming the variable.
@@ -464,6 +478,16 @@ impl Config {
             ],
             "one of error, warn, info, debug, trace",
         )?;
+        let signature = crate::signature::SignaturePolicy {
+            required: parse_go_bool(args.req("REQUIRE_SIGNED_REQUESTS")).ok_or_else(|| {
+                invalid(
+                    "REQUIRE_SIGNED_REQUESTS",
+                    args.req("REQUIRE_SIGNED_REQUESTS"),
+                    "a boolean: true/false, 1/0, t/f",
+                )
+            })?,
+            max_skew: positive_duration("SIGNATURE_MAX_SKEW", args.req("SIGNATURE_MAX_SKEW"))?,
+        };
         Ok(Config {
             agent_token,
             listen_addr,
@@ -489,6 +513,7 @@ impl Config {
             reactor_priority,
             sql_thread_nice,
             log_level,
+            signature,
         })
     }
 }
@@ -723,6 +748,8 @@ mod tests {
         assert_eq!(c.max_memory_gb, None);
         assert_eq!(c.reactor_priority, ReactorPriority::RealtimeIfPermitted);
         assert_eq!(c.sql_thread_nice, executor::DEFAULT_SQL_THREAD_NICE);
+        assert!(!c.signature.required);
+        assert_eq!(c.signature.max_skew, Duration::from_secs(120));
         // One constant per default: the flag's default text is the executor's.
         assert_eq!(c.max_sql_bytes, executor::DEFAULT_MAX_SQL_BYTES);
         assert_eq!(c.max_sql_nesting, executor::DEFAULT_MAX_SQL_NESTING);
@@ -766,6 +793,12 @@ mod tests {
             (&["--max-sql-nesting", "0"], "MAX_SQL_NESTING"),
             (&["--max-sql-nesting", "1001"], "MAX_SQL_NESTING"),
             (&["--allowed-paths", "relative/dir"], "ALLOWED_PATHS"),
+            (
+                &["--require-signed-requests", "yes"],
+                "REQUIRE_SIGNED_REQUESTS",
+            ),
+            (&["--signature-max-skew", "0s"], "SIGNATURE_MAX_SKEW"),
+            (&["--signature-max-skew", "2 minutes"], "SIGNATURE_MAX_SKEW"),
             (
                 &["--duckdb-init-sql", "/nonexistent/init.sql"],
                 "DUCKDB_INIT_SQL",

@@ -19,5 +19,6 @@ pub mod page_token;
 pub mod reply;
 pub mod routes;
 pub mod settings;
+pub mod signature;
 pub mod state;
 pub mod timefmt;

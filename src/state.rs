@@ -14,6 +14,8 @@ use crate::metrics::RouteMetrics;
 pub struct Shared {
     pub token: Box<[u8]>,
     pub cursor_mode: bool,
+    /// `REQUIRE_SIGNED_REQUESTS` / `SIGNATURE_MAX_SKEW` (src/signature.rs).
+    pub signature: crate::signature::SignaturePolicy,
     pub started: Instant,
     pub engine: Arc<Engine>,
     pub max_memory_gb: Option<f64>,

@@ -228,6 +228,12 @@ fn every_job_starts_on_a_clean_session() {
     assert_eq!(
         scalar(&mut c, "SELECT x FROM other.main.only_other"),
         json!(1)
+    ); // Every reset restored the session in place (none fell back to a
+       // replacement connection, which could not carry the locked settings).
+    assert!(
+        !agent.log().contains("could not be reset"),
+        "{}",
+        agent.log()
     );
 }
 

@@ -1,0 +1,320 @@
+//! The local executor: embedded DuckDB in this process, behind the same
+//! [`Executor`] trait as a remote agent, for users whose assignment falls back to
+//! local compute (or who have none).
+//!
+//! Owns one DuckDB database; each query gets its own connection (`try_clone`) on its
+//! own thread, and its rows travel in pages of typed values through the bounded
+//! channel of [`QueryRows`], so the Rust side holds a few pages, not the result
+//! (DuckDB itself may materialize the result it hands duckdb-rs). The deadline
+//! interrupts the statement; a dropped [`QueryRows`] stops the thread at its next
+//! page. It never runs SQL on a runtime worker thread and never touches the network.
+
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, NaiveTime};
+use duckdb::arrow::datatypes::DataType;
+use duckdb::types::{TimeUnit, Value as Dv};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ClientError;
+use crate::rows::{BoxFuture, Executor, QueryRows, Via, PAGES_BUFFERED};
+use crate::value::{Row, Value};
+
+/// Rows per page handed to the caller.
+pub const LOCAL_PAGE_ROWS: usize = 2048;
+
+/// Embedded DuckDB.
+pub struct LocalExecutor {
+    db: Mutex<duckdb::Connection>,
+}
+
+impl LocalExecutor {
+    /// An in-memory database (`path` = `None`) or a file.
+    pub fn open(path: Option<&std::path::Path>) -> Result<Arc<LocalExecutor>, ClientError> {
+        let conn = match path {
+            None => duckdb::Connection::open_in_memory(),
+            Some(p) => duckdb::Connection::open(p),
+        }
+        .map_err(|e| ClientError::Local(format!("cannot open DuckDB: {e}")))?;
+        Ok(Arc::new(LocalExecutor {
+            db: Mutex::new(conn),
+        }))
+    }
+
+    /// Runs one statement; see [`Executor::run`].
+    pub async fn run(&self, sql: &str, deadline: Instant) -> Result<QueryRows, ClientError> {
+        let conn = self
+            .db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_clone()
+            .map_err(|e| ClientError::Local(format!("cannot open a connection: {e}")))?;
+        let interrupt = conn.interrupt_handle();
+        let (meta_tx, meta_rx) = oneshot::channel();
+        let (tx, rx) = mpsc::channel(PAGES_BUFFERED);
+        let sql = sql.to_string();
+        // Dropped when the DuckDB thread ends: disarms the deadline watchdog.
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("local-duckdb".into())
+            .spawn(move || {
+                let _done = done_tx;
+                produce(conn, sql, deadline, meta_tx, tx)
+            })
+            .map_err(|e| ClientError::Local(format!("cannot start a thread: {e}")))?;
+        // Interrupt at the deadline unless the statement is done by then.
+        let watchdog_interrupt = interrupt.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline.into()) => watchdog_interrupt.interrupt(),
+                _ = done_rx => {}
+            }
+        });
+        let meta = tokio::select! {
+            m = meta_rx => m,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                interrupt.interrupt();
+                return Err(ClientError::Timeout);
+            }
+        };
+        match meta {
+            // The watchdog stays armed for the pages (the deadline covers them), and a
+            // dropped QueryRows stops the producer at its next send.
+            Ok(Ok((columns, column_types))) => Ok(QueryRows::streamed(
+                columns,
+                column_types,
+                None,
+                None,
+                Via::Local,
+                rx,
+            )),
+            Ok(Err(e)) => Err(if Instant::now() >= deadline {
+                ClientError::Timeout
+            } else {
+                e
+            }),
+            Err(_) => Err(ClientError::Local("the DuckDB thread ended early".into())),
+        }
+    }
+}
+
+type Meta = Result<(Vec<String>, Vec<String>), ClientError>;
+
+/// On the blocking thread: run, send the columns, then pages until done or the
+/// receiver is gone.
+fn produce(
+    conn: duckdb::Connection,
+    sql: String,
+    deadline: Instant,
+    meta_tx: oneshot::Sender<Meta>,
+    tx: mpsc::Sender<Result<Vec<Row>, ClientError>>,
+) {
+    // Past the deadline the watchdog has interrupted DuckDB: report a timeout.
+    let fail = |e: duckdb::Error| {
+        if Instant::now() >= deadline {
+            ClientError::Timeout
+        } else {
+            ClientError::Execution {
+                code: "EXECUTION_ERROR".into(),
+                message: e.to_string(),
+            }
+        }
+    };
+    let mut stmt = match conn.prepare(&sql) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = meta_tx.send(Err(fail(e)));
+            return;
+        }
+    };
+    let mut rows = match stmt.query([]) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = meta_tx.send(Err(fail(e)));
+            return;
+        }
+    };
+    let Some(st) = rows.as_ref() else {
+        let _ = meta_tx.send(Err(ClientError::Local("no statement".into())));
+        return;
+    };
+    let columns = st.column_names();
+    let types: Vec<DataType> = (0..columns.len()).map(|i| st.column_type(i)).collect();
+    let names = types.iter().map(duckdb_type_name).collect();
+    if meta_tx.send(Ok((columns, names))).is_err() {
+        return;
+    }
+    let mut page = Vec::with_capacity(LOCAL_PAGE_ROWS);
+    loop {
+        match rows.next() {
+            Ok(Some(row)) => {
+                let mut out = Vec::with_capacity(types.len());
+                for (i, ty) in types.iter().enumerate() {
+                    let v = row.get::<_, Dv>(i).map(|v| convert(v, ty));
+                    out.push(v.unwrap_or(Value::Null));
+                }
+                page.push(out);
+                if page.len() == LOCAL_PAGE_ROWS {
+                    if Instant::now() >= deadline {
+                        let _ = tx.blocking_send(Err(ClientError::Timeout));
+                        return;
+                    }
+                    let full = std::mem::replace(&mut page, Vec::with_capacity(LOCAL_PAGE_ROWS));
+                    if tx.blocking_send(Ok(full)).is_err() {
+                        return;
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(fail(e)));
+                return;
+            }
+        }
+    }
+    if !page.is_empty() {
+        let _ = tx.blocking_send(Ok(page));
+    }
+}
+
+/// DuckDB's name for an Arrow type as duckdb-rs reports it (the agent's
+/// `column_types` vocabulary), so local and remote results describe columns alike.
+fn duckdb_type_name(t: &DataType) -> String {
+    match t {
+        DataType::Boolean => "BOOLEAN".into(),
+        DataType::Int8 => "TINYINT".into(),
+        DataType::Int16 => "SMALLINT".into(),
+        DataType::Int32 => "INTEGER".into(),
+        DataType::Int64 => "BIGINT".into(),
+        DataType::UInt8 => "UTINYINT".into(),
+        DataType::UInt16 => "USMALLINT".into(),
+        DataType::UInt32 => "UINTEGER".into(),
+        DataType::UInt64 => "UBIGINT".into(),
+        DataType::Float16 | DataType::Float32 => "FLOAT".into(),
+        DataType::Float64 => "DOUBLE".into(),
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("DECIMAL({p},{s})"),
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "VARCHAR".into(),
+        DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BLOB".into(),
+        DataType::Date32 | DataType::Date64 => "DATE".into(),
+        DataType::Time32(_) | DataType::Time64(_) => "TIME".into(),
+        DataType::Timestamp(_, Some(_)) => "TIMESTAMP WITH TIME ZONE".into(),
+        DataType::Timestamp(_, None) => "TIMESTAMP".into(),
+        DataType::Interval(_) | DataType::Duration(_) => "INTERVAL".into(),
+        DataType::List(f) | DataType::LargeList(f) => {
+            format!("{}[]", duckdb_type_name(f.data_type()))
+        }
+        DataType::FixedSizeList(f, n) => format!("{}[{n}]", duckdb_type_name(f.data_type())),
+        DataType::Dictionary(_, v) if matches!(**v, DataType::Utf8) => "ENUM".into(),
+        DataType::Struct(_) => "STRUCT".into(),
+        DataType::Map(..) => "MAP".into(),
+        DataType::Union(..) => "UNION".into(),
+        other => format!("{other:?}").to_ascii_uppercase(),
+    }
+}
+
+fn micros(unit: TimeUnit, v: i64) -> i64 {
+    match unit {
+        TimeUnit::Second => v.saturating_mul(1_000_000),
+        TimeUnit::Millisecond => v.saturating_mul(1_000),
+        TimeUnit::Microsecond => v,
+        TimeUnit::Nanosecond => v / 1_000,
+    }
+}
+
+/// duckdb-rs's owned value → ours.
+fn convert(v: Dv, ty: &DataType) -> Value {
+    match v {
+        Dv::Null => Value::Null,
+        Dv::Boolean(b) => Value::Bool(b),
+        Dv::TinyInt(i) => Value::Int(i.into()),
+        Dv::SmallInt(i) => Value::Int(i.into()),
+        Dv::Int(i) => Value::Int(i.into()),
+        Dv::BigInt(i) => Value::Int(i),
+        Dv::HugeInt(i) => Value::HugeInt(i),
+        Dv::UHugeInt(u) => Value::UHugeInt(u),
+        Dv::UTinyInt(u) => Value::UInt(u.into()),
+        Dv::USmallInt(u) => Value::UInt(u.into()),
+        Dv::UInt(u) => Value::UInt(u.into()),
+        Dv::UBigInt(u) => Value::UInt(u),
+        Dv::Float(f) => Value::Float(f.into()),
+        Dv::Double(f) => Value::Float(f),
+        Dv::Decimal(d) => Value::Decimal(d.to_string()),
+        Dv::Timestamp(unit, t) => {
+            let us = micros(unit, t);
+            match DateTime::from_timestamp_micros(us) {
+                Some(dt) if matches!(ty, DataType::Timestamp(_, Some(_))) => Value::TimestampTz(dt),
+                Some(dt) => Value::Timestamp(dt.naive_utc()),
+                None => Value::Int(us),
+            }
+        }
+        Dv::Text(s) => Value::Text(s),
+        Dv::Blob(b) | Dv::Geometry(b) => Value::Bytes(b),
+        Dv::Date32(days) => NaiveDate::from_num_days_from_ce_opt(days.saturating_add(719_163))
+            .map_or(Value::Int(days.into()), Value::Date),
+        Dv::Time64(unit, t) => {
+            let us = micros(unit, t);
+            NaiveTime::from_num_seconds_from_midnight_opt(
+                (us / 1_000_000) as u32,
+                ((us % 1_000_000) * 1_000) as u32,
+            )
+            .map_or(Value::Int(us), Value::Time)
+        }
+        Dv::Interval {
+            months,
+            days,
+            nanos,
+        } => Value::Interval {
+            months,
+            days,
+            micros: nanos / 1_000,
+        },
+        Dv::List(items) | Dv::Array(items) => {
+            let elem = match ty {
+                DataType::List(f) | DataType::LargeList(f) | DataType::FixedSizeList(f, _) => {
+                    f.data_type().clone()
+                }
+                _ => DataType::Null,
+            };
+            Value::List(items.into_iter().map(|v| convert(v, &elem)).collect())
+        }
+        Dv::Enum(s) => Value::Text(s),
+        other => Value::Json(to_json(other)),
+    }
+}
+
+/// Nested values (STRUCT, MAP, UNION) in the agent's JSON forms.
+fn to_json(v: Dv) -> serde_json::Value {
+    use serde_json::Value as J;
+    match v {
+        Dv::Struct(fields) => J::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), to_json(v.clone())))
+                .collect(),
+        ),
+        Dv::Map(entries) => J::Array(
+            entries
+                .iter()
+                .map(|(k, v)| serde_json::json!({"key": to_json(k.clone()), "value": to_json(v.clone())}))
+                .collect(),
+        ),
+        Dv::Union(inner) => to_json(*inner),
+        Dv::List(items) | Dv::Array(items) => J::Array(items.into_iter().map(to_json).collect()),
+        other => convert(other, &DataType::Null).to_json(),
+    }
+}
+
+impl Executor for LocalExecutor {
+    fn name(&self) -> &str {
+        "local"
+    }
+
+    fn run<'a>(
+        &'a self,
+        sql: &'a str,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<QueryRows, ClientError>> {
+        Box::pin(LocalExecutor::run(self, sql, deadline))
+    }
+}
