@@ -11,3 +11,6 @@ pub mod rewrite;
 
 pub use policy::{Grantee, Policy, PolicyError, Principal, TableAccess, TableKey};
 pub use rewrite::{rewrite, Catalog, RewriteError, Rewritten};
+
+#[cfg(test)]
+mod tests;

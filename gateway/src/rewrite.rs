@@ -26,8 +26,11 @@ use sqlparser::parser::Parser;
 
 use crate::policy::{Policy, Principal, TableAccess, TableKey};
 
-/// Deepest nesting accepted, in the parser and in the rewriter's walk.
+/// Deepest nesting the parser accepts (parentheses, subqueries, ...).
 pub const MAX_DEPTH: usize = 48;
+/// Deepest AST the rewriter walks. Larger than [`MAX_DEPTH`] because a flat
+/// chain such as `a AND b AND c ...` parses shallowly but makes a deep tree.
+pub const MAX_WALK_DEPTH: usize = 256;
 /// Largest SQL text accepted, in bytes.
 pub const MAX_SQL_BYTES: usize = 256 * 1024;
 
@@ -206,11 +209,14 @@ struct Walker<'a> {
     depth: usize,
 }
 
+// The walk recurses; `recursive` (stacker, already used by sqlparser's
+// parser) grows the stack on demand, so a deep tree within MAX_WALK_DEPTH
+// never overflows a small thread stack.
 impl Walker<'_> {
     fn enter(&mut self) -> R {
         self.depth += 1;
-        if self.depth > MAX_DEPTH {
-            return Err(RewriteError::TooDeep(MAX_DEPTH));
+        if self.depth > MAX_WALK_DEPTH {
+            return Err(RewriteError::TooDeep(MAX_WALK_DEPTH));
         }
         Ok(())
     }
@@ -219,6 +225,7 @@ impl Walker<'_> {
         self.depth -= 1;
     }
 
+    #[recursive::recursive]
     fn query(&mut self, q: &mut Query) -> R {
         self.enter()?;
         if self.ctx.is_none() {
@@ -298,6 +305,7 @@ impl Walker<'_> {
         Ok(())
     }
 
+    #[recursive::recursive]
     fn set_expr(&mut self, s: &mut SetExpr) -> R {
         self.enter()?;
         match s {
@@ -424,6 +432,7 @@ impl Walker<'_> {
         Ok(())
     }
 
+    #[recursive::recursive]
     fn factor(&mut self, f: &mut TableFactor) -> R {
         self.enter()?;
         match f {
@@ -645,6 +654,7 @@ impl Walker<'_> {
         Ok(())
     }
 
+    #[recursive::recursive]
     fn expr(&mut self, e: &mut Expr) -> R {
         self.enter()?;
         match e {
