@@ -153,8 +153,10 @@ impl Policy {
         for part in &name.0 {
             match part {
                 ObjectNamePart::Identifier(Ident {
-                    value, quote_style, ..
-                }) if matches!(quote_style, None | Some('"')) => parts.push(value),
+                    value,
+                    quote_style: None | Some('"'),
+                    ..
+                }) => parts.push(value),
                 _ => return None,
             }
         }
@@ -297,10 +299,12 @@ fn parse_policy_expr(sql: &str) -> Result<Expr, PolicyError> {
             expr: sql.to_string(),
             reason: e.to_string(),
         })?;
-    let expr = parser.parse_expr().map_err(|e| PolicyError::BadExpression {
-        expr: sql.to_string(),
-        reason: e.to_string(),
-    })?;
+    let expr = parser
+        .parse_expr()
+        .map_err(|e| PolicyError::BadExpression {
+            expr: sql.to_string(),
+            reason: e.to_string(),
+        })?;
     if parser.peek_token().token != sqlparser::tokenizer::Token::EOF {
         return Err(PolicyError::BadExpression {
             expr: sql.to_string(),
@@ -364,7 +368,9 @@ mod tests {
         let mut p = Policy::new("memory");
         let u = Grantee::user("a");
         assert!(p.add_row_filter(u.clone(), "t", "a = ").is_err());
-        assert!(p.add_row_filter(u.clone(), "t", "a = 1; DROP TABLE t").is_err());
+        assert!(p
+            .add_row_filter(u.clone(), "t", "a = 1; DROP TABLE t")
+            .is_err());
         assert!(matches!(
             p.add_row_filter(u.clone(), "t", "a IN (SELECT a FROM secrets)"),
             Err(PolicyError::RefusedExpression { .. })

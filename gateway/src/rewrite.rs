@@ -158,7 +158,9 @@ fn statement_kind(s: &Statement) -> String {
 /// The variant name of an AST node, from its Debug form.
 fn kind_of<T: Debug>(t: &T) -> String {
     let d = format!("{t:?}");
-    d.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect()
+    d.chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_')
+        .collect()
 }
 
 fn unsupported<T: Debug>(what: &str, t: &T) -> RewriteError {
@@ -489,9 +491,7 @@ impl Walker<'_> {
             TableFactor::Function { name, .. } => {
                 return Err(RewriteError::TableFunction(name.to_string()))
             }
-            TableFactor::UNNEST { .. } => {
-                return Err(RewriteError::TableFunction("UNNEST".into()))
-            }
+            TableFactor::UNNEST { .. } => return Err(RewriteError::TableFunction("UNNEST".into())),
             other => return Err(unsupported("table factor", other)),
         }
         self.leave();
@@ -503,7 +503,7 @@ impl Walker<'_> {
         match name.0.as_slice() {
             [ObjectNamePart::Identifier(id)] => {
                 let n = id.value.to_lowercase();
-                self.ctes.iter().any(|c| *c == n)
+                self.ctes.contains(&n)
             }
             _ => false,
         }
@@ -847,7 +847,10 @@ fn template(masked: bool) -> &'static Query {
     };
     cell.get_or_init(|| {
         let dialect = DuckDbDialect {};
-        match Parser::parse_sql(&dialect, sql).ok().and_then(|mut v| v.pop()) {
+        match Parser::parse_sql(&dialect, sql)
+            .ok()
+            .and_then(|mut v| v.pop())
+        {
             Some(Statement::Query(q)) => *q,
             _ => unreachable!("the template is a fixed, valid query"),
         }

@@ -48,7 +48,8 @@ pub(crate) fn policy() -> Policy {
     p.add_column_mask(analysts.clone(), "users", "email", "'***'")
         .unwrap();
     p.add_row_filter(ann, "orders", "region = 'EU'").unwrap();
-    p.add_row_filter(analysts, "orders", "amount > 350").unwrap();
+    p.add_row_filter(analysts, "orders", "amount > 350")
+        .unwrap();
     p
 }
 
@@ -125,7 +126,11 @@ pub(crate) fn run(c: &Connection, sql: &str) -> rusqlite::Result<Vec<Vec<String>
 pub(crate) fn leaks(rows: &[Vec<String>]) -> Option<String> {
     rows.iter().flatten().find_map(|v| {
         let l = v.to_lowercase();
-        (l.contains("@secret") || l.contains("bob") || l.contains("dave") || l.contains("launch") || l == "200")
+        (l.contains("@secret")
+            || l.contains("bob")
+            || l.contains("dave")
+            || l.contains("launch")
+            || l == "200")
             .then(|| v.clone())
     })
 }

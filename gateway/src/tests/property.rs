@@ -35,9 +35,8 @@ fn cond() -> impl Strategy<Value = String> {
         Just("t.name IN (SELECT name FROM users)".to_string()),
         Just("t.name IN (SELECT 'bob')".to_string()),
         Just("EXISTS (SELECT 1 FROM orders o WHERE o.user_id = t.id)".to_string()),
-        (0..500i32).prop_map(|n| format!(
-            "t.id IN (SELECT user_id FROM orders WHERE amount > {n})"
-        )),
+        (0..500i32)
+            .prop_map(|n| format!("t.id IN (SELECT user_id FROM orders WHERE amount > {n})")),
         Just("NOT EXISTS (SELECT 1 FROM users x WHERE x.id = t.id + 1)".to_string()),
         Just("(SELECT count(*) FROM users) > 1".to_string()),
         Just("1=1".to_string()),
