@@ -406,3 +406,29 @@ fn hostile_input_is_refused_without_panic() {
     );
     assert!(rw(&wide).is_ok());
 }
+
+/// The worked example in docs/gateway.md.
+#[test]
+fn worked_example_in_docs() {
+    let r = rw(
+        "SELECT u.name, u.email, o.amount FROM Users u JOIN orders o ON o.user_id = u.id \
+         WHERE o.amount > 10 OR 1=1",
+    )
+    .unwrap();
+    assert_eq!(
+        r.sql,
+        "SELECT u.name, u.email, o.amount \
+         FROM (SELECT \"id\", \"name\", '***' AS \"email\", \"region\" FROM \"main\".\"users\" WHERE (region = 'EU')) u \
+         JOIN (SELECT * FROM \"main\".\"orders\" WHERE (region = 'EU') OR (amount > 350)) o \
+         ON o.user_id = u.id WHERE o.amount > 10 OR 1 = 1"
+    );
+    let keys: Vec<String> = r.tables.iter().map(|k| k.to_string()).collect();
+    assert_eq!(keys, ["memory.main.orders", "memory.main.users"]);
+    assert_eq!(
+        run_as_ann(
+            "SELECT u.name, u.email, o.amount FROM Users u JOIN orders o ON o.user_id = u.id \
+             WHERE o.amount > 10 OR 1=1"
+        ),
+        s(&[&["alice", "***", "100"], &["carol", "***", "300"]])
+    );
+}
