@@ -101,6 +101,8 @@ pub struct Mask {
     /// Lower-case column name.
     pub column: String,
     pub expr: Expr,
+    /// Column names the expression uses, lower-case.
+    pub uses: Vec<String>,
 }
 
 /// What one principal may see of one table.
@@ -110,6 +112,9 @@ pub struct TableAccess {
     pub filter: Option<Expr>,
     /// At most one mask per column.
     pub masks: Vec<Mask>,
+    /// Column names (lower-case) the filter and masks use: the rewriter
+    /// checks that each is a column of the table.
+    pub uses: Vec<String>,
 }
 
 /// The whole policy, in memory.
@@ -117,7 +122,7 @@ pub struct TableAccess {
 pub struct Policy {
     default_catalog: String,
     grants: Vec<(Grantee, GrantTarget)>,
-    filters: HashMap<TableKey, Vec<(Grantee, Expr)>>,
+    filters: HashMap<TableKey, Vec<(Grantee, Expr, Vec<String>)>>,
     masks: HashMap<TableKey, Vec<(Grantee, Mask)>>,
 }
 
@@ -213,8 +218,8 @@ impl Policy {
         predicate: &str,
     ) -> Result<(), PolicyError> {
         let key = self.key(table)?;
-        let expr = parse_policy_expr(predicate)?;
-        self.filters.entry(key).or_default().push((to, expr));
+        let (expr, uses) = parse_policy_expr(predicate)?;
+        self.filters.entry(key).or_default().push((to, expr, uses));
         Ok(())
     }
 
@@ -232,11 +237,11 @@ impl Policy {
         if column.is_empty() {
             return Err(PolicyError::BadName(column));
         }
-        let expr = parse_policy_expr(expression)?;
+        let (expr, uses) = parse_policy_expr(expression)?;
         self.masks
             .entry(key)
             .or_default()
-            .push((to, Mask { column, expr }));
+            .push((to, Mask { column, expr, uses }));
         Ok(())
     }
 
@@ -263,10 +268,14 @@ impl Policy {
         if !self.is_granted(who, table) {
             return None;
         }
+        let mut uses: Vec<String> = Vec::new();
         let filter = self.filters.get(table).and_then(|fs| {
             fs.iter()
-                .filter(|(g, _)| who.is(g))
-                .map(|(_, e)| Expr::Nested(Box::new(e.clone())))
+                .filter(|(g, _, _)| who.is(g))
+                .map(|(_, e, u)| {
+                    uses.extend(u.iter().cloned());
+                    Expr::Nested(Box::new(e.clone()))
+                })
                 .reduce(|a, b| Expr::BinaryOp {
                     left: Box::new(a),
                     op: sqlparser::ast::BinaryOperator::Or,
@@ -280,17 +289,22 @@ impl Policy {
             let groups = ms.iter().filter(|(g, _)| matches!(g, Grantee::Group(_)));
             for (g, m) in users.chain(groups) {
                 if who.is(g) && !masks.iter().any(|x| x.column == m.column) {
+                    uses.extend(m.uses.iter().cloned());
                     masks.push(m.clone());
                 }
             }
         }
-        Some(TableAccess { filter, masks })
+        Some(TableAccess {
+            filter,
+            masks,
+            uses,
+        })
     }
 }
 
 /// Parses one policy expression and checks that the rewriter accepts it
 /// with no table reference in it.
-fn parse_policy_expr(sql: &str) -> Result<Expr, PolicyError> {
+fn parse_policy_expr(sql: &str) -> Result<(Expr, Vec<String>), PolicyError> {
     let dialect = DuckDbDialect {};
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(crate::rewrite::MAX_DEPTH)
@@ -311,11 +325,12 @@ fn parse_policy_expr(sql: &str) -> Result<Expr, PolicyError> {
             reason: "trailing input after the expression".into(),
         });
     }
-    crate::rewrite::check_policy_expr(&expr).map_err(|e| PolicyError::RefusedExpression {
-        expr: sql.to_string(),
-        reason: e.to_string(),
-    })?;
-    Ok(expr)
+    let uses =
+        crate::rewrite::check_policy_expr(&expr).map_err(|e| PolicyError::RefusedExpression {
+            expr: sql.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok((expr, uses))
 }
 
 #[cfg(test)]
@@ -375,6 +390,9 @@ mod tests {
             p.add_row_filter(u.clone(), "t", "a IN (SELECT a FROM secrets)"),
             Err(PolicyError::RefusedExpression { .. })
         ));
-        assert!(p.add_column_mask(u, "t", "c", "(SELECT 1)").is_err());
+        assert!(p
+            .add_column_mask(u.clone(), "t", "c", "(SELECT 1)")
+            .is_err());
+        assert!(p.add_row_filter(u, "t", "t.a = 1").is_err());
     }
 }

@@ -71,10 +71,12 @@ pub enum RewriteError {
     NotGranted(TableKey),
     #[error("bad table name {0}")]
     BadName(String),
-    #[error("the catalog does not know the columns of {0}, which has masks")]
+    #[error("the catalog does not know the columns of {0}, which has a row filter or masks")]
     UnknownColumns(TableKey),
     #[error("a mask on {table} names column {column}, which the catalog does not list")]
     MaskOnUnknownColumn { table: TableKey, column: String },
+    #[error("a row filter or mask on {table} uses {column}, which the catalog does not list")]
+    PolicyUsesUnknownColumn { table: TableKey, column: String },
 }
 
 type R<T = ()> = Result<T, RewriteError>;
@@ -125,6 +127,7 @@ pub fn rewrite(
         }),
         ctes: Vec::new(),
         tables: Vec::new(),
+        idents: Vec::new(),
         depth: 0,
     };
     w.query(&mut query)?;
@@ -139,15 +142,22 @@ pub fn rewrite(
 
 /// Checks a policy expression (filter or mask): the same walk, with no
 /// subquery or table reference allowed.
-pub(crate) fn check_policy_expr(e: &Expr) -> R {
+/// Returns the column names it uses (lower-case), which must all be columns
+/// of the table the expression is attached to: an unknown name would
+/// otherwise resolve to a column of an outer query, which the user controls.
+pub(crate) fn check_policy_expr(e: &Expr) -> R<Vec<String>> {
     let mut e = e.clone();
-    Walker {
+    let mut w = Walker {
         ctx: None,
         ctes: Vec::new(),
         tables: Vec::new(),
+        idents: Vec::new(),
         depth: 0,
-    }
-    .expr(&mut e)
+    };
+    w.expr(&mut e)?;
+    w.idents.sort();
+    w.idents.dedup();
+    Ok(w.idents)
 }
 
 /// A short name for a statement kind: `Copy`, `Pragma`, `Set`, ...
@@ -208,6 +218,8 @@ struct Walker<'a> {
     /// CTE names in scope, lower-case, innermost last.
     ctes: Vec<String>,
     tables: Vec<TableKey>,
+    /// Policy mode only: the column names an expression uses.
+    idents: Vec<String>,
     depth: usize,
 }
 
@@ -658,8 +670,17 @@ impl Walker<'_> {
     fn expr(&mut self, e: &mut Expr) -> R {
         self.enter()?;
         match e {
-            Expr::Identifier(_)
-            | Expr::CompoundIdentifier(_)
+            Expr::Identifier(id) => {
+                if self.ctx.is_none() {
+                    self.idents.push(id.value.to_lowercase());
+                }
+            }
+            Expr::CompoundIdentifier(_) if self.ctx.is_none() => {
+                return Err(RewriteError::Unsupported(
+                    "a qualified column in a policy expression".into(),
+                ))
+            }
+            Expr::CompoundIdentifier(_)
             | Expr::Value(_)
             | Expr::TypedString(_)
             | Expr::Wildcard(_)
@@ -873,12 +894,25 @@ fn derived_query(ctx: &Ctx<'_>, key: &TableKey, access: TableAccess) -> R<Query>
     if let TableFactor::Table { name, .. } = &mut sel.from[0].relation {
         *name = ObjectName(parts);
     }
-    sel.selection = access.filter;
-    if masked {
+    let cols = if masked || access.filter.is_some() {
         let cols = ctx
             .catalog
             .columns(key)
             .ok_or_else(|| RewriteError::UnknownColumns(key.clone()))?;
+        for used in &access.uses {
+            if !cols.iter().any(|c| c.eq_ignore_ascii_case(used)) {
+                return Err(RewriteError::PolicyUsesUnknownColumn {
+                    table: key.clone(),
+                    column: used.clone(),
+                });
+            }
+        }
+        cols
+    } else {
+        &[]
+    };
+    sel.selection = access.filter;
+    if masked {
         for m in &access.masks {
             if !cols.iter().any(|c| c.to_lowercase() == m.column) {
                 return Err(RewriteError::MaskOnUnknownColumn {

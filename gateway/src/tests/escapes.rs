@@ -338,10 +338,18 @@ fn masks_need_the_catalog() {
         rewrite("SELECT * FROM users", &p, &who, &empty),
         Err(RewriteError::UnknownColumns(_))
     ));
-    // Unmasked tables do not need it.
-    assert!(rewrite("SELECT * FROM orders", &p, &who, &empty).is_ok());
+    // A filtered table needs it too, to check the filter's columns.
+    assert!(matches!(
+        rewrite("SELECT * FROM orders", &p, &who, &empty),
+        Err(RewriteError::UnknownColumns(_))
+    ));
+    // A table with neither does not.
+    assert!(rewrite("SELECT * FROM sales.products", &p, &who, &empty).is_ok());
     let mut stale = catalog(&p);
-    stale.insert(p.key("users").unwrap(), vec!["id".into(), "name".into()]);
+    stale.insert(
+        p.key("users").unwrap(),
+        vec!["id".into(), "name".into(), "region".into()],
+    );
     assert!(matches!(
         rewrite("SELECT * FROM users", &p, &who, &stale),
         Err(RewriteError::MaskOnUnknownColumn { .. })
@@ -405,6 +413,26 @@ fn hostile_input_is_refused_without_panic() {
             .join(", ")
     );
     assert!(rw(&wide).is_ok());
+}
+
+/// A filter naming a column the table lacks would bind to a column of an
+/// outer query, which the user controls: refused.
+#[test]
+fn policy_columns_must_belong_to_the_table() {
+    let mut p = policy();
+    p.add_row_filter(Grantee::user("ann"), "sales.items", "region = 'EU'")
+        .unwrap();
+    let err = rewrite(
+        "SELECT (SELECT count(*) FROM sales.items) FROM (SELECT 'EU' AS region) AS x",
+        &p,
+        &ann(),
+        &catalog(&p),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, RewriteError::PolicyUsesUnknownColumn { ref column, .. } if column == "region"),
+        "{err:?}"
+    );
 }
 
 /// The worked example in docs/gateway.md.
