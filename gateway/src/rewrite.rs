@@ -71,8 +71,8 @@ pub enum RewriteError {
     NotGranted(TableKey),
     #[error("bad table name {0}")]
     BadName(String),
-    #[error("the catalog does not know the columns of {0}, which has a row filter or masks")]
-    UnknownColumns(TableKey),
+    #[error("the catalog does not list table {0}")]
+    UnknownTable(TableKey),
     #[error("a mask on {table} names column {column}, which the catalog does not list")]
     MaskOnUnknownColumn { table: TableKey, column: String },
     #[error("a row filter or mask on {table} uses {column}, which the catalog does not list")]
@@ -894,23 +894,21 @@ fn derived_query(ctx: &Ctx<'_>, key: &TableKey, access: TableAccess) -> R<Query>
     if let TableFactor::Table { name, .. } = &mut sel.from[0].relation {
         *name = ObjectName(parts);
     }
-    let cols = if masked || access.filter.is_some() {
-        let cols = ctx
-            .catalog
-            .columns(key)
-            .ok_or_else(|| RewriteError::UnknownColumns(key.clone()))?;
-        for used in &access.uses {
-            if !cols.iter().any(|c| c.eq_ignore_ascii_case(used)) {
-                return Err(RewriteError::PolicyUsesUnknownColumn {
-                    table: key.clone(),
-                    column: used.clone(),
-                });
-            }
+    // Only tables the catalog lists are sent: a name the engine does not
+    // know could reach something else (DuckDB's replacement scans read a
+    // file for an unknown name such as "data.csv").
+    let cols = ctx
+        .catalog
+        .columns(key)
+        .ok_or_else(|| RewriteError::UnknownTable(key.clone()))?;
+    for used in &access.uses {
+        if !cols.iter().any(|c| c.eq_ignore_ascii_case(used)) {
+            return Err(RewriteError::PolicyUsesUnknownColumn {
+                table: key.clone(),
+                column: used.clone(),
+            });
         }
-        cols
-    } else {
-        &[]
-    };
+    }
     sel.selection = access.filter;
     if masked {
         for m in &access.masks {
