@@ -308,7 +308,11 @@ fn cursor_mode_off_falls_back_to_execute_once_without_double_execution() {
 #[test]
 fn overload_429_is_retried_within_the_deadline_only() {
     // One shard, at most one queued job: a running job plus a queued one fill it.
-    let a = Agent::start(&[("SHARDS", "1"), ("MAX_QUEUED_JOBS", "1")]);
+    let a = Agent::start(&[
+        ("SHARDS", "1"),
+        ("MAX_QUEUED_JOBS", "1"),
+        ("MAX_CONCURRENT_QUERIES", "1"),
+    ]);
     let rt = runtime();
     rt.block_on(async {
         let c = client_for(&a);

@@ -189,7 +189,8 @@ fn killed_agent_goes_local_where_allowed_errors_where_not_and_recovers() {
 
 #[test]
 fn least_loaded_endpoint_wins() {
-    let busy = Agent::start(&[("SHARDS", "1")]);
+    // One worker on the busy agent, so its extra jobs queue.
+    let busy = Agent::start(&[("SHARDS", "1"), ("MAX_CONCURRENT_QUERIES", "1")]);
     let idle = Agent::start(&[("SHARDS", "1")]);
     let dir = scratch_dir("load");
     let file = dir.join("resolver.toml");
