@@ -52,7 +52,7 @@ def reference(seconds):
 
 def agent_side(agent, seconds, start):
     c0 = agent.cpu_seconds()
-    r = b.run_wrk(agent.url, "execute_unique.lua", script_args=(start,), seconds=seconds)
+    r = b.run_wrk(agent.url, "execute_unique.lua", script_args=(start,), seconds=int(seconds))
     c1 = agent.cpu_seconds()
     if r["errors"]:
         raise RuntimeError(f"wrk errors: {r['stdout'][-500:]}")
@@ -62,7 +62,7 @@ def agent_side(agent, seconds, start):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--shards", type=int, default=2)
     ap.add_argument("--env", action="append", default=[], help="extra agent setting, K=V")
     a = ap.parse_args()
