@@ -81,7 +81,8 @@ def settle(agent):
 
 def one_round(a, rnd):
     out = {}
-    with b.Agent(shards=2) as agent:
+    extra = dict(kv.split("=", 1) for kv in a.env)
+    with b.Agent(shards=2, extra_env=extra) as agent:
         c = b.Client(agent.port, timeout=300)
         # 1. per retained job
         warm = [submit(c, f"SELECT {i} AS v") for i in range(200)]
@@ -150,6 +151,7 @@ def main():
     ap.add_argument("--big-rows", type=int, default=200_000)
     ap.add_argument("--churn-periods", type=int, default=5)
     ap.add_argument("--churn-seconds", type=int, default=4)
+    ap.add_argument("--env", action="append", default=[], help="extra agent setting, K=V")
     a = ap.parse_args()
     b.header("Benchmark 4: agent memory (VmRSS/VmHWM) per retained job, per result byte, under churn")
     results = []

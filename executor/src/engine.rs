@@ -459,18 +459,25 @@ impl Engine {
             .get_mut(peer)
             .and_then(Option::take)
             .ok_or_else(|| EngineError::Config(format!("shard seat {peer} already taken")))?;
-        let (tx, rx) = worker::feed_channel();
-        let slots = seat.len();
-        let mut handles = Vec::with_capacity(slots);
+        let mut to_workers = Vec::with_capacity(seat.len());
+        let mut handles = Vec::with_capacity(seat.len());
         for (i, seat) in seat.into_iter().enumerate() {
-            let h = worker::spawn(peer, i, seat, self.workers.clone(), rx.clone())
+            let (tx, rx) = worker::feed_channel();
+            let h = worker::spawn(peer, i, seat, self.workers.clone(), rx)
                 .map_err(|e| EngineError::Thread(e.to_string()))?;
+            to_workers.push(tx);
             handles.push(h);
         }
         if let Ok(mut t) = self.threads.lock() {
             t.extend(handles);
         }
-        let shard = Shard::start(self.clone(), peer, senders, receivers, Feed::new(slots, tx));
+        let shard = Shard::start(
+            self.clone(),
+            peer,
+            senders,
+            receivers,
+            Feed::new(to_workers),
+        );
         Ok(shard)
     }
 

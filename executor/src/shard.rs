@@ -611,6 +611,7 @@ impl Core {
                 timeout: work.timeout,
                 deadline: work.deadline,
                 max_bytes: self.result_cap(job.is_some()),
+                worker: None,
                 reply,
             };
             let rx = self.feed.borrow_mut().hand_over(seq, sql, flight);

@@ -186,7 +186,7 @@ pub(crate) fn spawn(
         })
 }
 
-/// The channel a shard's workers take tasks from (any free worker takes the next).
+/// A worker's own channel: the feed hands it one statement at a time.
 pub(crate) fn feed_channel() -> (Sender<Task>, Receiver<Task>) {
     crossbeam_channel::unbounded()
 }
