@@ -30,26 +30,7 @@ SCAN_SQL = "SELECT sum(hash(i)) FROM range({n}) t(i) WHERE {salt} = {salt}"
 
 
 def probe(port, rate, seconds, n0):
-    conns = [b.RawConn(port) for _ in range(4)]
-    for c in conns:
-        c.send(b.execute_request("SELECT 0"))
-    lat, bad = [], 0
-    interval = 1.0 / rate
-    start = time.perf_counter() + 0.05
-    n = int(rate * seconds)
-    for i in range(n):
-        intended = start + i * interval
-        now = time.perf_counter()
-        if intended > now:
-            time.sleep(intended - now)  # sleep, never spin (see bench_isolation.py)
-        if conns[i % 4].send(b.execute_request(f"SELECT {n0 + i}")) != 200:
-            bad += 1
-        lat.append(time.perf_counter() - intended)
-    for c in conns:
-        c.close()
-    lat.sort()
-    pick = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1e3  # noqa: E731
-    return {"p50": pick(50), "p99": pick(99), "max": lat[-1] * 1e3, "n": len(lat), "bad": bad}
+    return b.paced_probe(port, rate, seconds, lambda i: b.execute_request(f"SELECT {n0 + i}"))
 
 
 def submit_scans(agent, count, n, salt0):

@@ -25,30 +25,7 @@ REQ = b"GET /health HTTP/1.1\r\nHost: bench\r\n\r\n"
 
 
 def probe(port, rate, seconds):
-    conns = [b.RawConn(port) for _ in range(4)]
-    for c in conns:
-        c.send(REQ)
-    lat, bad = [], 0
-    interval = 1.0 / rate
-    start = time.perf_counter() + 0.05
-    n = int(rate * seconds)
-    for i in range(n):
-        intended = start + i * interval
-        # Sleep, never spin: a prober that busy-waits burns most of a core,
-        # and the fair scheduler then makes it wait for its turn behind the
-        # server's threads, so the tail it reports is its own. Oversleeping
-        # counts anyway, because latency runs from the intended send time.
-        now = time.perf_counter()
-        if intended > now:
-            time.sleep(intended - now)
-        if conns[i % 4].send(REQ) != 200:
-            bad += 1
-        lat.append(time.perf_counter() - intended)
-    for c in conns:
-        c.close()
-    lat.sort()
-    pick = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1e3  # noqa: E731
-    return {"p50": pick(50), "p99": pick(99), "max": lat[-1] * 1e3, "n": len(lat), "bad": bad}
+    return b.paced_probe(port, rate, seconds, lambda _i: REQ)
 
 
 def start_long_jobs(agent, shards, salt0):

@@ -228,6 +228,37 @@ class RawConn:
         self.s.close()
 
 
+def paced_probe(port, rate, seconds, request):
+    """Open-loop prober: `request(i)` -> bytes, sent at `rate` per second over four
+    keep-alive connections (round robin, so every shard's reactor is probed) for
+    `seconds`; latency runs from each request's intended send time. Returns
+    p50/p99/max in ms, the count and the non-200 answers."""
+    conns = [RawConn(port) for _ in range(4)]
+    for c in conns:
+        c.send(request(-1))
+    lat, bad = [], 0
+    interval = 1.0 / rate
+    start = time.perf_counter() + 0.05
+    n = int(rate * seconds)
+    for i in range(n):
+        intended = start + i * interval
+        # Sleep, never spin: a prober that busy-waits burns most of a core,
+        # and the fair scheduler then makes it wait for its turn behind the
+        # server's threads, so the tail it reports is its own. Oversleeping
+        # counts anyway, because latency runs from the intended send time.
+        now = time.perf_counter()
+        if intended > now:
+            time.sleep(intended - now)
+        if conns[i % 4].send(request(i)) != 200:
+            bad += 1
+        lat.append(time.perf_counter() - intended)
+    for c in conns:
+        c.close()
+    lat.sort()
+    pick = lambda p: lat[min(len(lat) - 1, int(p / 100 * len(lat)))] * 1e3  # noqa: E731
+    return {"p50": pick(50), "p99": pick(99), "max": lat[-1] * 1e3, "n": len(lat), "bad": bad}
+
+
 def execute_request(sql):
     """The bytes of a POST /execute of `sql`, token included."""
     body = json.dumps({"sql": sql}).encode()
