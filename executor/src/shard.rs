@@ -615,6 +615,9 @@ impl Core {
                 reply,
             };
             let rx = self.feed.borrow_mut().hand_over(seq, sql, flight);
+            // A worker whose thread is gone left the rotation: keep the free
+            // slots other shards read for their placement decisions true.
+            c.slots.store(self.feed.borrow().slots() as i64, Relaxed);
             let me = self.clone();
             glommio::spawn_local(async move {
                 let outcome = rx.await.ok();
