@@ -312,6 +312,21 @@ impl Api {
     }
 
     async fn submit(&self, req: &mut Request<'_>, rid: &mut Option<String>) -> Response {
+        // Optional: wait for the job like a status long-poll and answer its first page
+        // inline (one round trip for short queries). Checked before anything is queued.
+        let wait = match parse_wait_ms(req.query_param("wait_ms").as_deref()) {
+            Ok(w) => w,
+            Err(()) => {
+                return validation(
+                    "invalid wait_ms: expected milliseconds (0 to 30000)",
+                    rid.as_deref(),
+                )
+            }
+        };
+        let max = match page_token::page_size(req.query_param("max_results").as_deref()) {
+            Ok(m) => m,
+            Err(e) => return validation(&e.to_string(), rid.as_deref()),
+        };
         let q = match body::parse_query(req.body_mut()) {
             Ok(q) => q,
             Err(e) => return body_error(e, rid),
@@ -327,13 +342,46 @@ impl Api {
         {
             Ok(s) => {
                 tracing::debug!(request_id = rid.as_deref().unwrap_or(""), query_id = %s.id, existing = s.existing, "submitted");
-                reply::submitted(s.id, s.status.as_str(), rid.as_deref())
+                match wait {
+                    Some(w) => self.submitted_after_wait(s, w, max, rid.as_deref()).await,
+                    None => reply::submitted(s.id, s.status.as_str(), rid.as_deref()),
+                }
             }
             Err(e) => {
                 tracing::info!(request_id = rid.as_deref().unwrap_or(""), code = e.code(), error = %e, "submit refused");
                 reply::job_error(&e, rid.as_deref())
             }
         }
+    }
+}
+
+impl Api {
+    /// The answer to `POST /queries?wait_ms=`: a job that ends within the wait is
+    /// answered 200 with its status (and, once succeeded, its first page of
+    /// `max_results` rows, the same fields as a results page); one still queued or
+    /// running gets the plain 202. The job is kept either way: the caller pages,
+    /// deletes or lets it expire as after any submit.
+    async fn submitted_after_wait(
+        &self,
+        s: executor::Submitted,
+        wait: Duration,
+        max: usize,
+        rid: Option<&str>,
+    ) -> Response {
+        let st = match self.shard.status(s.id, Some(wait)).await {
+            Ok(st) => st,
+            // Deleted by another request meanwhile: the submit itself succeeded.
+            Err(_) => return reply::submitted(s.id, s.status.as_str(), rid),
+        };
+        if !st.status.is_terminal() {
+            return reply::submitted(s.id, st.status.as_str(), rid);
+        }
+        if st.result.is_some() {
+            if let Ok(page) = self.shard.page(s.id, 0, max).await {
+                return reply::finished_with_page(&st, &page, rid);
+            }
+        }
+        reply::status(&st, rid)
     }
 }
 

@@ -186,6 +186,26 @@ pub fn page(id: QueryId, page: &Page, rid: Option<&str>) -> Response {
     with_rows(head, r.clone(), page.offset..page.end, tail)
 }
 
+/// 200 answer to a submit that waited for its job to succeed: the status fields
+/// (`query_id`, `status`, `completed_at`) and the first page's (`columns`,
+/// `column_types`, `rows`, `row_count`, `next_page_token`), in one object.
+pub fn finished_with_page(st: &JobStatus, page: &Page, rid: Option<&str>) -> Response {
+    let r = &page.result;
+    let mut head = Vec::with_capacity(160 + r.columns_json().len() + r.column_types_json().len());
+    let mut o = Obj::new(&mut head);
+    o.with("query_id", |o| write_id(o, st.id))
+        .str("status", st.status.as_str());
+    if let Some(t) = st.completed_at {
+        o.with("completed_at", |o| crate::timefmt::write_rfc3339(o, t));
+    }
+    o.raw("columns", r.columns_json())
+        .raw("column_types", r.column_types_json())
+        .with("rows", |o| o.push(b'['));
+    let next = (page.end < r.row_count()).then_some(page.end);
+    let tail = rows_tail(r.row_count(), next, rid);
+    with_rows(head, r.clone(), page.offset..page.end, tail)
+}
+
 /// 200 `/execute` answer: every row of the result.
 pub fn executed(r: Arc<QueryResult>, rid: Option<&str>) -> Response {
     let mut head = Vec::with_capacity(64 + r.columns_json().len() + r.column_types_json().len());
