@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use executor::{JobError, QueryId, RunOptions, Shard};
+use executor::{JobError, QueryId, RunOptions, Shard, Waited};
 use net::{Admission, Request, Response};
 
 use crate::auth::token_matches;
@@ -327,6 +327,13 @@ impl Api {
             Ok(m) => m,
             Err(e) => return validation(&e.to_string(), rid.as_deref()),
         };
+        let consume = match req.query_param("consume").as_deref() {
+            None | Some("" | "false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(_) => {
+                return validation("invalid consume: expected true or false", rid.as_deref())
+            }
+        };
         let q = match body::parse_query(req.body_mut()) {
             Ok(q) => q,
             Err(e) => return body_error(e, rid),
@@ -335,53 +342,37 @@ impl Api {
             *rid = q.request_id.map(Cow::into_owned);
         }
         let opts = RunOptions { timeout: q.timeout };
-        match self
-            .shard
-            .submit_with(q.sql.into_owned(), rid.clone(), opts)
-            .await
-        {
-            Ok(s) => {
-                tracing::debug!(request_id = rid.as_deref().unwrap_or(""), query_id = %s.id, existing = s.existing, "submitted");
-                match wait {
-                    Some(w) => self.submitted_after_wait(s, w, max, rid.as_deref()).await,
-                    None => reply::submitted(s.id, s.status.as_str(), rid.as_deref()),
-                }
+        let sql = q.sql.into_owned();
+        let answer = match wait {
+            None => self
+                .shard
+                .submit_with(sql, rid.clone(), opts)
+                .await
+                .map(Waited::Pending),
+            Some(w) => {
+                self.shard
+                    .submit_and_wait(sql, rid.clone(), opts, w, max, consume)
+                    .await
             }
+        };
+        match answer {
+            Ok(Waited::Pending(s)) => {
+                tracing::debug!(request_id = rid.as_deref().unwrap_or(""), query_id = %s.id, existing = s.existing, "submitted");
+                reply::submitted(s.id, s.status.as_str(), rid.as_deref())
+            }
+            Ok(Waited::Ended {
+                status,
+                first,
+                consumed,
+            }) => match first {
+                Some(page) => reply::finished_with_page(&status, &page, consumed, rid.as_deref()),
+                None => reply::ended(&status, consumed, rid.as_deref()),
+            },
             Err(e) => {
                 tracing::info!(request_id = rid.as_deref().unwrap_or(""), code = e.code(), error = %e, "submit refused");
                 reply::job_error(&e, rid.as_deref())
             }
         }
-    }
-}
-
-impl Api {
-    /// The answer to `POST /queries?wait_ms=`: a job that ends within the wait is
-    /// answered 200 with its status (and, once succeeded, its first page of
-    /// `max_results` rows, the same fields as a results page); one still queued or
-    /// running gets the plain 202. The job is kept either way: the caller pages,
-    /// deletes or lets it expire as after any submit.
-    async fn submitted_after_wait(
-        &self,
-        s: executor::Submitted,
-        wait: Duration,
-        max: usize,
-        rid: Option<&str>,
-    ) -> Response {
-        let st = match self.shard.status(s.id, Some(wait)).await {
-            Ok(st) => st,
-            // Deleted by another request meanwhile: the submit itself succeeded.
-            Err(_) => return reply::submitted(s.id, s.status.as_str(), rid),
-        };
-        if !st.status.is_terminal() {
-            return reply::submitted(s.id, st.status.as_str(), rid);
-        }
-        if st.result.is_some() {
-            if let Ok(page) = self.shard.page(s.id, 0, max).await {
-                return reply::finished_with_page(&st, &page, rid);
-            }
-        }
-        reply::status(&st, rid)
     }
 }
 

@@ -334,7 +334,7 @@ fn malformed_http_gets_400_and_agent_keeps_serving() {
 /// refused before anything is queued; a repeated request id answers the same job.
 #[test]
 fn submit_with_wait_answers_the_first_page() {
-    let agent = Agent::start(&[("DUCKDB_THREADS", "1")]);
+    let agent = Agent::start(&[("DUCKDB_THREADS", "1"), ("QUERY_CLEANUP_INTERVAL", "1s")]);
     let mut c = agent.client();
 
     let sql = br#"{"sql":"SELECT i, 'v' || i AS s FROM range(5) t(i) ORDER BY i"}"#;
@@ -421,6 +421,42 @@ fn submit_with_wait_answers_the_first_page() {
     );
     c.delete(&format!("/queries/{long}"));
 
+    // consume=true: a job whose whole result (or failure) is in the answer is
+    // left to the agent, which drops it after a short grace (no delete needed); a
+    // submit retried with the same request id within the grace gets the same
+    // answer, not a second run. A job with rows left is kept for paging.
+    let before = agent.health()["stored_jobs"].as_u64().unwrap();
+    let consume = |c: &mut Client, rid: &str, sql: &[u8]| {
+        c.request(
+            "POST",
+            "/queries?wait_ms=5000&consume=true&max_results=2",
+            &[("X-Request-ID", rid)],
+            Some(sql),
+        )
+        .json()
+    };
+    let v = consume(&mut c, "consume-1", br#"{"sql":"SELECT 42 AS x"}"#);
+    assert_eq!(v["rows"], json!([[42]]));
+    assert_eq!(v["consumed"], true, "{v}");
+    let retried = consume(&mut c, "consume-1", br#"{"sql":"SELECT 42 AS x"}"#);
+    assert_eq!(retried["query_id"], v["query_id"]);
+    assert_eq!(retried["rows"], json!([[42]]));
+    let v = consume(
+        &mut c,
+        "consume-2",
+        br#"{"sql":"SELECT * FROM missing_tbl"}"#,
+    );
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["consumed"], true, "{v}");
+    let v = consume(&mut c, "consume-3", br#"{"sql":"SELECT * FROM range(3)"}"#);
+    assert!(v.get("consumed").is_none(), "rows remain: {v}");
+    assert!(v["next_page_token"].is_string());
+    c.delete(&format!("/queries/{}", v["query_id"].as_str().unwrap()));
+    assert_eq!(agent.health()["stored_jobs"].as_u64().unwrap(), before + 2);
+    eventually("consumed jobs dropped after their grace", || {
+        (agent.health()["stored_jobs"].as_u64() == Some(before)).then_some(())
+    });
+
     // Bad parameters: refused, nothing queued.
     let before = agent.health()["stored_jobs"].clone();
     for q in [
@@ -428,6 +464,7 @@ fn submit_with_wait_answers_the_first_page() {
         "wait_ms=x",
         "wait_ms=10&max_results=0",
         "max_results=abc",
+        "wait_ms=10&consume=yes",
     ] {
         c.request(
             "POST",

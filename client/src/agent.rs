@@ -117,9 +117,9 @@ impl From<Fail> for ClientError {
 /// What `POST /queries` said.
 enum Submit {
     Accepted(IdStatus),
-    /// The job ended within the submit's wait: its status, and its first page once
-    /// it succeeded.
-    Finished(QueryStatus, Option<Page>),
+    /// The job ended within the submit's wait: its status, its first page once it
+    /// succeeded, and whether the agent drops it by itself (`consume`).
+    Finished(QueryStatus, Option<Page>, bool),
     /// 404/405: the agent has no lifecycle routes; nothing was queued.
     NoLifecycle,
 }
@@ -403,8 +403,9 @@ impl AgentClient {
     /// with the same id, so the agent queues the statement at most once.
     ///
     /// With `wait`, the agent holds the answer until the job ends (at most `wait`)
-    /// and then answers its status and first page in the same response (agents
-    /// without that option answer the plain 202, and the caller polls as before).
+    /// and then answers its status and first page in the same response, dropping
+    /// the job by itself when that answer holds all of it (`consume`); agents without that
+    /// option answer the plain 202, and the caller polls as before.
     async fn submit_inner(
         &self,
         sql: &str,
@@ -414,7 +415,7 @@ impl AgentClient {
     ) -> Result<Submit, ClientError> {
         let query = match wait {
             Some(w) => format!(
-                "wait_ms={}&max_results={}",
+                "wait_ms={}&max_results={}&consume=true",
                 w.min(MAX_WAIT).as_millis(),
                 self.inner.cfg.page_size.clamp(1, 5000)
             ),
@@ -470,7 +471,7 @@ impl AgentClient {
     ) -> Result<IdStatus, ClientError> {
         match self.submit_inner(sql, request_id, None, deadline).await? {
             Submit::Accepted(s) => Ok(s),
-            Submit::Finished(st, _) => Ok(IdStatus {
+            Submit::Finished(st, _, _) => Ok(IdStatus {
                 query_id: st.query_id,
                 status: st.status,
                 request_id: st.request_id,
@@ -525,7 +526,7 @@ impl AgentClient {
             completed_at: a.completed_at,
             request_id: a.request_id,
         };
-        Ok(Submit::Finished(st, first))
+        Ok(Submit::Finished(st, first, a.consumed))
     }
 
     /// `GET /queries/{id}`, long-polling up to `wait` when given.
@@ -727,7 +728,7 @@ impl AgentClient {
     /// status. Then stream the pages in order and delete the job off the caller's
     /// path. Falls back to `/execute` on an agent without lifecycle routes. Past
     /// `deadline`, or when the returned future or the [`QueryRows`] is dropped, the
-    /// job is canceled and deleted on the agent.
+    /// job is canceled and consumed on the agent.
     pub async fn run(&self, sql: &str, deadline: Instant) -> Result<QueryRows, ClientError> {
         let request_id = uuid::Uuid::new_v4().to_string();
         if !self.uses_lifecycle() {
@@ -752,12 +753,12 @@ impl AgentClient {
         ) {
             submit_guard.armed = None;
         }
-        let (st, first) = match submitted? {
+        let (st, first, consumed) = match submitted? {
             Submit::NoLifecycle => {
                 self.remember_no_lifecycle();
                 return self.execute(sql, &request_id, deadline).await;
             }
-            Submit::Finished(st, first) => (st, first),
+            Submit::Finished(st, first, consumed) => (st, first, consumed),
             Submit::Accepted(s) => {
                 let mut guard = JobGuard {
                     client: self.clone(),
@@ -766,7 +767,7 @@ impl AgentClient {
                 match self.wait_terminal(&s.query_id, deadline).await {
                     Ok(st) => {
                         guard.id = None;
-                        (st, None)
+                        (st, None, false)
                     }
                     Err(e) => {
                         // Cancel and delete now (not from Drop), so the agent is clean
@@ -777,16 +778,18 @@ impl AgentClient {
                 }
             }
         };
-        self.deliver(st, first, deadline).await
+        self.deliver(st, first, consumed, deadline).await
     }
 
     /// The rows of a job that reached terminal status `st` (with its first page when
-    /// the submit brought it). From here the job is deleted in the background once
-    /// its rows are in the caller's hands, or at once when it failed.
+    /// the submit brought it). From here the job is consumed in the background once
+    /// its rows are in the caller's hands, or at once when it failed, unless the
+    /// agent drops it by itself (`consumed`).
     async fn deliver(
         &self,
         st: QueryStatus,
         first: Option<Page>,
+        consumed: bool,
         deadline: Instant,
     ) -> Result<QueryRows, ClientError> {
         let id = st.query_id.clone();
@@ -801,14 +804,16 @@ impl AgentClient {
                 if whole {
                     // Every row is here (or there are none: DDL, an empty SELECT):
                     // answer now and delete the job off the caller's path.
-                    let c = self.clone();
-                    let job = id.clone();
-                    let task = tokio::spawn(async move {
-                        let _ = c.delete(&job, c.cleanup_deadline()).await;
-                    });
                     let rows = first.map(|p| p.rows).unwrap_or_default();
                     let mut rows = QueryRows::complete(columns, column_types, rows, Via::Lifecycle);
-                    rows.query_id = Some(id);
+                    rows.query_id = Some(id.clone());
+                    if consumed {
+                        return Ok(rows);
+                    }
+                    let c = self.clone();
+                    let task = tokio::spawn(async move {
+                        let _ = c.delete(&id, c.cleanup_deadline()).await;
+                    });
                     return Ok(rows.with_task(task));
                 }
                 let types: Vec<ColumnType> =
@@ -841,7 +846,9 @@ impl AgentClient {
                 .with_task(task))
             }
             state => {
-                let _ = self.delete(&id, self.cleanup_deadline()).await;
+                if !consumed {
+                    let _ = self.delete(&id, self.cleanup_deadline()).await;
+                }
                 let message = st.error.unwrap_or_default();
                 if state == Some(JobState::Canceled) {
                     Err(ClientError::Canceled { message })
@@ -979,7 +986,7 @@ impl Drop for SubmitGuard {
                 let deadline = client.cleanup_deadline();
                 let id = match client.submit_inner(&sql, &request_id, None, deadline).await {
                     Ok(Submit::Accepted(s)) => s.query_id,
-                    Ok(Submit::Finished(st, _)) => st.query_id,
+                    Ok(Submit::Finished(st, _, _)) => st.query_id,
                     _ => return,
                 };
                 client.cancel_and_delete(&id).await;

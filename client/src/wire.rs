@@ -26,7 +26,7 @@ pub struct IdStatus {
     pub request_id: Option<String>,
 }
 
-/// 202 or 200 of `POST /queries?wait_ms=`: the submit's `query_id` and `status`;
+/// 202 or 200 of `POST /queries?wait_ms=&consume=`: the submit's `query_id` and `status`;
 /// once the job ended within the wait also the status fields, and once it
 /// succeeded the first page's fields (rows still raw, borrowed from the body).
 #[derive(Debug, Deserialize)]
@@ -49,6 +49,10 @@ pub struct SubmitAnswer<'a> {
     pub error_code: Option<String>,
     #[serde(default)]
     pub completed_at: Option<String>,
+    /// True when `consume=true` leaves the job to the agent to drop (no delete
+    /// needed: it goes after a short grace that covers a retried submit).
+    #[serde(default)]
+    pub consumed: bool,
     #[serde(default)]
     pub request_id: Option<String>,
 }
