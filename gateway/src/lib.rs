@@ -8,9 +8,11 @@
 
 pub mod policy;
 pub mod rewrite;
+pub mod rewrite_cache;
 
 pub use policy::{Grantee, Policy, PolicyError, Principal, TableAccess, TableKey};
 pub use rewrite::{rewrite, Catalog, RewriteError, Rewritten};
+pub use rewrite_cache::{RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
 
 #[cfg(test)]
 mod tests;
