@@ -60,7 +60,8 @@ fn bench(c: &mut Criterion) {
     g.bench_function("sqlite_upsert_user_with_reload", |b| {
         b.iter(|| {
             n += 1;
-            rt.block_on(store.upsert_user("bench", n.is_multiple_of(2))).unwrap()
+            rt.block_on(store.upsert_user("bench", n.is_multiple_of(2)))
+                .unwrap()
         })
     });
     g.finish();

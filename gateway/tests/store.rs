@@ -38,6 +38,7 @@ on_both!(
     migrations_reopen_and_concurrent_open,
     cache_freshness,
     resolver_reads_the_store,
+    concurrent_writers_serialize,
 );
 
 async fn open(db: &TestDb) -> Store {
@@ -746,4 +747,36 @@ async fn resolver_reads_the_store(db: &TestDb) {
     assert!(resolver.reload_if_changed());
     assert_eq!(resolver.resolve("ann", &[]).unwrap().target, Target::Local);
     assert!(resolver.last_reload_error().is_none());
+}
+
+async fn concurrent_writers_serialize(db: &TestDb) {
+    // Two stores (two gateways) write at once: every write gets its own
+    // revision, none is lost, and both end on the same snapshot.
+    let a = open(db).await;
+    let b = open(db).await;
+    let writes: Vec<_> = (0..20)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { s.upsert_user(&format!("user{i}"), false).await })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap().expect("concurrent write");
+    }
+    assert_eq!(a.revision().await.unwrap(), 20);
+    assert_eq!(a.list_users().await.unwrap().len(), 20);
+    a.refresh().await.unwrap();
+    b.refresh().await.unwrap();
+    assert_eq!(a.snapshot().revision, 20);
+    assert_eq!(b.snapshot().users.len(), 20);
+    // The same name from both at once: one wins, one conflicts, nothing else.
+    let (x, y) = tokio::join!(
+        a.create_endpoint(local("same")),
+        b.create_endpoint(local("same"))
+    );
+    let kinds: Vec<bool> = [x.is_ok(), y.is_ok()].into();
+    assert_eq!(kinds.iter().filter(|ok| **ok).count(), 1, "{x:?} {y:?}");
+    let err = x.err().or(y.err()).unwrap();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(a.revision().await.unwrap(), 21);
 }
