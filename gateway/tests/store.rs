@@ -780,3 +780,41 @@ async fn concurrent_writers_serialize(db: &TestDb) {
     assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
     assert_eq!(a.revision().await.unwrap(), 21);
 }
+
+/// PostgreSQL only (a SQLite file cannot go away): with the database down,
+/// the query path keeps working from the last snapshot, and writes and
+/// refreshes fail as internal errors (HTTP 500), never a hang or a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_down_keeps_the_last_snapshot() {
+    let Some(db) = TestDb::postgres() else { return };
+    let s = open(&db).await;
+    s.create_endpoint(remote("agent-1", "tok-1")).await.unwrap();
+    s.upsert_user("ann", false).await.unwrap();
+    s.create_token("ann", "ann-token-0123").await.unwrap();
+    let rev = s.snapshot().revision;
+    let _refresh = s.spawn_refresh(Duration::from_millis(50));
+    db.cluster().unwrap().stop();
+
+    let t = Instant::now();
+    let e = s.upsert_user("bob", false).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+    let e = s.refresh().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(30), "failed fast enough");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.snapshot().revision, rev);
+    assert!(s.snapshot().endpoint("agent-1").is_some());
+    assert_eq!(
+        s.authenticate("ann-token-0123")
+            .await
+            .unwrap()
+            .unwrap()
+            .user,
+        "ann"
+    );
+    let cfg = s
+        .snapshot()
+        .resolver_config(&RolloutDefaults::default())
+        .unwrap();
+    assert_eq!(cfg.endpoints.len(), 1);
+}
