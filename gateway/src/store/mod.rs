@@ -65,6 +65,18 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The HTTP status the admin API answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::Invalid => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Internal => 500,
+        }
+    }
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -976,5 +988,6 @@ mod tests {
         let e = StoreError::not_found("user", "u".repeat(10_000));
         assert!(e.to_string().len() < 120, "{e}");
         assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.kind().http_status(), 404);
     }
 }
