@@ -1,11 +1,13 @@
 //! The gateway: the policy model ([`policy`]), the SQL rewriter that applies
-//! it ([`rewrite`]), and the `compute-gateway` server ([`server`]: HTTP API,
-//! routing through the resolver, audit, metrics).
+//! it ([`rewrite`]), the store that keeps endpoints, assignments, principals
+//! and the policy in a database ([`store`]), and the `compute-gateway` server
+//! ([`server`]: HTTP API, routing through the resolver, audit, metrics).
 //!
 //! This crate owns deciding what SQL may reach an engine for a principal and
 //! never lets a statement through that it has not fully understood. The
-//! policy model and the rewriter never touch an engine; the server reaches
-//! engines only through the `client` crate (agents over HTTP, local DuckDB).
+//! policy model and the rewriter never touch an engine (the store links the
+//! `client` crate only for the resolver's types); the server reaches engines
+//! only through the `client` crate (agents over HTTP, local DuckDB).
 
 pub mod policy;
 pub mod rewrite;
