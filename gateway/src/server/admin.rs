@@ -159,9 +159,10 @@ pub async fn route(
             deleted(s.revoke_token(&b.token).await)
         }
         (["admin", "groups"], &Method::GET) => ok(s.list_groups().await),
-        (["admin", "groups", g, "members", u], &Method::PUT) => {
-            ok(s.add_member(g, u).await.map(|()| serde_json::json!({"group": g, "user": u})))
-        }
+        (["admin", "groups", g, "members", u], &Method::PUT) => ok(s
+            .add_member(g, u)
+            .await
+            .map(|()| serde_json::json!({"group": g, "user": u}))),
         (["admin", "groups", g, "members", u], &Method::DELETE) => {
             deleted(s.remove_member(g, u).await)
         }

@@ -106,7 +106,11 @@ impl App {
     }
 
     /// Every request.
-    pub async fn handle(self: Arc<Self>, req: Request<Incoming>, _peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        _peer: SocketAddr,
+    ) -> Response<Body> {
         match self.route(req).await {
             Ok(r) => r,
             Err(e) => e.into_response(),
@@ -138,8 +142,9 @@ impl App {
                 let who = self.authenticate(req.headers())?;
                 let wait = h::query_param(req.uri().query(), "wait_ms")
                     .map(|v| {
-                        v.parse::<u64>()
-                            .map_err(|_| ApiError::bad_request("wait_ms must be a whole number of milliseconds"))
+                        v.parse::<u64>().map_err(|_| {
+                            ApiError::bad_request("wait_ms must be a whole number of milliseconds")
+                        })
                     })
                     .transpose()?
                     .map(Duration::from_millis)
@@ -161,7 +166,9 @@ impl App {
                         .parse::<usize>()
                         .ok()
                         .filter(|n| *n > 0)
-                        .ok_or_else(|| ApiError::bad_request("max_results must be a positive integer"))?
+                        .ok_or_else(|| {
+                            ApiError::bad_request("max_results must be a positive integer")
+                        })?
                         .min(jobs::MAX_PAGE_ROWS),
                 };
                 self.results(&who, id, offset, max).await
@@ -170,17 +177,36 @@ impl App {
                 let who = self.authenticate(req.headers())?;
                 let job = self.jobs.get(id, &who.user).ok_or_else(|| not_found(id))?;
                 let st = job.cancel().await;
-                Ok(h::json_response(StatusCode::OK, &IdStatus { query_id: &job.id, status: st.as_str() }))
+                Ok(h::json_response(
+                    StatusCode::OK,
+                    &IdStatus {
+                        query_id: &job.id,
+                        status: st.as_str(),
+                    },
+                ))
             }
             (["v1", "queries", id], &Method::DELETE) => {
                 let who = self.authenticate(req.headers())?;
-                let job = self.jobs.remove(id, &who.user).ok_or_else(|| not_found(id))?;
+                let job = self
+                    .jobs
+                    .remove(id, &who.user)
+                    .ok_or_else(|| not_found(id))?;
                 let st = job.cancel().await;
                 // Drop the rows now: their stream's end cancels and deletes the agent's job.
                 if let Some(mut r) = job.inner.lock().await.results.take() {
-                    r.audit.finish(None, "deleted", Some("deleted by its user before all rows were read"));
+                    r.audit.finish(
+                        None,
+                        "deleted",
+                        Some("deleted by its user before all rows were read"),
+                    );
                 }
-                Ok(h::json_response(StatusCode::OK, &IdStatus { query_id: &job.id, status: st.as_str() }))
+                Ok(h::json_response(
+                    StatusCode::OK,
+                    &IdStatus {
+                        query_id: &job.id,
+                        status: st.as_str(),
+                    },
+                ))
             }
             (["compute-endpoints", ..], _) | (["admin", ..], _) => {
                 let who = self.authenticate(req.headers())?;
@@ -197,8 +223,16 @@ impl App {
     }
 
     /// Reads and parses a JSON body under the caps.
-    pub async fn body<T: serde::de::DeserializeOwned>(&self, req: Request<Incoming>) -> Result<T, ApiError> {
-        let b = h::read_body(req.into_body(), self.cfg.max_body_bytes, self.cfg.request_timeout).await?;
+    pub async fn body<T: serde::de::DeserializeOwned>(
+        &self,
+        req: Request<Incoming>,
+    ) -> Result<T, ApiError> {
+        let b = h::read_body(
+            req.into_body(),
+            self.cfg.max_body_bytes,
+            self.cfg.request_timeout,
+        )
+        .await?;
         h::parse_json(&b)
     }
 
@@ -260,7 +294,12 @@ impl App {
     /// refused). Falls back to local compute, once, when the chosen agent
     /// cannot be reached for its catalog and the caller's assignment allows
     /// `fallback_local`.
-    async fn prepare(&self, who: &AuthedPrincipal, sql: &str, query_id: &str) -> Result<Prepared, ApiError> {
+    async fn prepare(
+        &self,
+        who: &AuthedPrincipal,
+        sql: &str,
+        query_id: &str,
+    ) -> Result<Prepared, ApiError> {
         let mut audit = Audit::new(query_id, &who.user, &who.groups);
         let deadline = audit.started() + self.cfg.query_timeout;
         let principal = Principal {
@@ -286,7 +325,10 @@ impl App {
         let mut fell_back = false;
         loop {
             audit.routed(&decision);
-            match self.plan(&decision, &policy, &principal, sql, deadline, &mut audit).await {
+            match self
+                .plan(&decision, &policy, &principal, sql, deadline, &mut audit)
+                .await
+            {
                 Ok((engine, rewritten)) => {
                     return Ok(Prepared {
                         decision,
@@ -340,7 +382,12 @@ impl App {
             if may_fall_back(&decision, e) {
                 decision = fallback(&decision, &endpoint, e);
                 audit.routed(&decision);
-                result = match self.plan(&decision, &policy, &principal, &user_sql, deadline, &mut audit).await {
+                result = match self
+                    .plan(
+                        &decision, &policy, &principal, &user_sql, deadline, &mut audit,
+                    )
+                    .await
+                {
                     Ok((local, sql)) => local.run(&sql, deadline).await,
                     Err(Attempt::Failed(e)) => Err(e),
                     Err(Attempt::Denied(e)) => {
@@ -383,12 +430,21 @@ impl App {
         deadline: Instant,
         audit: &mut Audit,
     ) -> Result<(Arc<dyn Executor>, String), Attempt> {
-        let engine: Arc<dyn Executor> = self.resolver.executor(decision).map_err(Attempt::Failed)?;
-        let mut catalog = self.catalogs.get(&*engine, deadline).await.map_err(Attempt::Failed)?;
+        let engine: Arc<dyn Executor> =
+            self.resolver.executor(decision).map_err(Attempt::Failed)?;
+        let mut catalog = self
+            .catalogs
+            .get(&*engine, deadline)
+            .await
+            .map_err(Attempt::Failed)?;
         let rewritten = match rewrite(sql, policy, principal, &*catalog) {
             Err(RewriteError::UnknownTable(_)) => {
                 // A table created since the catalog was read: read it again, once.
-                catalog = self.catalogs.refresh(&*engine, deadline).await.map_err(Attempt::Failed)?;
+                catalog = self
+                    .catalogs
+                    .refresh(&*engine, deadline)
+                    .await
+                    .map_err(Attempt::Failed)?;
                 rewrite(sql, policy, principal, &*catalog)
             }
             r => r,
@@ -399,7 +455,11 @@ impl App {
     }
 
     /// `POST /v1/query`: runs and streams the rows in one answer.
-    async fn query_sync(self: &Arc<Self>, who: AuthedPrincipal, sql: String) -> Result<Response<Body>, ApiError> {
+    async fn query_sync(
+        self: &Arc<Self>,
+        who: AuthedPrincipal,
+        sql: String,
+    ) -> Result<Response<Body>, ApiError> {
         let id = uuid::Uuid::new_v4().to_string();
         let prepared = self.prepare(&who, &sql, &id).await?;
         let Started {
@@ -468,7 +528,9 @@ impl App {
                 }
             }
             let _ = tx
-                .send(Ok(Frame::data(Bytes::from(format!("],\"row_count\":{n}}}")))))
+                .send(Ok(Frame::data(Bytes::from(format!(
+                    "],\"row_count\":{n}}}"
+                )))))
                 .await;
             audit.finish(None, "answered", None);
             rows.close().await;
@@ -483,13 +545,21 @@ impl App {
     }
 
     /// `POST /v1/queries`: refusals answer the submit; the query runs in a task.
-    async fn submit(self: &Arc<Self>, who: AuthedPrincipal, sql: String) -> Result<Response<Body>, ApiError> {
+    async fn submit(
+        self: &Arc<Self>,
+        who: AuthedPrincipal,
+        sql: String,
+    ) -> Result<Response<Body>, ApiError> {
         // Reserve the job first, so a user over the cap costs no engine work.
         let job = match self.jobs.create(&who.user) {
             Ok(j) => j,
             Err(e) => {
                 self.metrics.rejected_busy();
-                return Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "TOO_MANY_QUERIES", e.to_string()));
+                return Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "TOO_MANY_QUERIES",
+                    e.to_string(),
+                ));
             }
         };
         let prepared = match self.prepare(&who, &sql, &job.id).await {
@@ -507,9 +577,16 @@ impl App {
         let j = job.clone();
         let task = tokio::spawn(async move {
             match me.execute(prepared).await {
-                Ok(Started { decision, rows, audit }) => {
+                Ok(Started {
+                    decision,
+                    rows,
+                    audit,
+                }) => {
                     let mut inner = j.inner.lock().await;
-                    inner.routing = Some((audit.endpoint.clone().unwrap_or_default(), decision.to_string()));
+                    inner.routing = Some((
+                        audit.endpoint.clone().unwrap_or_default(),
+                        decision.to_string(),
+                    ));
                     inner.results = Some(Results::new(rows, audit));
                     drop(inner);
                     j.state.send_replace(JobState::Succeeded);
@@ -523,13 +600,25 @@ impl App {
         *job.task.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
         Ok(h::json_response(
             StatusCode::ACCEPTED,
-            &IdStatus { query_id: &job.id, status: job.state().as_str() },
+            &IdStatus {
+                query_id: &job.id,
+                status: job.state().as_str(),
+            },
         ))
     }
 
-    async fn status(&self, who: &AuthedPrincipal, id: &str, wait: Duration) -> Result<Response<Body>, ApiError> {
+    async fn status(
+        &self,
+        who: &AuthedPrincipal,
+        id: &str,
+        wait: Duration,
+    ) -> Result<Response<Body>, ApiError> {
         let job = self.jobs.get(id, &who.user).ok_or_else(|| not_found(id))?;
-        let st = if wait.is_zero() { job.state() } else { job.wait(wait).await };
+        let st = if wait.is_zero() {
+            job.state()
+        } else {
+            job.wait(wait).await
+        };
         let inner = job.inner.lock().await;
         #[derive(Serialize)]
         struct Status<'a> {
@@ -567,22 +656,44 @@ impl App {
         ))
     }
 
-    async fn results(&self, who: &AuthedPrincipal, id: &str, offset: u64, max: usize) -> Result<Response<Body>, ApiError> {
+    async fn results(
+        &self,
+        who: &AuthedPrincipal,
+        id: &str,
+        offset: u64,
+        max: usize,
+    ) -> Result<Response<Body>, ApiError> {
         let job = self.jobs.get(id, &who.user).ok_or_else(|| not_found(id))?;
         match job.state() {
             JobState::Running => {
-                return Err(ApiError::new(StatusCode::CONFLICT, "QUERY_NOT_READY", "the query is still running"))
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "QUERY_NOT_READY",
+                    "the query is still running",
+                ))
             }
             JobState::Failed | JobState::Canceled => {
                 let inner = job.inner.lock().await;
-                let msg = inner.error.as_ref().map(|(c, m)| format!("{c}: {m}")).unwrap_or_default();
-                return Err(ApiError::new(StatusCode::CONFLICT, "QUERY_NOT_AVAILABLE", msg));
+                let msg = inner
+                    .error
+                    .as_ref()
+                    .map(|(c, m)| format!("{c}: {m}"))
+                    .unwrap_or_default();
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "QUERY_NOT_AVAILABLE",
+                    msg,
+                ));
             }
             JobState::Succeeded => {}
         }
         let mut inner = job.inner.lock().await;
         let Some(res) = inner.results.as_mut() else {
-            return Err(ApiError::new(StatusCode::CONFLICT, "QUERY_NOT_AVAILABLE", "the results are gone"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "QUERY_NOT_AVAILABLE",
+                "the results are gone",
+            ));
         };
         if let Some(b) = res.replay(offset) {
             return Ok(h::bytes_response(StatusCode::OK, "application/json", b));
@@ -631,8 +742,10 @@ impl App {
 /// compute: the agent could not be reached or is overloaded, and the caller's
 /// assignment allows `fallback_local`.
 fn may_fall_back(d: &Decision, e: &ClientError) -> bool {
-    matches!(e, ClientError::Transport { .. } | ClientError::Overloaded { .. })
-        && matches!(d.target, Target::Remote { .. })
+    matches!(
+        e,
+        ClientError::Transport { .. } | ClientError::Overloaded { .. }
+    ) && matches!(d.target, Target::Remote { .. })
         && d.assignment.as_ref().is_some_and(|a| a.fallback_local)
 }
 
@@ -676,10 +789,14 @@ fn rewrite_error(e: &RewriteError) -> (&'static str, ApiError) {
         RewriteError::TooDeep(_) => "too_deep",
         RewriteError::BadName(_) => "bad_name",
         RewriteError::UnknownTable(_) => "unknown_table",
-        RewriteError::MaskOnUnknownColumn { .. } | RewriteError::PolicyUsesUnknownColumn { .. } => "bad_policy",
+        RewriteError::MaskOnUnknownColumn { .. } | RewriteError::PolicyUsesUnknownColumn { .. } => {
+            "bad_policy"
+        }
     };
     let err = match e {
-        RewriteError::NotGranted(_) => ApiError::new(StatusCode::FORBIDDEN, "ACCESS_DENIED", e.to_string()),
+        RewriteError::NotGranted(_) => {
+            ApiError::new(StatusCode::FORBIDDEN, "ACCESS_DENIED", e.to_string())
+        }
         _ => ApiError::new(StatusCode::BAD_REQUEST, "SQL_REFUSED", e.to_string()),
     };
     (kind, err)
@@ -694,9 +811,17 @@ pub fn client_error(e: ClientError) -> ApiError {
         }
         ClientError::Timeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "QUERY_TIMEOUT", msg),
         ClientError::Canceled { .. } => ApiError::new(StatusCode::CONFLICT, "CANCELED", msg),
-        ClientError::Overloaded { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ENGINE_OVERLOADED", msg),
-        ClientError::Unavailable { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ENDPOINT_UNAVAILABLE", msg),
-        ClientError::Transport { .. } | ClientError::Protocol { .. } | ClientError::Auth { .. } | ClientError::NotFound { .. } | ClientError::NotReady { .. } => {
+        ClientError::Overloaded { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ENGINE_OVERLOADED", msg)
+        }
+        ClientError::Unavailable { .. } => {
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ENDPOINT_UNAVAILABLE", msg)
+        }
+        ClientError::Transport { .. }
+        | ClientError::Protocol { .. }
+        | ClientError::Auth { .. }
+        | ClientError::NotFound { .. }
+        | ClientError::NotReady { .. } => {
             ApiError::new(StatusCode::BAD_GATEWAY, "ENGINE_UNREACHABLE", msg)
         }
         ClientError::Config(_) | ClientError::Local(_) => ApiError::internal(msg),

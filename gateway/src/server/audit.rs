@@ -67,7 +67,11 @@ impl Audit {
         }
         self.done = true;
         let duration_ms = self.started.elapsed().as_secs_f64() * 1000.0;
-        let decision = if denied.is_some() { "denied" } else { "allowed" };
+        let decision = if denied.is_some() {
+            "denied"
+        } else {
+            "allowed"
+        };
         tracing::info!(
             target: "audit",
             query_id = %self.query_id,
@@ -91,7 +95,11 @@ impl Audit {
 impl Drop for Audit {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(None, "abandoned", Some("the job was canceled, deleted or expired before its rows were read"));
+            self.finish(
+                None,
+                "abandoned",
+                Some("the job was canceled, deleted or expired before its rows were read"),
+            );
         }
     }
 }

@@ -142,13 +142,12 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let req = |var: &'static str| -> String { get(var).unwrap_or_default() };
-        let invalid = |var: &'static str, value: &str, expected: &'static str| {
-            ConfigError::Invalid {
+        let invalid =
+            |var: &'static str, value: &str, expected: &'static str| ConfigError::Invalid {
                 var,
                 value: value.to_string(),
                 expected,
-            }
-        };
+            };
         let duration = |var: &'static str| -> Result<Duration, ConfigError> {
             client::duration::parse(&req(var))
                 .ok()
@@ -162,18 +161,38 @@ impl Config {
                 .filter(|n| *n > 0)
                 .ok_or_else(|| invalid(var, &req(var), "a positive integer"))
         };
-        let listen_addr = req("LISTEN_ADDR")
-            .parse()
-            .map_err(|_| invalid("LISTEN_ADDR", &req("LISTEN_ADDR"), "host:port, e.g. 127.0.0.1:8080"))?;
+        let listen_addr = req("LISTEN_ADDR").parse().map_err(|_| {
+            invalid(
+                "LISTEN_ADDR",
+                &req("LISTEN_ADDR"),
+                "host:port, e.g. 127.0.0.1:8080",
+            )
+        })?;
         let database_url = req("DATABASE_URL");
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(invalid("DATABASE_URL", "(hidden)", "sqlite:<path>, sqlite::memory: or postgres://..."));
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "(hidden)",
+                "sqlite:<path>, sqlite::memory: or postgres://...",
+            ));
         }
-        let duckdb_read_only = parse_go_bool(&req("DUCKDB_READ_ONLY"))
-            .ok_or_else(|| invalid("DUCKDB_READ_ONLY", &req("DUCKDB_READ_ONLY"), "a boolean: true/false, 1/0, t/f"))?;
+        let duckdb_read_only = parse_go_bool(&req("DUCKDB_READ_ONLY")).ok_or_else(|| {
+            invalid(
+                "DUCKDB_READ_ONLY",
+                &req("DUCKDB_READ_ONLY"),
+                "a boolean: true/false, 1/0, t/f",
+            )
+        })?;
         let duckdb_path = get("DUCKDB_PATH").map(PathBuf::from);
         if duckdb_read_only && duckdb_path.is_none() {
-            return Err(invalid("DUCKDB_READ_ONLY", "true", "false when DUCKDB_PATH is unset (an in-memory database cannot be read-only)"));
+            return Err(invalid(
+                "DUCKDB_READ_ONLY",
+                "true",
+                "false when DUCKDB_PATH is unset (an in-memory database cannot be read-only)",
+            ));
         }
         let admin_token = get("GATEWAY_ADMIN_TOKEN");
         let admin_user = req("GATEWAY_ADMIN_USER").trim().to_lowercase();
@@ -196,7 +215,11 @@ impl Config {
         };
         let max_body_bytes = count("MAX_BODY_BYTES")?;
         if max_body_bytes < 1024 {
-            return Err(invalid("MAX_BODY_BYTES", &req("MAX_BODY_BYTES"), "at least 1024"));
+            return Err(invalid(
+                "MAX_BODY_BYTES",
+                &req("MAX_BODY_BYTES"),
+                "at least 1024",
+            ));
         }
         Ok(Config {
             listen_addr,
@@ -240,9 +263,13 @@ mod tests {
         assert_eq!(c.job_ttl, Duration::from_secs(600));
         let e = parse(&["--query-timeout", "soon"]).unwrap_err().to_string();
         assert!(e.contains("QUERY_TIMEOUT"), "{e}");
-        let e = parse(&["--duckdb-read-only", "true"]).unwrap_err().to_string();
+        let e = parse(&["--duckdb-read-only", "true"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("DUCKDB_READ_ONLY"), "{e}");
-        let e = parse(&["--database-url", "mysql://x"]).unwrap_err().to_string();
+        let e = parse(&["--database-url", "mysql://x"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("DATABASE_URL") && !e.contains("mysql"), "{e}");
         assert!(parse(&["--max-jobs-per-user", "0"]).is_err());
     }

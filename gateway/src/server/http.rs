@@ -133,7 +133,9 @@ pub async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<
             format!("the request body did not arrive within {timeout:?}"),
         )),
         Ok(Err(e)) => {
-            if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
                 Err(ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "PAYLOAD_TOO_LARGE",
@@ -150,8 +152,13 @@ pub async fn read_body(body: Incoming, max: usize, timeout: Duration) -> Result<
 /// Parses a JSON body into `T` (whose unknown fields are refused by its
 /// `deny_unknown_fields`).
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "PARSE_ERROR", format!("bad JSON body: {e}")))
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "PARSE_ERROR",
+            format!("bad JSON body: {e}"),
+        )
+    })
 }
 
 /// One query-string parameter (no percent-decoding beyond what tokens need).
@@ -164,8 +171,11 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 
 /// Serves `handler` on every connection accepted on `listener` until the
 /// process ends. Each connection gets the header-read timeout; keep-alive is on.
-pub async fn serve<H, F>(listener: tokio::net::TcpListener, header_timeout: Duration, handler: Arc<H>)
-where
+pub async fn serve<H, F>(
+    listener: tokio::net::TcpListener,
+    header_timeout: Duration,
+    handler: Arc<H>,
+) where
     H: Fn(http::Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
     F: std::future::Future<Output = Response<Body>> + Send + 'static,
 {

@@ -106,7 +106,9 @@ impl Results {
     pub async fn page(&mut self, offset: u64, max: usize) -> Result<PageOut, ClientError> {
         debug_assert_eq!(offset, self.next_offset);
         while self.pending.len() < max {
-            let Some(rows) = self.rows.as_mut() else { break };
+            let Some(rows) = self.rows.as_mut() else {
+                break;
+            };
             match rows.next_page().await {
                 Ok(Some(p)) => self.pending.extend(p),
                 Ok(None) => {
@@ -195,12 +197,7 @@ impl Job {
     /// Stops the work: aborts the running task, drops the rows (which cancels
     /// and deletes the agent's job). Terminal states stay.
     pub async fn cancel(&self) -> JobState {
-        if let Some(t) = self
-            .task
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(t) = self.task.lock().unwrap_or_else(|p| p.into_inner()).take() {
             t.abort();
         }
         self.state.send_if_modified(|s| {
@@ -214,7 +211,8 @@ impl Job {
         if self.state() == JobState::Canceled {
             let mut inner = self.inner.lock().await;
             if let Some(mut r) = inner.results.take() {
-                r.audit.finish(None, "canceled", Some("canceled by its user"));
+                r.audit
+                    .finish(None, "canceled", Some("canceled by its user"));
             }
             if inner.error.is_none() {
                 inner.error = Some(("CANCELED".into(), "canceled by its user".into()));
@@ -263,7 +261,9 @@ impl Jobs {
     pub fn create(&self, owner: &str) -> Result<Arc<Job>, JobsError> {
         let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= self.max_total {
-            return Err(JobsError::Full { max: self.max_total });
+            return Err(JobsError::Full {
+                max: self.max_total,
+            });
         }
         if map.values().filter(|j| j.owner == owner).count() >= self.max_per_user {
             return Err(JobsError::UserFull {
@@ -339,7 +339,9 @@ impl Jobs {
 /// Parses a results page token (the agent's form: base64 of the decimal offset).
 pub fn parse_page_token(token: &str) -> Option<u64> {
     use base64::Engine as _;
-    let raw = base64::engine::general_purpose::STANDARD.decode(token).ok()?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()?;
     std::str::from_utf8(&raw).ok()?.parse().ok()
 }
 

@@ -102,35 +102,81 @@ impl Metrics {
     /// Prometheus text exposition; `jobs` is the number of jobs held now.
     pub fn render(&self, jobs: usize) -> String {
         let mut out = String::with_capacity(4096);
-        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        let esc = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('"', "\\\"")
+                .replace('\n', "\\n")
+        };
         out.push_str("# HELP gateway_queries_routed_total Queries routed, by endpoint (local for local compute) and resolver rule.\n# TYPE gateway_queries_routed_total counter\n");
         for ((e, r), n) in lock(&self.routed).iter() {
-            let _ = writeln!(out, "gateway_queries_routed_total{{endpoint=\"{}\",rule=\"{}\"}} {n}", esc(e), esc(r));
+            let _ = writeln!(
+                out,
+                "gateway_queries_routed_total{{endpoint=\"{}\",rule=\"{}\"}} {n}",
+                esc(e),
+                esc(r)
+            );
         }
         out.push_str("# HELP gateway_fallbacks_total Queries run locally because their endpoint was down or overloaded and the assignment allows fallback_local.\n# TYPE gateway_fallbacks_total counter\n");
-        let _ = writeln!(out, "gateway_fallbacks_total {}", self.fallbacks.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "gateway_fallbacks_total {}",
+            self.fallbacks.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP gateway_queries_denied_total Queries refused before running, by reason.\n# TYPE gateway_queries_denied_total counter\n");
         for (r, n) in lock(&self.denied).iter() {
-            let _ = writeln!(out, "gateway_queries_denied_total{{reason=\"{}\"}} {n}", esc(r));
+            let _ = writeln!(
+                out,
+                "gateway_queries_denied_total{{reason=\"{}\"}} {n}",
+                esc(r)
+            );
         }
         out.push_str("# HELP gateway_queries_failed_total Queries that failed on their engine or could not reach it, by endpoint and error kind.\n# TYPE gateway_queries_failed_total counter\n");
         for ((e, k), n) in lock(&self.failed).iter() {
-            let _ = writeln!(out, "gateway_queries_failed_total{{endpoint=\"{}\",kind=\"{}\"}} {n}", esc(e), esc(k));
+            let _ = writeln!(
+                out,
+                "gateway_queries_failed_total{{endpoint=\"{}\",kind=\"{}\"}} {n}",
+                esc(e),
+                esc(k)
+            );
         }
         out.push_str("# HELP gateway_query_duration_seconds Time from a query's arrival to its result being ready (first page), by endpoint.\n# TYPE gateway_query_duration_seconds histogram\n");
         for (e, h) in lock(&self.latency).iter() {
             let e = esc(e);
             for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-                let _ = writeln!(out, "gateway_query_duration_seconds_bucket{{endpoint=\"{e}\",le=\"{b}\"}} {}", h.buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "gateway_query_duration_seconds_bucket{{endpoint=\"{e}\",le=\"{b}\"}} {}",
+                    h.buckets[i]
+                );
             }
-            let _ = writeln!(out, "gateway_query_duration_seconds_bucket{{endpoint=\"{e}\",le=\"+Inf\"}} {}", h.count);
-            let _ = writeln!(out, "gateway_query_duration_seconds_sum{{endpoint=\"{e}\"}} {}", h.sum);
-            let _ = writeln!(out, "gateway_query_duration_seconds_count{{endpoint=\"{e}\"}} {}", h.count);
+            let _ = writeln!(
+                out,
+                "gateway_query_duration_seconds_bucket{{endpoint=\"{e}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "gateway_query_duration_seconds_sum{{endpoint=\"{e}\"}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "gateway_query_duration_seconds_count{{endpoint=\"{e}\"}} {}",
+                h.count
+            );
         }
         out.push_str("# HELP gateway_unauthorized_total Requests refused for a missing or unknown token.\n# TYPE gateway_unauthorized_total counter\n");
-        let _ = writeln!(out, "gateway_unauthorized_total {}", self.unauthorized.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "gateway_unauthorized_total {}",
+            self.unauthorized.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP gateway_rejected_busy_total Queries refused with 429 because the job caps were reached.\n# TYPE gateway_rejected_busy_total counter\n");
-        let _ = writeln!(out, "gateway_rejected_busy_total {}", self.rejected_busy.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "gateway_rejected_busy_total {}",
+            self.rejected_busy.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP gateway_jobs Jobs held now (running or with unread results).\n# TYPE gateway_jobs gauge\n");
         let _ = writeln!(out, "gateway_jobs {jobs}");
         out
@@ -149,11 +195,16 @@ mod tests {
         m.denied("not_granted");
         m.latency("a1", Duration::from_millis(3));
         let t = m.render(2);
-        assert!(t.contains("gateway_queries_routed_total{endpoint=\"a1\",rule=\"user-default\"} 1"), "{t}");
+        assert!(
+            t.contains("gateway_queries_routed_total{endpoint=\"a1\",rule=\"user-default\"} 1"),
+            "{t}"
+        );
         assert!(t.contains("gateway_fallbacks_total 1"));
         assert!(t.contains("gateway_queries_denied_total{reason=\"not_granted\"} 1"));
         assert!(t.contains("gateway_query_duration_seconds_bucket{endpoint=\"a1\",le=\"0.005\"} 1"));
-        assert!(t.contains("gateway_query_duration_seconds_bucket{endpoint=\"a1\",le=\"0.0025\"} 0"));
+        assert!(
+            t.contains("gateway_query_duration_seconds_bucket{endpoint=\"a1\",le=\"0.0025\"} 0")
+        );
         assert!(t.contains("gateway_jobs 2"));
     }
 }

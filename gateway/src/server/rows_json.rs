@@ -58,7 +58,11 @@ mod tests {
             &mut out,
             &[
                 vec![Value::Int(-3), Value::Text("a\"b".into()), Value::Null],
-                vec![Value::Float(f64::NAN), Value::Bool(true), Value::HugeInt(1 << 70)],
+                vec![
+                    Value::Float(f64::NAN),
+                    Value::Bool(true),
+                    Value::HugeInt(1 << 70),
+                ],
             ],
             true,
         );
