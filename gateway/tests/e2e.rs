@@ -364,7 +364,7 @@ fn lifecycle_pages_cancel_delete_and_isolation() {
     let r = alice.req(
         "POST",
         "/v1/queries",
-        Some(json!({"sql": "SELECT sum(hash(i)) FROM range(100000000000) r(i)"})),
+        Some(json!({"sql": "SELECT sum(hash(a.n * b.n + c.n)) FROM big a, big b, big c"})),
     );
     assert_eq!(r.status, 202, "{}", r.text());
     let id = r.json()["query_id"].as_str().unwrap().to_string();
