@@ -92,7 +92,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let default_catalog = match &cfg.default_catalog {
         Some(c) => c.clone(),
-        None => current_database(&*local).await?,
+        None => current_database(&local).await?,
     };
     let resolver = Resolver::new(
         Box::new(store.config_source()),
