@@ -88,7 +88,7 @@ async fn run(cfg: Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot set up the bootstrap admin {}: {e}", cfg.admin_user))?;
     }
-    let local = LocalExecutor::open_with(cfg.duckdb_path.as_deref(), cfg.duckdb_read_only)
+    let local = LocalExecutor::open_locked(cfg.duckdb_path.as_deref(), cfg.duckdb_read_only)
         .map_err(|e| e.to_string())?;
     let default_catalog = match &cfg.default_catalog {
         Some(c) => c.clone(),
