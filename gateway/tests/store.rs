@@ -38,6 +38,7 @@ on_both!(
     migrations_reopen_and_concurrent_open,
     cache_freshness,
     resolver_reads_the_store,
+    concurrent_writers_serialize,
 );
 
 async fn open(db: &TestDb) -> Store {
@@ -746,4 +747,74 @@ async fn resolver_reads_the_store(db: &TestDb) {
     assert!(resolver.reload_if_changed());
     assert_eq!(resolver.resolve("ann", &[]).unwrap().target, Target::Local);
     assert!(resolver.last_reload_error().is_none());
+}
+
+async fn concurrent_writers_serialize(db: &TestDb) {
+    // Two stores (two gateways) write at once: every write gets its own
+    // revision, none is lost, and both end on the same snapshot.
+    let a = open(db).await;
+    let b = open(db).await;
+    let writes: Vec<_> = (0..20)
+        .map(|i| {
+            let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { s.upsert_user(&format!("user{i}"), false).await })
+        })
+        .collect();
+    for w in writes {
+        w.await.unwrap().expect("concurrent write");
+    }
+    assert_eq!(a.revision().await.unwrap(), 20);
+    assert_eq!(a.list_users().await.unwrap().len(), 20);
+    a.refresh().await.unwrap();
+    b.refresh().await.unwrap();
+    assert_eq!(a.snapshot().revision, 20);
+    assert_eq!(b.snapshot().users.len(), 20);
+    // The same name from both at once: one wins, one conflicts, nothing else.
+    let (x, y) = tokio::join!(
+        a.create_endpoint(local("same")),
+        b.create_endpoint(local("same"))
+    );
+    let kinds: Vec<bool> = [x.is_ok(), y.is_ok()].into();
+    assert_eq!(kinds.iter().filter(|ok| **ok).count(), 1, "{x:?} {y:?}");
+    let err = x.err().or(y.err()).unwrap();
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err}");
+    assert_eq!(a.revision().await.unwrap(), 21);
+}
+
+/// PostgreSQL only (a SQLite file cannot go away): with the database down,
+/// the query path keeps working from the last snapshot, and writes and
+/// refreshes fail as internal errors (HTTP 500), never a hang or a panic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_down_keeps_the_last_snapshot() {
+    let Some(db) = TestDb::postgres() else { return };
+    let s = open(&db).await;
+    s.create_endpoint(remote("agent-1", "tok-1")).await.unwrap();
+    s.upsert_user("ann", false).await.unwrap();
+    s.create_token("ann", "ann-token-0123").await.unwrap();
+    let rev = s.snapshot().revision;
+    let _refresh = s.spawn_refresh(Duration::from_millis(50));
+    db.cluster().unwrap().stop();
+
+    let t = Instant::now();
+    let e = s.upsert_user("bob", false).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+    let e = s.refresh().await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Internal, "{e}");
+    assert!(t.elapsed() < Duration::from_secs(30), "failed fast enough");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(s.snapshot().revision, rev);
+    assert!(s.snapshot().endpoint("agent-1").is_some());
+    assert_eq!(
+        s.authenticate("ann-token-0123")
+            .await
+            .unwrap()
+            .unwrap()
+            .user,
+        "ann"
+    );
+    let cfg = s
+        .snapshot()
+        .resolver_config(&RolloutDefaults::default())
+        .unwrap();
+    assert_eq!(cfg.endpoints.len(), 1);
 }

@@ -65,6 +65,18 @@ pub enum ErrorKind {
     Internal,
 }
 
+impl ErrorKind {
+    /// The HTTP status the admin API answers with.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::Invalid => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Conflict => 409,
+            ErrorKind::Internal => 500,
+        }
+    }
+}
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -142,11 +154,12 @@ pub(crate) fn rfc3339(ms: i64) -> String {
 
 /// SHA-256 of an API token, lower-case hex: what the store keeps.
 pub fn token_sha256(token: &str) -> String {
-    use std::fmt::Write;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
     let mut s = String::with_capacity(64);
     for b in digest.iter() {
-        let _ = write!(s, "{b:02x}");
+        s.push(HEX[usize::from(b >> 4)] as char);
+        s.push(HEX[usize::from(b & 15)] as char);
     }
     s
 }
@@ -924,4 +937,57 @@ fn get_user(c: &mut dyn Conn, name: &str) -> Result<UserRow, StoreError> {
         .into_iter()
         .find(|u| u.name == name)
         .ok_or_else(|| StoreError::not_found("user", name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_hash_is_sha256_hex() {
+        assert_eq!(
+            token_sha256("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn database_urls() {
+        assert!(matches!(
+            Target::parse("sqlite::memory:"),
+            Ok(Target::SqliteMemory)
+        ));
+        assert!(matches!(
+            Target::parse("sqlite:/tmp/x.db"),
+            Ok(Target::SqliteFile(p)) if p == std::path::Path::new("/tmp/x.db")
+        ));
+        assert!(matches!(
+            Target::parse("sqlite://rel/x.db"),
+            Ok(Target::SqliteFile(p)) if p == std::path::Path::new("rel/x.db")
+        ));
+        assert!(matches!(
+            Target::parse("postgres://u@127.0.0.1:5/db"),
+            Ok(Target::Postgres(_))
+        ));
+        for bad in [
+            "",
+            "sqlite:",
+            "mysql://x",
+            "/tmp/x.db",
+            "postgres://u@h:notaport/db",
+        ] {
+            let e = Target::parse(bad).err().unwrap_or_else(|| panic!("{bad}"));
+            assert_eq!(e.kind(), ErrorKind::Internal, "{bad}");
+        }
+        let huge = format!("postgres://{}", "x".repeat(10_000));
+        assert!(Target::parse(&huge).err().unwrap().to_string().len() < 300);
+    }
+
+    #[test]
+    fn error_messages_clip_keys() {
+        let e = StoreError::not_found("user", "u".repeat(10_000));
+        assert!(e.to_string().len() < 120, "{e}");
+        assert_eq!(e.kind(), ErrorKind::NotFound);
+        assert_eq!(e.kind().http_status(), 404);
+    }
 }

@@ -8,8 +8,8 @@
 //! PostgreSQL: Debian's server binaries (`apt-get install postgresql`; found
 //! under `/usr/lib/postgresql/<version>/bin`, or in `$PG_BIN`). `initdb`
 //! refuses to run as root, so when the tests run as root the cluster's folder
-//! is given to the `postgres` user and `initdb`/`pg_ctl` run through
-//! `runuser -u postgres --`. The server listens on 127.0.0.1 on a free port
+//! (under `/tmp`, whatever `TMPDIR` says) is given to the `postgres` user and
+//! `initdb`/`pg_ctl` run through `runuser -u postgres --`. The server listens on 127.0.0.1 on a free port
 //! and on a unix socket inside the cluster's folder, trusts local
 //! connections, and runs with fsync off (nothing here must survive).
 //! Without the binaries, [`TestDb::postgres`] fails when `CI` is set and
@@ -28,11 +28,15 @@ pub struct TempDir(pub PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
+        Self::new_in(&std::env::temp_dir(), tag)
+    }
+
+    pub fn new_in(base: &Path, tag: &str) -> TempDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .subsec_nanos();
-        let p = std::env::temp_dir().join(format!(
+        let p = base.join(format!(
             "gw-{tag}-{}-{}-{nanos}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
@@ -99,7 +103,13 @@ impl PgCluster {
     /// Starts one; panics with the server's log when it cannot.
     pub fn start(bin: &Path) -> PgCluster {
         let as_postgres = running_as_root();
-        let dir = TempDir::new("pg");
+        // The postgres user must reach the folder: under root, use /tmp
+        // (world-traversable) whatever TMPDIR says.
+        let dir = if as_postgres {
+            TempDir::new_in(Path::new("/tmp"), "pg")
+        } else {
+            TempDir::new("pg")
+        };
         if as_postgres {
             let ok = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
@@ -188,6 +198,18 @@ impl PgCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         self.url(name)
+    }
+
+    /// Stops the server now (fast shutdown); the folder goes on drop.
+    pub fn stop(&self) {
+        let out = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.dir.0.join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .output()
+            .expect("run pg_ctl stop");
+        assert!(out.status.success(), "pg_ctl stop failed");
     }
 
     pub fn url(&self, db: &str) -> String {
