@@ -1,17 +1,18 @@
-//! The gateway's policy enforcement, as a library: the policy model
-//! ([`policy`]), the SQL rewriter that applies it ([`rewrite`]) and the
-//! store that keeps endpoints, assignments, principals and the policy in a
-//! database ([`store`]).
+//! The gateway: the policy model ([`policy`]), the SQL rewriter that applies
+//! it ([`rewrite`]), the store that keeps endpoints, assignments, principals
+//! and the policy in a database ([`store`]), and the `compute-gateway` server
+//! ([`server`]: HTTP API, routing through the resolver, audit, metrics).
 //!
-//! This crate owns deciding what SQL may reach an engine for a principal. The
-//! policy and the rewriter never call an engine (the store links the `client`
-//! crate only for the resolver's types) and never let a statement through
-//! that they have not fully understood. The HTTP API and routing come later
-//! (issue 11).
+//! This crate owns deciding what SQL may reach an engine for a principal and
+//! never lets a statement through that it has not fully understood. The
+//! policy model and the rewriter never touch an engine (the store links the
+//! `client` crate only for the resolver's types); the server reaches engines
+//! only through the `client` crate (agents over HTTP, local DuckDB).
 
 pub mod policy;
 pub mod rewrite;
 pub mod rewrite_cache;
+pub mod server;
 pub mod store;
 
 pub use policy::{Grantee, Policy, PolicyError, Principal, TableAccess, TableKey};
