@@ -17,7 +17,7 @@ pub mod store;
 
 pub use policy::{Grantee, Policy, PolicyError, Principal, TableAccess, TableKey};
 pub use rewrite::{rewrite, Catalog, RewriteError, Rewritten};
-pub use rewrite_cache::{RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
+pub use rewrite_cache::{Generation, RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
 
 #[cfg(test)]
 mod tests;

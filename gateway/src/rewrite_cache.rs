@@ -5,10 +5,11 @@
 //! Owns the cached rewrites and their bound (bytes, not entries: a cached entry
 //! weighs its two SQL texts). It never decides anything itself: a miss runs
 //! [`rewrite`], and an entry is only ever the exact answer `rewrite` gave for
-//! the same SQL text, principal (user and groups) and `generation`. The caller
-//! owns `generation` and must change it whenever the policy or the catalog the
-//! rewrite read may have changed (the store's revision and the catalog's
-//! version); entries of older generations are never returned and age out.
+//! the same SQL text, principal (user and groups) and [`Generation`]. The
+//! caller owns the generation: a number that identifies the policy and one
+//! that identifies the catalog the rewrite reads, each new whenever what it
+//! names may have changed (never reused for other contents in the process);
+//! entries of older generations are never returned and age out.
 //! Refusals are not cached: they are cheap next to a parse that succeeded, and
 //! a flood of distinct bad statements must not evict the good ones.
 
@@ -24,10 +25,18 @@ pub const DEFAULT_REWRITE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes counted per entry besides its texts (key, tables, bookkeeping).
 const ENTRY_OVERHEAD: u64 = 160;
 
+/// Which policy and which catalog a rewrite read: process-unique numbers the
+/// caller draws whenever it builds a new policy or reads a catalog anew.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Generation {
+    pub policy: u64,
+    pub catalog: u64,
+}
+
 /// The owned key of one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Key {
-    generation: u64,
+    generation: Generation,
     user: Box<str>,
     groups: Box<[String]>,
     sql: Box<str>,
@@ -35,12 +44,18 @@ struct Key {
 
 /// A borrowed view of a key, to look up without allocating.
 struct Probe<'a> {
-    generation: u64,
+    generation: Generation,
     who: &'a Principal,
     sql: &'a str,
 }
 
-fn hash_parts<H: Hasher>(h: &mut H, generation: u64, user: &str, groups: &[String], sql: &str) {
+fn hash_parts<H: Hasher>(
+    h: &mut H,
+    generation: Generation,
+    user: &str,
+    groups: &[String],
+    sql: &str,
+) {
     generation.hash(h);
     user.hash(h);
     groups.hash(h);
@@ -103,7 +118,7 @@ impl RewriteCache {
     /// same text under the same `generation`.
     pub fn rewrite(
         &self,
-        generation: u64,
+        generation: Generation,
         sql: &str,
         policy: &Policy,
         who: &Principal,
@@ -153,6 +168,10 @@ mod tests {
     use crate::TableKey;
     use std::collections::HashMap;
 
+    fn generation(policy: u64) -> Generation {
+        Generation { policy, catalog: 7 }
+    }
+
     fn setup() -> (Policy, HashMap<TableKey, Vec<String>>) {
         let mut p = Policy::new("memory");
         p.grant_table(Grantee::group("staff"), "t").unwrap();
@@ -175,12 +194,12 @@ mod tests {
         let ann = Principal::new("ann", &["staff"]);
         let bob = Principal::new("bob", &["staff"]);
         let sql = "SELECT * FROM t";
-        let a1 = cache.rewrite(1, sql, &p, &ann, &cat).unwrap();
-        let a2 = cache.rewrite(1, sql, &p, &ann, &cat).unwrap();
+        let a1 = cache.rewrite(generation(1), sql, &p, &ann, &cat).unwrap();
+        let a2 = cache.rewrite(generation(1), sql, &p, &ann, &cat).unwrap();
         assert!(Arc::ptr_eq(&a1, &a2), "second call is a hit");
         assert_eq!(*a1, rewrite(sql, &p, &ann, &cat).unwrap());
         // Another user with the same text gets their own rewrite, not ann's.
-        let b = cache.rewrite(1, sql, &p, &bob, &cat).unwrap();
+        let b = cache.rewrite(generation(1), sql, &p, &bob, &cat).unwrap();
         assert!(
             b.sql.contains("'US'") && !b.sql.contains("'EU'"),
             "{}",
@@ -188,7 +207,9 @@ mod tests {
         );
         // Same user, other groups: another entry too.
         let ann_out = Principal::new("ann", &[]);
-        assert!(cache.rewrite(1, sql, &p, &ann_out, &cat).is_err());
+        assert!(cache
+            .rewrite(generation(1), sql, &p, &ann_out, &cat)
+            .is_err());
         assert_eq!(cache.len(), 2);
     }
 
@@ -198,11 +219,11 @@ mod tests {
         let cache = RewriteCache::new(DEFAULT_REWRITE_CACHE_BYTES);
         let ann = Principal::new("ann", &["staff"]);
         let sql = "SELECT id FROM t";
-        let before = cache.rewrite(1, sql, &p, &ann, &cat).unwrap();
+        let before = cache.rewrite(generation(1), sql, &p, &ann, &cat).unwrap();
         assert!(before.sql.contains("'EU'"));
         p.add_row_filter(Grantee::user("ann"), "t", "id > 10")
             .unwrap();
-        let after = cache.rewrite(2, sql, &p, &ann, &cat).unwrap();
+        let after = cache.rewrite(generation(2), sql, &p, &ann, &cat).unwrap();
         assert!(after.sql.contains("id > 10"), "{}", after.sql);
         assert!(!Arc::ptr_eq(&before, &after));
     }
@@ -212,11 +233,13 @@ mod tests {
         let (p, cat) = setup();
         let cache = RewriteCache::new(64 * 1024);
         let ann = Principal::new("ann", &["staff"]);
-        assert!(cache.rewrite(1, "DROP TABLE t", &p, &ann, &cat).is_err());
+        assert!(cache
+            .rewrite(generation(1), "DROP TABLE t", &p, &ann, &cat)
+            .is_err());
         assert!(cache.is_empty());
         for i in 0..2000 {
             let sql = format!("SELECT id + {i} FROM t WHERE id > {i}");
-            cache.rewrite(1, &sql, &p, &ann, &cat).unwrap();
+            cache.rewrite(generation(1), &sql, &p, &ann, &cat).unwrap();
         }
         assert!(cache.bytes() <= 64 * 1024, "{}", cache.bytes());
         assert!(cache.len() < 2000);

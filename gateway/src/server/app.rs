@@ -24,14 +24,15 @@ use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 
 use super::audit::Audit;
-use super::catalog::Catalogs;
+use super::catalog::{Catalogs, EngineCatalog};
 use super::config::Config;
 use super::http::{self as h, ApiError, Body};
 use super::jobs::{self, JobState, Jobs, Results};
 use super::metrics::Metrics;
 use super::rows_json;
 use crate::policy::{Policy, Principal};
-use crate::rewrite::{rewrite, RewriteError};
+use crate::rewrite::RewriteError;
+use crate::rewrite_cache::{Generation, RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
 use crate::store::{AuthedPrincipal, Store};
 
 /// The whole gateway.
@@ -47,7 +48,9 @@ pub struct App {
     pub default_catalog: String,
     /// The policy built from the snapshot of this revision (built once per
     /// store change, not per query).
-    policy: std::sync::Mutex<Option<(i64, Arc<Policy>)>>,
+    policy: std::sync::Mutex<Option<(i64, Arc<PolicyAt>)>>,
+    /// Rewrites already made, by policy and catalog generation, principal and text.
+    rewrites: RewriteCache,
     started: Instant,
 }
 
@@ -68,9 +71,19 @@ struct Prepared {
     user_sql: String,
     audit: Audit,
     principal: Principal,
-    policy: Arc<Policy>,
+    policy: Arc<PolicyAt>,
     deadline: Instant,
 }
+
+/// A policy built from one store snapshot, and the process-unique number the
+/// rewrite cache knows it by.
+struct PolicyAt {
+    generation: u64,
+    policy: Policy,
+}
+
+/// The next [`PolicyAt::generation`].
+static NEXT_POLICY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// A query running, its rows streaming.
 struct Started {
@@ -101,6 +114,7 @@ impl App {
             local,
             default_catalog,
             policy: std::sync::Mutex::new(None),
+            rewrites: RewriteCache::new(DEFAULT_REWRITE_CACHE_BYTES),
             started: Instant::now(),
         })
     }
@@ -272,7 +286,7 @@ impl App {
     }
 
     /// The policy of the store's current snapshot.
-    fn policy(&self) -> Result<Arc<Policy>, ApiError> {
+    fn policy(&self) -> Result<Arc<PolicyAt>, ApiError> {
         let snapshot = self.store.snapshot();
         let mut cache = self.policy.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((rev, p)) = cache.as_ref() {
@@ -282,10 +296,14 @@ impl App {
         }
         // The store validated every expression on write: a failure here is a bug
         // or a hand-edited database; refuse every query rather than guess.
-        let p = Arc::new(snapshot.policy(&self.default_catalog).map_err(|e| {
+        let policy = snapshot.policy(&self.default_catalog).map_err(|e| {
             tracing::error!(error = %e, revision = snapshot.revision, "the stored policy does not load");
             ApiError::internal(format!("the stored policy does not load: {e}"))
-        })?);
+        })?;
+        let p = Arc::new(PolicyAt {
+            generation: NEXT_POLICY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            policy,
+        });
         *cache = Some((snapshot.revision, p.clone()));
         Ok(p)
     }
@@ -424,7 +442,7 @@ impl App {
     async fn plan(
         &self,
         decision: &Decision,
-        policy: &Policy,
+        policy: &PolicyAt,
         principal: &Principal,
         sql: &str,
         deadline: Instant,
@@ -437,7 +455,15 @@ impl App {
             .get(&*engine, deadline)
             .await
             .map_err(Attempt::Failed)?;
-        let rewritten = match rewrite(sql, policy, principal, &*catalog) {
+        let rewrite = |catalog: &EngineCatalog| {
+            let generation = Generation {
+                policy: policy.generation,
+                catalog: catalog.version,
+            };
+            self.rewrites
+                .rewrite(generation, sql, &policy.policy, principal, catalog)
+        };
+        let rewritten = match rewrite(&catalog) {
             Err(RewriteError::UnknownTable(_)) => {
                 // A table created since the catalog was read: read it again, once.
                 catalog = self
@@ -445,13 +471,13 @@ impl App {
                     .refresh(&*engine, deadline)
                     .await
                     .map_err(Attempt::Failed)?;
-                rewrite(sql, policy, principal, &*catalog)
+                rewrite(&catalog)
             }
             r => r,
         }
         .map_err(Attempt::Denied)?;
         audit.tables = rewritten.tables.iter().map(|t| t.to_string()).collect();
-        Ok((engine, rewritten.sql))
+        Ok((engine, rewritten.sql.clone()))
     }
 
     /// `POST /v1/query`: runs and streams the rows in one answer.

@@ -25,7 +25,13 @@ pub const CATALOG_SQL: &str = "SELECT table_catalog, table_schema, table_name, c
 pub struct EngineCatalog {
     pub tables: HashMap<TableKey, Vec<String>>,
     pub fetched_at: Instant,
+    /// Unique in the process: every read of a catalog gets a new one, so a
+    /// cached rewrite never outlives the column lists it was made from.
+    pub version: u64,
 }
+
+/// The next [`EngineCatalog::version`].
+static NEXT_VERSION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 impl crate::rewrite::Catalog for EngineCatalog {
     fn columns(&self, table: &TableKey) -> Option<&[String]> {
@@ -100,6 +106,7 @@ impl Catalogs {
         let c = Arc::new(EngineCatalog {
             tables,
             fetched_at: Instant::now(),
+            version: NEXT_VERSION.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         });
         self.by_engine
             .lock()
