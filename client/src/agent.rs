@@ -23,6 +23,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 
+mod arrow;
+pub use arrow::{ArrowPages, ArrowRun, ARROW_STREAM_MEDIA_TYPE};
+
 use crate::error::ClientError;
 use crate::rows::{BoxFuture, Executor, QueryRows, Via, PAGES_BUFFERED};
 use crate::value::{decode_rows, ColumnType, Row};
@@ -92,12 +95,16 @@ struct Inner {
     no_lifecycle_until: Mutex<Option<Instant>>,
     /// Whether the agent honours `wait_ms` (cleared when it answers a long-poll at once).
     long_poll: AtomicBool,
+    /// Until when Arrow is not asked for (`arrow.rs`).
+    no_arrow: arrow::NoArrow,
 }
 
 /// One buffered answer.
 struct Reply {
     status: u16,
     retry_after: Option<Duration>,
+    /// The answer's headers (Arrow answers carry their paging facts there).
+    headers: http::HeaderMap,
     body: Bytes,
 }
 
@@ -180,6 +187,7 @@ impl AgentClient {
                 base,
                 http,
                 no_lifecycle_until: Mutex::new(None),
+                no_arrow: Default::default(),
                 long_poll: AtomicBool::new(true),
             }),
         })
@@ -278,6 +286,7 @@ impl AgentClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(|s| Duration::from_secs(s.min(3600)));
+            let headers = resp.headers().clone();
             let too_big = || Fail {
                 err: ClientError::Protocol {
                     endpoint: endpoint.clone(),
@@ -316,6 +325,7 @@ impl AgentClient {
             Ok(Reply {
                 status,
                 retry_after,
+                headers,
                 body,
             })
         };
