@@ -33,5 +33,8 @@ fn main() {
         rows = batches.iter().map(|b| b.num_rows()).sum::<usize>();
     }
     let list: Vec<String> = seconds.iter().map(|s| format!("{s:.6}")).collect();
-    println!("ARROWREF {{\"seconds\":[{}],\"rows\":{rows}}}", list.join(","));
+    println!(
+        "ARROWREF {{\"seconds\":[{}],\"rows\":{rows}}}",
+        list.join(",")
+    );
 }

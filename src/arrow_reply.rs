@@ -154,7 +154,9 @@ mod tests {
     fn accept_values() {
         let a = |s: &str| accepts_arrow(Some(s.as_bytes()));
         assert!(a("application/vnd.apache.arrow.stream"));
-        assert!(a("application/json, application/vnd.apache.arrow.stream;q=0.9"));
+        assert!(a(
+            "application/json, application/vnd.apache.arrow.stream;q=0.9"
+        ));
         assert!(a("Application/Vnd.Apache.Arrow.Stream"));
         assert!(!a("application/json"));
         assert!(!a("*/*"));

@@ -35,7 +35,8 @@ fn ids(batches: &[RecordBatch]) -> Vec<i64> {
         .collect()
 }
 
-const SQL: &str = "SELECT i AS id, 'r' || i AS name, [i, NULL] AS pair FROM range(2500) t(i) ORDER BY i";
+const SQL: &str =
+    "SELECT i AS id, 'r' || i AS name, [i, NULL] AS pair FROM range(2500) t(i) ORDER BY i";
 
 #[test]
 fn batches_page_by_page_from_an_agent_with_arrow() {

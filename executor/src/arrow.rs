@@ -301,7 +301,13 @@ impl From<ArrowError> for ArrowEncodeError {
 
 /// The type with every dictionary replaced by its value type.
 fn undictionary(t: &DataType) -> DataType {
-    let field = |f: &Arc<Field>| Arc::new(f.as_ref().clone().with_data_type(undictionary(f.data_type())));
+    let field = |f: &Arc<Field>| {
+        Arc::new(
+            f.as_ref()
+                .clone()
+                .with_data_type(undictionary(f.data_type())),
+        )
+    };
     match t {
         DataType::Dictionary(_, v) => undictionary(v),
         DataType::List(f) => DataType::List(field(f)),
@@ -321,7 +327,11 @@ fn duckdb_schema(
     names: &[CString],
 ) -> Result<(FFI_ArrowSchema, Schema), String> {
     let mut ffi_schema = FFI_ArrowSchema::empty();
-    opts.schema(types, names, (&mut ffi_schema as *mut FFI_ArrowSchema).cast::<c_void>())?;
+    opts.schema(
+        types,
+        names,
+        (&mut ffi_schema as *mut FFI_ArrowSchema).cast::<c_void>(),
+    )?;
     let schema = Schema::try_from(&ffi_schema).map_err(|e| e.to_string())?;
     Ok((ffi_schema, schema))
 }
@@ -380,7 +390,13 @@ pub(crate) fn encode_arrow(
     let plain_fields: Fields = duck_schema
         .fields()
         .iter()
-        .map(|f| Arc::new(f.as_ref().clone().with_data_type(undictionary(f.data_type()))))
+        .map(|f| {
+            Arc::new(
+                f.as_ref()
+                    .clone()
+                    .with_data_type(undictionary(f.data_type())),
+            )
+        })
         .collect();
     let needs_cast = plain_fields != *duck_schema.fields();
     let schema: SchemaRef = Arc::new(Schema::new(plain_fields));
@@ -395,8 +411,11 @@ pub(crate) fn encode_arrow(
     while let Some(chunk) = out.next_chunk().map_err(ArrowEncodeError::Db)? {
         let len = chunk.len();
         let mut ffi_array = FFI_ArrowArray::empty();
-        opts.export_chunk(&chunk, (&mut ffi_array as *mut FFI_ArrowArray).cast::<c_void>())
-            .map_err(|m| ArrowEncodeError::Failed(format!("DuckDB's Arrow export failed: {m}")))?;
+        opts.export_chunk(
+            &chunk,
+            (&mut ffi_array as *mut FFI_ArrowArray).cast::<c_void>(),
+        )
+        .map_err(|m| ArrowEncodeError::Failed(format!("DuckDB's Arrow export failed: {m}")))?;
         drop(chunk);
         // SAFETY: DuckDB filled `ffi_array` for the struct type `ffi_schema`
         // describes (the same options and column types); the import takes

@@ -525,7 +525,11 @@ impl ArrowOptions {
 
     /// Exports `chunk` into `out` (an empty `FFI_ArrowArray`, which has the C
     /// layout DuckDB fills): a struct array with one child per column.
-    pub fn export_chunk(&self, chunk: &DataChunk<'_>, out: *mut std::ffi::c_void) -> Result<(), String> {
+    pub fn export_chunk(
+        &self,
+        chunk: &DataChunk<'_>,
+        out: *mut std::ffi::c_void,
+    ) -> Result<(), String> {
         // SAFETY: a valid chunk of the result these options belong to; `out`
         // points to a writable ArrowArray (caller contract).
         let e = unsafe { ffi::duckdb_data_chunk_to_arrow(self.raw, chunk.raw, out.cast()) };

@@ -115,7 +115,14 @@ impl ArrowPages {
             super::percent_encode_into(t, &mut query);
         }
         let r = c
-            .call(Method::GET, &path, &query, Bytes::new(), None, self.deadline)
+            .call(
+                Method::GET,
+                &path,
+                &query,
+                Bytes::new(),
+                None,
+                self.deadline,
+            )
             .await?;
         if r.status != 200 {
             return Err(c.error_of(&r, &format!("results of query {id}")));

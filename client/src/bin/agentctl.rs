@@ -589,7 +589,8 @@ impl FileWriter {
         let buf = || std::io::BufWriter::new(file.try_clone().expect("file handle"));
         Ok(match format {
             FileFormat::Arrow => FileWriter::Arrow(
-                arrow_ipc::writer::StreamWriter::try_new(buf(), schema).map_err(|e| e.to_string())?,
+                arrow_ipc::writer::StreamWriter::try_new(buf(), schema)
+                    .map_err(|e| e.to_string())?,
             ),
             FileFormat::Parquet => FileWriter::Parquet(
                 parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)
