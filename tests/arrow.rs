@@ -124,7 +124,7 @@ fn type_matrix_matches_duckdbs_own_arrow_export() {
     let check = |batches: &[RecordBatch], what: &str| {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
         assert_eq!(rows, 3, "{what}");
-        for i in 0..MATRIX.len() {
+        for (i, expr) in MATRIX.iter().enumerate() {
             let got = column(batches, i);
             let mut exp = column(&want, i);
             if exp.data_type() != got.data_type() {
@@ -132,7 +132,7 @@ fn type_matrix_matches_duckdbs_own_arrow_export() {
                 exp = arrow_cast::cast(&exp, got.data_type()).unwrap_or_else(|e| {
                     panic!(
                         "{what}: {} : {:?} vs {:?}: {e}",
-                        MATRIX[i],
+                        expr,
                         exp.data_type(),
                         got.data_type()
                     )
@@ -141,13 +141,13 @@ fn type_matrix_matches_duckdbs_own_arrow_export() {
             assert!(
                 !matches!(got.data_type(), DataType::Dictionary(..)),
                 "{what}: {}",
-                MATRIX[i]
+                expr
             );
-            assert_eq!(got.as_ref(), exp.as_ref(), "{what}: value of {}", MATRIX[i]);
+            assert_eq!(got.as_ref(), exp.as_ref(), "{what}: value of {}", expr);
             // Arrow unions have no validity of their own (their children do).
             if !matches!(got.data_type(), DataType::Union(..)) {
-                let nulls = if MATRIX[i].starts_with("NULL") { 3 } else { 1 };
-                assert_eq!(got.null_count(), nulls, "{what}: NULL row of {}", MATRIX[i]);
+                let nulls = if expr.starts_with("NULL") { 3 } else { 1 };
+                assert_eq!(got.null_count(), nulls, "{what}: NULL row of {}", expr);
             }
         }
     };
