@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use executor::{JobError, QueryId, RunOptions, Shard};
+use executor::{JobError, QueryId, ResultFormat, RunOptions, Shard, Waited};
 use net::{Admission, Request, Response};
 
 use crate::auth::token_matches;
@@ -323,6 +323,28 @@ impl Api {
     }
 
     async fn submit(&self, req: &mut Request<'_>, rid: &mut Option<String>) -> Response {
+        // Optional: wait for the job like a status long-poll and answer its first page
+        // inline (one round trip for short queries). Checked before anything is queued.
+        let wait = match parse_wait_ms(req.query_param("wait_ms").as_deref()) {
+            Ok(w) => w,
+            Err(()) => {
+                return validation(
+                    "invalid wait_ms: expected milliseconds (0 to 30000)",
+                    rid.as_deref(),
+                )
+            }
+        };
+        let max = match page_token::page_size(req.query_param("max_results").as_deref()) {
+            Ok(m) => m,
+            Err(e) => return validation(&e.to_string(), rid.as_deref()),
+        };
+        let consume = match req.query_param("consume").as_deref() {
+            None | Some("" | "false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(_) => {
+                return validation("invalid consume: expected true or false", rid.as_deref())
+            }
+        };
         let q = match body::parse_query(req.body_mut()) {
             Ok(q) => q,
             Err(e) => return body_error(e, rid),
@@ -330,19 +352,44 @@ impl Api {
         if rid.is_none() {
             *rid = q.request_id.map(Cow::into_owned);
         }
+        let format = q.format.unwrap_or_default();
         let opts = RunOptions {
             timeout: q.timeout,
-            format: q.format.unwrap_or_default(),
+            format,
         };
-        match self
-            .shard
-            .submit_with(q.sql.into_owned(), rid.clone(), opts)
-            .await
-        {
-            Ok(s) => {
+        let sql = q.sql.into_owned();
+        // The inline first page is JSON; an Arrow job answers 202 and serves
+        // its pages as Arrow (docs/api.md "Arrow results").
+        let wait = if format == ResultFormat::Arrow {
+            None
+        } else {
+            wait
+        };
+        let answer = match wait {
+            None => self
+                .shard
+                .submit_with(sql, rid.clone(), opts)
+                .await
+                .map(Waited::Pending),
+            Some(w) => {
+                self.shard
+                    .submit_and_wait(sql, rid.clone(), opts, w, max, consume)
+                    .await
+            }
+        };
+        match answer {
+            Ok(Waited::Pending(s)) => {
                 tracing::debug!(request_id = rid.as_deref().unwrap_or(""), query_id = %s.id, existing = s.existing, "submitted");
                 reply::submitted(s.id, s.status.as_str(), rid.as_deref())
             }
+            Ok(Waited::Ended {
+                status,
+                first,
+                consumed,
+            }) => match first {
+                Some(page) => reply::finished_with_page(&status, &page, consumed, rid.as_deref()),
+                None => reply::ended(&status, consumed, rid.as_deref()),
+            },
             Err(e) => {
                 tracing::info!(request_id = rid.as_deref().unwrap_or(""), code = e.code(), error = %e, "submit refused");
                 reply::job_error(&e, rid.as_deref())

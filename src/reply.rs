@@ -95,6 +95,17 @@ fn id_status_reply(code: u16, id: QueryId, status: &str, rid: Option<&str>) -> R
 /// 200 status body: result metadata once succeeded, error once failed/canceled,
 /// `completed_at` once terminal.
 pub fn status(st: &JobStatus, rid: Option<&str>) -> Response {
+    status_reply(st, false, rid)
+}
+
+/// 200 answer to a submit whose job ended within its wait without a page to show
+/// (failed, canceled): the status body, and `"consumed": true` when `consume`
+/// leaves the job to the agent to drop (no delete needed).
+pub fn ended(st: &JobStatus, consumed: bool, rid: Option<&str>) -> Response {
+    status_reply(st, consumed, rid)
+}
+
+fn status_reply(st: &JobStatus, consumed: bool, rid: Option<&str>) -> Response {
     let mut out = Vec::with_capacity(256);
     let mut o = Obj::new(&mut out);
     o.with("query_id", |o| write_id(o, st.id))
@@ -116,6 +127,9 @@ pub fn status(st: &JobStatus, rid: Option<&str>) -> Response {
     }
     if let Some(t) = st.completed_at {
         o.with("completed_at", |o| crate::timefmt::write_rfc3339(o, t));
+    }
+    if consumed {
+        o.raw("consumed", b"true");
     }
     o.opt_str("request_id", rid).finish();
     Response::json(200, out)
@@ -183,6 +197,35 @@ pub fn page(id: QueryId, page: &Page, rid: Option<&str>) -> Response {
     Obj::new(&mut head)
         .with("query_id", |o| write_id(o, id))
         .raw("columns", r.columns_json())
+        .raw("column_types", r.column_types_json())
+        .with("rows", |o| o.push(b'['));
+    let next = (page.end < r.row_count()).then_some(page.end);
+    let tail = rows_tail(r.row_count(), next, rid);
+    with_rows(head, r.clone(), page.offset..page.end, tail)
+}
+
+/// 200 answer to a submit that waited for its job to succeed: the status fields
+/// (`query_id`, `status`, `completed_at`) and the first page's (`columns`,
+/// `column_types`, `rows`, `row_count`, `next_page_token`), in one object, and
+/// `"consumed": true` when `consume` leaves the job to the agent to drop.
+pub fn finished_with_page(
+    st: &JobStatus,
+    page: &Page,
+    consumed: bool,
+    rid: Option<&str>,
+) -> Response {
+    let r = &page.result;
+    let mut head = Vec::with_capacity(160 + r.columns_json().len() + r.column_types_json().len());
+    let mut o = Obj::new(&mut head);
+    o.with("query_id", |o| write_id(o, st.id))
+        .str("status", st.status.as_str());
+    if let Some(t) = st.completed_at {
+        o.with("completed_at", |o| crate::timefmt::write_rfc3339(o, t));
+    }
+    if consumed {
+        o.raw("consumed", b"true");
+    }
+    o.raw("columns", r.columns_json())
         .raw("column_types", r.column_types_json())
         .with("rows", |o| o.push(b'['));
     let next = (page.end < r.row_count()).then_some(page.end);

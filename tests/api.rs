@@ -327,3 +327,152 @@ fn malformed_http_gets_400_and_agent_keeps_serving() {
     let mut c = agent.client();
     assert_eq!(c.execute("SELECT 1 AS x")["rows"], json!([[1]]));
 }
+
+/// `POST /queries?wait_ms=`: a job that ends within the wait comes back 200 with its
+/// status and first page in one answer (and stays a normal job); one that outlives
+/// the wait gets the plain 202; a failure brings its error; bad parameters are
+/// refused before anything is queued; a repeated request id answers the same job.
+#[test]
+fn submit_with_wait_answers_the_first_page() {
+    let agent = Agent::start(&[("DUCKDB_THREADS", "1"), ("QUERY_CLEANUP_INTERVAL", "1s")]);
+    let mut c = agent.client();
+
+    let sql = br#"{"sql":"SELECT i, 'v' || i AS s FROM range(5) t(i) ORDER BY i"}"#;
+    let r = c.request(
+        "POST",
+        "/queries?wait_ms=5000&max_results=2",
+        &[("X-Request-ID", "wait-1")],
+        Some(sql),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["status"], "SUCCEEDED", "{v}");
+    assert_eq!(v["request_id"], "wait-1");
+    assert_eq!(v["columns"], json!(["i", "s"]));
+    assert_eq!(v["column_types"], json!(["BIGINT", "VARCHAR"]));
+    assert_eq!(v["rows"], json!([[0, "v0"], [1, "v1"]]));
+    assert_eq!(v["row_count"], 5);
+    assert!(parse_rfc3339_utc(v["completed_at"].as_str().unwrap()).is_some());
+    let id = v["query_id"].as_str().unwrap().to_string();
+    // The rest pages on as after any submit.
+    let token = v["next_page_token"].as_str().unwrap();
+    let p = c
+        .get(&format!(
+            "/queries/{id}/results?page_token={token}&max_results=10"
+        ))
+        .json();
+    assert_eq!(p["rows"], json!([[2, "v2"], [3, "v3"], [4, "v4"]]));
+    assert!(p.get("next_page_token").is_none());
+    // The same request id again: the same job, answered the same way.
+    let again = c
+        .request(
+            "POST",
+            "/queries?wait_ms=5000&max_results=2",
+            &[("X-Request-ID", "wait-1")],
+            Some(sql),
+        )
+        .json();
+    assert_eq!(again["query_id"], id.as_str());
+    assert_eq!(again["rows"], v["rows"]);
+    assert_eq!(agent.health()["stored_jobs"], 1);
+
+    // A whole small result: no next token.
+    let v = c
+        .request(
+            "POST",
+            "/queries?wait_ms=5000",
+            &[],
+            Some(br#"{"sql":"SELECT 42 AS x"}"#),
+        )
+        .json();
+    assert_eq!(v["rows"], json!([[42]]));
+    assert!(v.get("next_page_token").is_none(), "{v}");
+
+    // A failure within the wait: 200 with the status and its error.
+    let r = c.request(
+        "POST",
+        "/queries?wait_ms=5000",
+        &[],
+        Some(br#"{"sql":"SELECT * FROM missing_tbl"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["error_code"], "EXECUTION_ERROR");
+    assert!(v["error"].as_str().unwrap().contains("missing_tbl"), "{v}");
+    assert!(v.get("rows").is_none());
+
+    // Outliving the wait: the plain 202, and the job runs on.
+    let body = format!(r#"{{"sql":{}}}"#, json!(LONG_SQL));
+    let asked = std::time::Instant::now();
+    let r = c.request("POST", "/queries?wait_ms=300", &[], Some(body.as_bytes()));
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert!(asked.elapsed() >= std::time::Duration::from_millis(250));
+    let v = r.json();
+    assert!(
+        matches!(v["status"].as_str(), Some("QUEUED" | "RUNNING")),
+        "{v}"
+    );
+    assert!(v.get("rows").is_none());
+    let long = v["query_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.get(&format!("/queries/{long}")).json()["status"],
+        "RUNNING"
+    );
+    c.delete(&format!("/queries/{long}"));
+
+    // consume=true: a job whose whole result (or failure) is in the answer is
+    // left to the agent, which drops it after a short grace (no delete needed); a
+    // submit retried with the same request id within the grace gets the same
+    // answer, not a second run. A job with rows left is kept for paging.
+    let before = agent.health()["stored_jobs"].as_u64().unwrap();
+    let consume = |c: &mut Client, rid: &str, sql: &[u8]| {
+        c.request(
+            "POST",
+            "/queries?wait_ms=5000&consume=true&max_results=2",
+            &[("X-Request-ID", rid)],
+            Some(sql),
+        )
+        .json()
+    };
+    let v = consume(&mut c, "consume-1", br#"{"sql":"SELECT 42 AS x"}"#);
+    assert_eq!(v["rows"], json!([[42]]));
+    assert_eq!(v["consumed"], true, "{v}");
+    let retried = consume(&mut c, "consume-1", br#"{"sql":"SELECT 42 AS x"}"#);
+    assert_eq!(retried["query_id"], v["query_id"]);
+    assert_eq!(retried["rows"], json!([[42]]));
+    let v = consume(
+        &mut c,
+        "consume-2",
+        br#"{"sql":"SELECT * FROM missing_tbl"}"#,
+    );
+    assert_eq!(v["status"], "FAILED");
+    assert_eq!(v["consumed"], true, "{v}");
+    let v = consume(&mut c, "consume-3", br#"{"sql":"SELECT * FROM range(3)"}"#);
+    assert!(v.get("consumed").is_none(), "rows remain: {v}");
+    assert!(v["next_page_token"].is_string());
+    c.delete(&format!("/queries/{}", v["query_id"].as_str().unwrap()));
+    assert_eq!(agent.health()["stored_jobs"].as_u64().unwrap(), before + 2);
+    eventually("consumed jobs dropped after their grace", || {
+        (agent.health()["stored_jobs"].as_u64() == Some(before)).then_some(())
+    });
+
+    // Bad parameters: refused, nothing queued.
+    let before = agent.health()["stored_jobs"].clone();
+    for q in [
+        "wait_ms=-1",
+        "wait_ms=x",
+        "wait_ms=10&max_results=0",
+        "max_results=abc",
+        "wait_ms=10&consume=yes",
+    ] {
+        c.request(
+            "POST",
+            &format!("/queries?{q}"),
+            &[],
+            Some(br#"{"sql":"SELECT 1"}"#),
+        )
+        .expect_error(400, "VALIDATION_ERROR");
+    }
+    assert_eq!(agent.health()["stored_jobs"], before);
+}

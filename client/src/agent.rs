@@ -31,6 +31,7 @@ use crate::rows::{BoxFuture, Executor, QueryRows, Via, PAGES_BUFFERED};
 use crate::value::{decode_rows, ColumnType, Row};
 use crate::wire::{
     ErrorBody, ExecuteResponse, Health, IdStatus, JobState, QueryRequest, QueryStatus, ResultsPage,
+    SubmitAnswer,
 };
 
 /// The agent's long-poll cap (`wait_ms` above it is capped by the agent anyway).
@@ -123,6 +124,9 @@ impl From<Fail> for ClientError {
 /// What `POST /queries` said.
 enum Submit {
     Accepted(IdStatus),
+    /// The job ended within the submit's wait: its status, its first page once it
+    /// succeeded, and whether the agent drops it by itself (`consume`).
+    Finished(QueryStatus, Option<Page>, bool),
     /// 404/405: the agent has no lifecycle routes; nothing was queued.
     NoLifecycle,
 }
@@ -407,12 +411,26 @@ impl AgentClient {
 
     /// `POST /queries` with a fixed request id: retried on transport errors and 429
     /// with the same id, so the agent queues the statement at most once.
+    ///
+    /// With `wait`, the agent holds the answer until the job ends (at most `wait`)
+    /// and then answers its status and first page in the same response, dropping
+    /// the job by itself when that answer holds all of it (`consume`); agents without that
+    /// option answer the plain 202, and the caller polls as before.
     async fn submit_inner(
         &self,
         sql: &str,
         request_id: &str,
+        wait: Option<Duration>,
         deadline: Instant,
     ) -> Result<Submit, ClientError> {
+        let query = match wait {
+            Some(w) => format!(
+                "wait_ms={}&max_results={}&consume=true",
+                w.min(MAX_WAIT).as_millis(),
+                self.inner.cfg.page_size.clamp(1, 5000)
+            ),
+            None => String::new(),
+        };
         let body: Bytes = serde_json::to_vec(&QueryRequest {
             sql: sql.to_string(),
             request_id: Some(request_id.to_string()),
@@ -425,18 +443,14 @@ impl AgentClient {
                 .call(
                     Method::POST,
                     "/queries",
-                    "",
+                    &query,
                     body.clone(),
                     Some(request_id),
                     deadline,
                 )
                 .await
             {
-                Ok(r) if r.status == 202 || r.status == 200 => {
-                    let s: IdStatus =
-                        serde_json::from_slice(&r.body).map_err(|e| self.bad_json(e))?;
-                    return Ok(Submit::Accepted(s));
-                }
+                Ok(r) if r.status == 202 || r.status == 200 => return self.submit_answer(&r.body),
                 Ok(r) if r.status == 404 || r.status == 405 => return Ok(Submit::NoLifecycle),
                 Ok(r) => {
                     let e = self.error_of(&r, "POST /queries");
@@ -465,13 +479,65 @@ impl AgentClient {
         request_id: &str,
         deadline: Instant,
     ) -> Result<IdStatus, ClientError> {
-        match self.submit_inner(sql, request_id, deadline).await? {
+        match self.submit_inner(sql, request_id, None, deadline).await? {
             Submit::Accepted(s) => Ok(s),
+            Submit::Finished(st, _, _) => Ok(IdStatus {
+                query_id: st.query_id,
+                status: st.status,
+                request_id: st.request_id,
+            }),
             Submit::NoLifecycle => Err(ClientError::NotFound {
                 endpoint: self.endpoint(),
                 what: "POST /queries (the agent has no lifecycle routes)".into(),
             }),
         }
+    }
+
+    /// Reads a 200/202 of `POST /queries`: terminal answers carry the status (and
+    /// the first page once succeeded), others just the id and status.
+    fn submit_answer(&self, body: &[u8]) -> Result<Submit, ClientError> {
+        let a: SubmitAnswer = serde_json::from_slice(body).map_err(|e| self.bad_json(e))?;
+        let Some(state) = JobState::parse(&a.status) else {
+            return Err(ClientError::Protocol {
+                endpoint: self.endpoint(),
+                message: format!("unknown status {:?}", a.status),
+            });
+        };
+        if !state.is_terminal() {
+            return Ok(Submit::Accepted(IdStatus {
+                query_id: a.query_id,
+                status: a.status,
+                request_id: a.request_id,
+            }));
+        }
+        let first = match (&a.rows, &a.columns, a.row_count) {
+            (Some(rows), Some(columns), Some(row_count)) => {
+                let column_types = a.column_types.clone().unwrap_or_default();
+                let types: Vec<ColumnType> =
+                    column_types.iter().map(|t| ColumnType::parse(t)).collect();
+                Some(Page {
+                    rows: decode_rows(&types, rows),
+                    columns: columns.clone(),
+                    column_types,
+                    row_count,
+                    next_page_token: a.next_page_token.clone(),
+                })
+            }
+            _ => None,
+        };
+        let st = QueryStatus {
+            query_id: a.query_id,
+            status: a.status,
+            columns: a.columns,
+            column_types: a.column_types,
+            row_count: a.row_count,
+            error: a.error,
+            error_code: a.error_code,
+            completed_at: a.completed_at,
+            request_id: a.request_id,
+            format: None,
+        };
+        Ok(Submit::Finished(st, first, a.consumed))
     }
 
     /// `GET /queries/{id}`, long-polling up to `wait` when given.
@@ -667,64 +733,121 @@ impl AgentClient {
         }
     }
 
-    /// Runs one statement: submit (fresh request id), long-poll to a terminal status,
-    /// stream the pages in order, delete the job. Falls back to `/execute` on an agent
-    /// without lifecycle routes. Past `deadline`, or when the returned future or the
-    /// [`QueryRows`] is dropped, the job is canceled and deleted on the agent.
+    /// Runs one statement: submit (fresh request id) asking the agent to hold the
+    /// answer until the job ends, so a short query costs one round trip (status and
+    /// first page come back with the submit); otherwise long-poll to a terminal
+    /// status. Then stream the pages in order and delete the job off the caller's
+    /// path. Falls back to `/execute` on an agent without lifecycle routes. Past
+    /// `deadline`, or when the returned future or the [`QueryRows`] is dropped, the
+    /// job is canceled and consumed on the agent.
     pub async fn run(&self, sql: &str, deadline: Instant) -> Result<QueryRows, ClientError> {
         let request_id = uuid::Uuid::new_v4().to_string();
         if !self.uses_lifecycle() {
             return self.execute(sql, &request_id, deadline).await;
         }
-        let id = match self.submit_inner(sql, &request_id, deadline).await? {
+        // Until the submit answers, only the request id names the job: a caller that
+        // drops the future meanwhile leaves it to this guard to find and end it.
+        let mut submit_guard = SubmitGuard {
+            client: self.clone(),
+            armed: Some((sql.to_string(), request_id.clone())),
+        };
+        let wait = self.poll_wait(deadline);
+        let submitted = self.submit_inner(sql, &request_id, wait, deadline).await;
+        // A timeout, a broken connection or an answer that could not be read (too
+        // large, not JSON) may leave a job behind: the guard ends it. Refusals
+        // (400, 401, 429, 503) queued nothing.
+        if !matches!(
+            submitted,
+            Err(ClientError::Timeout
+                | ClientError::Transport { .. }
+                | ClientError::Protocol { .. })
+        ) {
+            submit_guard.armed = None;
+        }
+        let (st, first, consumed) = match submitted? {
             Submit::NoLifecycle => {
                 self.remember_no_lifecycle();
                 return self.execute(sql, &request_id, deadline).await;
             }
-            Submit::Accepted(s) => s.query_id,
-        };
-        let mut guard = JobGuard {
-            client: self.clone(),
-            id: Some(id.clone()),
-        };
-        let st = match self.wait_terminal(&id, deadline).await {
-            Ok(st) => st,
-            Err(e) => {
-                // Cancel and delete now (not from Drop), so the agent is clean when
-                // the caller sees the error.
-                guard.cleanup_now().await;
-                return Err(e);
+            Submit::Finished(st, first, consumed) => (st, first, consumed),
+            Submit::Accepted(s) => {
+                let mut guard = JobGuard {
+                    client: self.clone(),
+                    id: Some(s.query_id.clone()),
+                };
+                match self.wait_terminal(&s.query_id, deadline).await {
+                    Ok(st) => {
+                        guard.id = None;
+                        (st, None, false)
+                    }
+                    Err(e) => {
+                        // Cancel and delete now (not from Drop), so the agent is clean
+                        // when the caller sees the error.
+                        guard.cleanup_now().await;
+                        return Err(e);
+                    }
+                }
             }
         };
+        self.deliver(st, first, consumed, deadline).await
+    }
+
+    /// The rows of a job that reached terminal status `st` (with its first page when
+    /// the submit brought it). From here the job is consumed in the background once
+    /// its rows are in the caller's hands, or at once when it failed, unless the
+    /// agent drops it by itself (`consumed`).
+    async fn deliver(
+        &self,
+        st: QueryStatus,
+        first: Option<Page>,
+        consumed: bool,
+        deadline: Instant,
+    ) -> Result<QueryRows, ClientError> {
+        let id = st.query_id.clone();
         match JobState::parse(&st.status) {
             Some(JobState::Succeeded) => {
                 let column_types = st.column_types.unwrap_or_default();
-                if st.row_count == Some(0) {
-                    // Nothing to page through (DDL, an empty SELECT): answer now and
-                    // delete the job off the caller's path.
-                    guard.id = None;
+                let columns = st.columns.unwrap_or_default();
+                let whole = match &first {
+                    Some(p) => p.next_page_token.is_none(),
+                    None => st.row_count == Some(0),
+                };
+                if whole {
+                    // Every row is here (or there are none: DDL, an empty SELECT):
+                    // answer now and delete the job off the caller's path.
+                    let rows = first.map(|p| p.rows).unwrap_or_default();
+                    let mut rows = QueryRows::complete(columns, column_types, rows, Via::Lifecycle);
+                    rows.query_id = Some(id.clone());
+                    if consumed {
+                        return Ok(rows);
+                    }
                     let c = self.clone();
                     let task = tokio::spawn(async move {
                         let _ = c.delete(&id, c.cleanup_deadline()).await;
                     });
-                    let mut rows = QueryRows::complete(
-                        st.columns.unwrap_or_default(),
-                        column_types,
-                        Vec::new(),
-                        Via::Lifecycle,
-                    );
-                    rows.query_id = st.query_id.clone().into();
                     return Ok(rows.with_task(task));
                 }
                 let types: Vec<ColumnType> =
                     column_types.iter().map(|t| ColumnType::parse(t)).collect();
                 let (tx, rx) = mpsc::channel(PAGES_BUFFERED);
+                let mut start = None;
+                if let Some(p) = first {
+                    start = p.next_page_token;
+                    // The channel is empty and holds at least one page.
+                    let _ = tx.try_send(Ok(p.rows));
+                }
                 // The fetcher owns the job from here: it deletes it when done, on error,
                 // on the deadline, or when the caller drops the rows.
-                guard.id = None;
-                let task = tokio::spawn(fetch_pages(self.clone(), id.clone(), types, deadline, tx));
+                let task = tokio::spawn(fetch_pages(
+                    self.clone(),
+                    id.clone(),
+                    types,
+                    start,
+                    deadline,
+                    tx,
+                ));
                 Ok(QueryRows::streamed(
-                    st.columns.unwrap_or_default(),
+                    columns,
                     column_types,
                     st.row_count,
                     Some(id),
@@ -734,8 +857,9 @@ impl AgentClient {
                 .with_task(task))
             }
             state => {
-                guard.id = None;
-                let _ = self.delete(&id, self.cleanup_deadline()).await;
+                if !consumed {
+                    let _ = self.delete(&id, self.cleanup_deadline()).await;
+                }
                 let message = st.error.unwrap_or_default();
                 if state == Some(JobState::Canceled) {
                     Err(ClientError::Canceled { message })
@@ -747,6 +871,18 @@ impl AgentClient {
                 }
             }
         }
+    }
+
+    /// How long one long-poll (a status, or the submit itself) may wait: what is left
+    /// of the deadline (less a margin for the answer to arrive), at most the agent's
+    /// cap; `None` when the agent does not long-poll or no time is left.
+    fn poll_wait(&self, deadline: Instant) -> Option<Duration> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let wait = remaining
+            .min(MAX_WAIT)
+            .saturating_sub(Duration::from_millis(10));
+        (self.inner.long_poll.load(Ordering::Relaxed) && wait >= Duration::from_millis(1))
+            .then_some(wait)
     }
 
     fn cleanup_deadline(&self) -> Instant {
@@ -769,17 +905,10 @@ impl AgentClient {
     async fn wait_terminal(&self, id: &str, deadline: Instant) -> Result<QueryStatus, ClientError> {
         let mut backoff = Duration::from_millis(2);
         loop {
-            let now = Instant::now();
-            if now >= deadline {
+            if Instant::now() >= deadline {
                 return Err(ClientError::Timeout);
             }
-            let remaining = deadline - now;
-            let long_poll = self.inner.long_poll.load(Ordering::Relaxed);
-            // Leave a little time so the answer arrives before the deadline.
-            let wait = remaining
-                .min(MAX_WAIT)
-                .saturating_sub(Duration::from_millis(10));
-            let wait = (long_poll && wait >= Duration::from_millis(1)).then_some(wait);
+            let wait = self.poll_wait(deadline);
             let asked = Instant::now();
             let st = self.status(id, wait, deadline).await?;
             let state = JobState::parse(&st.status).unwrap_or(JobState::Queued);
@@ -847,6 +976,36 @@ impl JobGuard {
     }
 }
 
+/// Ends a job submitted with a wait whose answer never reached the caller (the
+/// caller dropped `run`'s future): re-submitting with the same request id returns
+/// the job's id without queuing anything new (the agent's idempotency), then
+/// cancel and delete. Armed only while that submit is in flight.
+struct SubmitGuard {
+    client: AgentClient,
+    /// The statement and its request id.
+    armed: Option<(String, String)>,
+}
+
+impl Drop for SubmitGuard {
+    fn drop(&mut self) {
+        let Some((sql, request_id)) = self.armed.take() else {
+            return;
+        };
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let client = self.client.clone();
+            rt.spawn(async move {
+                let deadline = client.cleanup_deadline();
+                let id = match client.submit_inner(&sql, &request_id, None, deadline).await {
+                    Ok(Submit::Accepted(s)) => s.query_id,
+                    Ok(Submit::Finished(st, _, _)) => st.query_id,
+                    _ => return,
+                };
+                client.cancel_and_delete(&id).await;
+            });
+        }
+    }
+}
+
 impl Drop for JobGuard {
     fn drop(&mut self) {
         if let Some(id) = self.id.take() {
@@ -866,10 +1025,11 @@ async fn fetch_pages(
     client: AgentClient,
     id: String,
     types: Vec<ColumnType>,
+    start: Option<String>,
     deadline: Instant,
     tx: mpsc::Sender<Result<Vec<Row>, ClientError>>,
 ) {
-    let mut token: Option<String> = None;
+    let mut token: Option<String> = start;
     let page_size = client.inner.cfg.page_size;
     let outcome: Result<bool, ClientError> = loop {
         let page = match client

@@ -32,11 +32,52 @@ pub struct LocalExecutor {
 impl LocalExecutor {
     /// An in-memory database (`path` = `None`) or a file.
     pub fn open(path: Option<&std::path::Path>) -> Result<Arc<LocalExecutor>, ClientError> {
-        let conn = match path {
-            None => duckdb::Connection::open_in_memory(),
-            Some(p) => duckdb::Connection::open(p),
+        Self::open_with(path, false)
+    }
+
+    /// Same, and a file may be opened read-only: DuckDB lets several processes
+    /// open one file only when every one of them opens it read-only.
+    pub fn open_with(
+        path: Option<&std::path::Path>,
+        read_only: bool,
+    ) -> Result<Arc<LocalExecutor>, ClientError> {
+        Self::open_configured(path, read_only, duckdb::Config::default())
+    }
+
+    /// For a policy enforcement point: as [`Self::open_with`], and SQL can
+    /// reach nothing outside the database (no file, no network: external
+    /// access off) and no extension is downloaded or loaded on demand.
+    pub fn open_locked(
+        path: Option<&std::path::Path>,
+        read_only: bool,
+    ) -> Result<Arc<LocalExecutor>, ClientError> {
+        let cfg = duckdb::Config::default()
+            .enable_autoload_extension(false)
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+            .and_then(|c| c.enable_external_access(false))
+            .map_err(|e| ClientError::Local(format!("bad DuckDB setting: {e}")))?;
+        Self::open_configured(path, read_only, cfg)
+    }
+
+    fn open_configured(
+        path: Option<&std::path::Path>,
+        read_only: bool,
+        cfg: duckdb::Config,
+    ) -> Result<Arc<LocalExecutor>, ClientError> {
+        let fail = |e: duckdb::Error| ClientError::Local(format!("cannot open DuckDB: {e}"));
+        let conn = match (path, read_only) {
+            (None, false) => duckdb::Connection::open_in_memory_with_flags(cfg),
+            (None, true) => {
+                return Err(ClientError::Local(
+                    "an in-memory database cannot be opened read-only".into(),
+                ))
+            }
+            (Some(p), false) => duckdb::Connection::open_with_flags(p, cfg),
+            (Some(p), true) => cfg
+                .access_mode(duckdb::AccessMode::ReadOnly)
+                .and_then(|c| duckdb::Connection::open_with_flags(p, c)),
         }
-        .map_err(|e| ClientError::Local(format!("cannot open DuckDB: {e}")))?;
+        .map_err(fail)?;
         Ok(Arc::new(LocalExecutor {
             db: Mutex::new(conn),
         }))

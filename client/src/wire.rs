@@ -26,6 +26,37 @@ pub struct IdStatus {
     pub request_id: Option<String>,
 }
 
+/// 202 or 200 of `POST /queries?wait_ms=&consume=`: the submit's `query_id` and `status`;
+/// once the job ended within the wait also the status fields, and once it
+/// succeeded the first page's fields (rows still raw, borrowed from the body).
+#[derive(Debug, Deserialize)]
+pub struct SubmitAnswer<'a> {
+    pub query_id: String,
+    pub status: String,
+    #[serde(default)]
+    pub columns: Option<Vec<String>>,
+    #[serde(default)]
+    pub column_types: Option<Vec<String>>,
+    #[serde(borrow, default)]
+    pub rows: Option<Vec<Vec<&'a RawValue>>>,
+    #[serde(default)]
+    pub row_count: Option<u64>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+    #[serde(default)]
+    pub error_code: Option<String>,
+    #[serde(default)]
+    pub completed_at: Option<String>,
+    /// True when `consume=true` leaves the job to the agent to drop (no delete
+    /// needed: it goes after a short grace that covers a retried submit).
+    #[serde(default)]
+    pub consumed: bool,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
 /// 200 of `GET /queries/{id}`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub struct QueryStatus {

@@ -361,14 +361,18 @@ fn oversized_answers_are_refused_not_buffered() {
         let mut cfg = AgentConfig::new("a", &a.url(), TOKEN);
         cfg.max_response_bytes = 4096;
         let c = AgentClient::new(cfg).unwrap();
-        let mut rows = c
+        // The first page comes with the submit's answer, so the refusal comes from
+        // `run` itself (an agent without the submit wait: from the first page).
+        let e = match c
             .run("SELECT repeat('x', 1000) AS s FROM range(100)", after(PATIENCE))
             .await
-            .expect("status fits");
-        let e = rows.next_page().await.unwrap_err();
+        {
+            Ok(mut rows) => rows.next_page().await.unwrap_err(),
+            Err(e) => e,
+        };
         assert!(matches!(&e, ClientError::Protocol { message, .. } if message.contains("larger than 4096")), "{e:?}");
     });
-    // The failed fetch still canceled and deleted the job.
+    // The refused answer still canceled and deleted the job.
     a.wait_health("cleaned", |h| h["stored_jobs"] == 0);
 }
 
@@ -436,4 +440,50 @@ fn statements_without_rows_skip_paging_and_are_deleted() {
         assert!(rows.collect().await.unwrap().is_empty());
     });
     a.wait_health("deleted", |h| h["stored_jobs"] == 0);
+}
+
+/// A short query costs one round trip: the submit waits for the job and brings its
+/// status and first page; later pages are fetched, status is never polled, and the
+/// job is deleted off the caller's path.
+#[test]
+fn a_short_run_is_one_round_trip() {
+    let a = Agent::start(&[]);
+    let rt = runtime();
+    let count = |route: &str, class: &str| {
+        a.metric(&format!(
+            "compute_agent_http_responses_total{{route=\"{route}\",class=\"{class}\"}}"
+        ))
+    };
+    rt.block_on(async {
+        let mut cfg = AgentConfig::new("a", &a.url(), TOKEN);
+        cfg.page_size = 100;
+        let c = AgentClient::new(cfg).unwrap();
+        let rows = c.run("SELECT 7 AS x", after(PATIENCE)).await.unwrap();
+        assert_eq!(rows.via, Via::Lifecycle);
+        assert_eq!(rows.collect().await.unwrap(), vec![vec![Value::Int(7)]]);
+        assert_eq!(count("POST /queries", "2xx"), 1.0);
+        assert_eq!(count("GET /queries/{id}", "2xx"), 0.0);
+        assert_eq!(count("GET /queries/{id}/results", "2xx"), 0.0);
+
+        // 250 rows in pages of 100: the first with the submit, two fetched.
+        let rows = c
+            .run("SELECT i FROM range(250) t(i) ORDER BY i", after(PATIENCE))
+            .await
+            .unwrap();
+        let all = rows.collect().await.unwrap();
+        assert_eq!(all.len(), 250);
+        assert_eq!(all[249], vec![Value::Int(249)]);
+        assert_eq!(count("POST /queries", "2xx"), 2.0);
+        assert_eq!(count("GET /queries/{id}", "2xx"), 0.0);
+        assert_eq!(count("GET /queries/{id}/results", "2xx"), 2.0);
+
+        // A failure arrives with the submit too, as a typed error.
+        let e = c.run("SELECT * FROM nowhere", after(PATIENCE)).await.unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Execution { code, message } if code == "EXECUTION_ERROR" && message.contains("nowhere")),
+            "{e:?}"
+        );
+        assert_eq!(count("GET /queries/{id}", "2xx"), 0.0);
+    });
+    a.wait_health("every job deleted", |h| h["stored_jobs"] == 0);
 }

@@ -53,11 +53,12 @@ pub use error::{EngineError, JobError};
 pub use job::{JobStatus, Status, Submitted};
 pub use priority::DEFAULT_SQL_THREAD_NICE;
 pub use result::{Page, QueryResult};
-pub use shard::{RunOptions, Shard};
+pub use shard::{RunOptions, Shard, Waited};
 pub use sqlcheck::{
     check_sql, nesting_depth, SqlRejected, DEFAULT_MAX_SQL_BYTES, DEFAULT_MAX_SQL_NESTING,
 };
 pub use stats::{HistogramSnapshot, Stats};
+pub use table::CONSUMED_GRACE;
 
 /// A job's id. Its owner shard is `route::owner_of_query(id, shards)`.
 pub type QueryId = uuid::Uuid;

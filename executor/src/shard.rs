@@ -40,6 +40,21 @@ pub(crate) struct Msg(Box<dyn FnOnce(Rc<Core>) -> LocalOp + Send>);
 /// An operation's future on its owner shard (`!Send`: it uses the shard's `Rc`s).
 type LocalOp = Pin<Box<dyn Future<Output = ()>>>;
 
+/// What [`Shard::submit_and_wait`] found when its wait ended.
+#[derive(Debug)]
+pub enum Waited {
+    /// Still queued or running (or a request id's job, as it stands).
+    Pending(Submitted),
+    /// Ended within the wait.
+    Ended {
+        status: JobStatus,
+        /// The first rows, once succeeded.
+        first: Option<Page>,
+        /// Dropped by the agent shortly (`consume`): no delete needed.
+        consumed: bool,
+    },
+}
+
 /// Per-statement options.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RunOptions {
@@ -180,6 +195,62 @@ impl Shard {
             owner,
             move |core| async move { core.create(sql, rid, opts) },
         )
+        .await
+    }
+
+    /// [`Shard::submit_with`], then waits (up to `wait`, capped at
+    /// [`MAX_STATUS_WAIT`]) for the job to end, all in one visit to the job's
+    /// shard. A job that ended comes back with its status and, once succeeded, its
+    /// rows `0 .. max`; with `consume`, one whose whole result (or failure) is in
+    /// that answer is dropped after a short grace ([`crate::CONSUMED_GRACE`]) instead
+    /// of waiting for the caller's delete; a submit retried with its request id
+    /// within the grace gets the same answer, not a second run.
+    pub async fn submit_and_wait(
+        &self,
+        sql: String,
+        request_id: Option<String>,
+        opts: RunOptions,
+        wait: Duration,
+        max: usize,
+        consume: bool,
+    ) -> Result<Waited, JobError> {
+        self.check_sql(&sql)?;
+        let rid = request_id.filter(|r| !r.is_empty());
+        let owner = match &rid {
+            Some(r) => route::owner_of_request(r, self.core.count),
+            None => self.core.engine.shard_for_new_work(self.core.index),
+        };
+        self.on_owner(owner, move |core| async move {
+            let submitted = core.create(sql, rid, opts)?;
+            let id = submitted.id;
+            let status = match core.clone().status_local(id, Some(wait)).await {
+                Ok(st) if st.status.is_terminal() => st,
+                Ok(st) => {
+                    return Ok(Waited::Pending(Submitted {
+                        status: st.status,
+                        ..submitted
+                    }))
+                }
+                // Deleted meanwhile by another request: the submit itself stands.
+                Err(_) => return Ok(Waited::Pending(submitted)),
+            };
+            let first = match status.result {
+                Some(_) => core.page_local(id, 0, max).ok(),
+                None => None,
+            };
+            let whole = first.as_ref().is_none_or(|p| !p.has_more());
+            let consumed = consume && whole;
+            if consumed {
+                core.table
+                    .borrow_mut()
+                    .consume(core.counters(), &id, Instant::now());
+            }
+            Ok(Waited::Ended {
+                status,
+                first,
+                consumed,
+            })
+        })
         .await
     }
 
@@ -335,6 +406,10 @@ async fn sweep_loop(weak: Weak<Core>) {
             last = now;
             let ttl = me.engine.result_ttl();
             me.table.borrow_mut().sweep(me.counters(), now, ttl);
+        } else {
+            // Consumed jobs leave at the end of their grace, whatever the
+            // cleanup interval (their owners already have every row).
+            me.table.borrow_mut().drop_consumed(me.counters(), now);
         }
     }
 }

@@ -4,7 +4,8 @@
 //! the job counters that `/health` reads (queued, running, completed, stored,
 //! retained result bytes): `start` for `QUEUED -> RUNNING`, one `finish` for
 //! every terminal transition (success, failure, cancel, timeout, shutdown),
-//! `remove` for delete, `sweep` for expiry. It never calls DuckDB, never
+//! `remove` for delete, `sweep` for expiry (and `consume`, which shortens a
+//! delivered job's stay to [`CONSUMED_GRACE`]). It never calls DuckDB, never
 //! touches the feed (the shard moves work between the two), and lives on one
 //! reactor thread.
 
@@ -21,10 +22,17 @@ use crate::result::QueryResult;
 use crate::stats::ShardCounters;
 use crate::QueryId;
 
+/// How long a consumed job stays after its answer (unless the TTL is shorter):
+/// long enough that a submit retried after a lost answer finds it (the client
+/// retries within a second), short enough that a busy agent holds few of them.
+pub const CONSUMED_GRACE: Duration = Duration::from_secs(5);
+
 pub(crate) struct JobTable {
     jobs: HashMap<QueryId, Job>,
     by_request: HashMap<Box<str>, QueryId>,
     expiry: ExpiryQueue,
+    /// Consumed jobs, due [`CONSUMED_GRACE`] after their answer.
+    consumed: ExpiryQueue,
 }
 
 impl JobTable {
@@ -33,6 +41,7 @@ impl JobTable {
             jobs: HashMap::new(),
             by_request: HashMap::new(),
             expiry: ExpiryQueue::default(),
+            consumed: ExpiryQueue::default(),
         }
     }
 
@@ -148,22 +157,54 @@ impl JobTable {
         }
     }
 
-    /// Drops terminal jobs completed at least `ttl` ago; O(expired).
-    pub fn sweep(&mut self, c: &ShardCounters, now: Instant, ttl: Duration) {
+    /// Marks a terminal job whose whole result was delivered: it is dropped
+    /// [`CONSUMED_GRACE`] from now (or at its TTL, if sooner) without waiting for
+    /// a delete. Also drops the consumed jobs already due, so a busy shard keeps
+    /// only a grace period's worth of them between sweeps.
+    pub fn consume(&mut self, c: &ShardCounters, id: &QueryId, now: Instant) {
+        if self.jobs.get(id).is_some_and(|j| j.status.is_terminal()) {
+            self.consumed.push(now, *id);
+        }
+        self.drop_consumed(c, now);
+    }
+
+    /// Drops consumed jobs past their grace; O(due).
+    pub fn drop_consumed(&mut self, c: &ShardCounters, now: Instant) {
         let mut cleaned = 0;
-        while let Some(id) = self.expiry.pop_due(now, ttl) {
-            let terminal = self.jobs.get(&id).is_some_and(|j| j.status.is_terminal());
-            if !terminal {
-                continue; // deleted earlier
-            }
-            if let Some(job) = self.jobs.remove(&id) {
-                ShardCounters::add(&c.completed_jobs, -1);
-                self.forget(c, &job);
-                cleaned += 1;
-            }
+        while let Some(id) = self.consumed.pop_due(now, CONSUMED_GRACE) {
+            cleaned += self.drop_terminal(c, &id);
         }
         if cleaned > 0 {
             c.cleaned_jobs.fetch_add(cleaned, Relaxed);
+        }
+    }
+
+    /// Drops terminal jobs completed at least `ttl` ago, and consumed jobs past
+    /// their grace; O(expired).
+    pub fn sweep(&mut self, c: &ShardCounters, now: Instant, ttl: Duration) {
+        let mut cleaned = 0;
+        while let Some(id) = self.expiry.pop_due(now, ttl) {
+            cleaned += self.drop_terminal(c, &id);
+        }
+        if cleaned > 0 {
+            c.cleaned_jobs.fetch_add(cleaned, Relaxed);
+        }
+        self.drop_consumed(c, now);
+    }
+
+    /// Drops one expired job: 1 when it was still there and terminal, 0 when it
+    /// was deleted (or dropped) earlier.
+    fn drop_terminal(&mut self, c: &ShardCounters, id: &QueryId) -> u64 {
+        if !self.jobs.get(id).is_some_and(|j| j.status.is_terminal()) {
+            return 0;
+        }
+        match self.jobs.remove(id) {
+            Some(job) => {
+                ShardCounters::add(&c.completed_jobs, -1);
+                self.forget(c, &job);
+                1
+            }
+            None => 0,
         }
     }
 }

@@ -1,16 +1,23 @@
-//! The gateway's policy enforcement, as a library: the policy model
-//! ([`policy`]) and the SQL rewriter that applies it ([`rewrite`]).
+//! The gateway: the policy model ([`policy`]), the SQL rewriter that applies
+//! it ([`rewrite`]), the store that keeps endpoints, assignments, principals
+//! and the policy in a database ([`store`]), and the `compute-gateway` server
+//! ([`server`]: HTTP API, routing through the resolver, audit, metrics).
 //!
-//! This crate owns deciding what SQL may reach an engine for a principal. It
-//! must never depend on an engine (no DuckDB here: the agent crates own it)
-//! and never lets a statement through that it has not fully understood. The
-//! HTTP API, the policy's storage and routing come later (issue 11).
+//! This crate owns deciding what SQL may reach an engine for a principal and
+//! never lets a statement through that it has not fully understood. The
+//! policy model and the rewriter never touch an engine (the store links the
+//! `client` crate only for the resolver's types); the server reaches engines
+//! only through the `client` crate (agents over HTTP, local DuckDB).
 
 pub mod policy;
 pub mod rewrite;
+pub mod rewrite_cache;
+pub mod server;
+pub mod store;
 
 pub use policy::{Grantee, Policy, PolicyError, Principal, TableAccess, TableKey};
 pub use rewrite::{rewrite, Catalog, RewriteError, Rewritten};
+pub use rewrite_cache::{RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
 
 #[cfg(test)]
 mod tests;

@@ -320,7 +320,14 @@ impl AgentClient {
         let column_types = st.column_types.unwrap_or_default();
         let types: Vec<ColumnType> = column_types.iter().map(|t| ColumnType::parse(t)).collect();
         let (tx, rx) = mpsc::channel(PAGES_BUFFERED);
-        let task = tokio::spawn(fetch_pages(self.clone(), id.clone(), types, deadline, tx));
+        let task = tokio::spawn(fetch_pages(
+            self.clone(),
+            id.clone(),
+            types,
+            None,
+            deadline,
+            tx,
+        ));
         QueryRows::streamed(
             st.columns.unwrap_or_default(),
             column_types,

@@ -1,0 +1,154 @@
+//! `compute-gateway`: the policy enforcement point. Parses the configuration
+//! (flags with environment fallbacks, `--help` lists them), sets up JSON logs,
+//! opens the store (migrations run) and local DuckDB, bootstraps the admin
+//! token, starts the resolver (reading the store) with its health prober, the
+//! store refresher and the job reaper, then serves HTTP until SIGINT/SIGTERM.
+//!
+//! Owns start-up order and exit codes: 2 for a bad configuration, 1 when
+//! something it needs cannot be opened. It never logs a token.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use client::resolver::Resolver;
+use client::{Executor, LocalExecutor, Value};
+use gateway::server::app::App;
+use gateway::server::config::{Config, LogLevel};
+use gateway::store::Store;
+
+fn init_logs(level: LogLevel) -> tracing_appender::non_blocking::WorkerGuard {
+    use tracing_subscriber::filter::LevelFilter;
+    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    let filter = match level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false)
+        .with_span_list(false)
+        .with_target(true)
+        .with_max_level(filter)
+        .with_writer(writer)
+        .init();
+    guard
+}
+
+fn main() -> ExitCode {
+    let cfg = match Config::from_env() {
+        Ok(c) => c,
+        Err(gateway::server::config::ConfigError::Usage(m)) => {
+            // --help and --version land here too.
+            print!("{m}");
+            return if m.starts_with("error") {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+        Err(e) => {
+            eprintln!("compute-gateway: bad configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _logs = init_logs(cfg.log_level);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("gateway")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("compute-gateway: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "compute-gateway stopped");
+            eprintln!("compute-gateway: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cfg: Config) -> Result<(), String> {
+    let store = Store::open(&cfg.database_url)
+        .await
+        .map_err(|e| format!("cannot open the store: {e}"))?;
+    if let Some(token) = &cfg.admin_token {
+        store
+            .ensure_admin(&cfg.admin_user, token)
+            .await
+            .map_err(|e| format!("cannot set up the bootstrap admin {}: {e}", cfg.admin_user))?;
+    }
+    let local = LocalExecutor::open_locked(cfg.duckdb_path.as_deref(), cfg.duckdb_read_only)
+        .map_err(|e| e.to_string())?;
+    let default_catalog = match &cfg.default_catalog {
+        Some(c) => c.clone(),
+        None => current_database(&local).await?,
+    };
+    let resolver = Resolver::new(
+        Box::new(store.config_source()),
+        cfg.rollout.clone(),
+        local.clone(),
+    )
+    .map_err(|e| format!("the stored routing configuration does not load: {e}"))?;
+    let _resolver_tasks = resolver.spawn_background(cfg.store_refresh);
+    let _refresh = store.spawn_refresh(cfg.store_refresh);
+    let listener = tokio::net::TcpListener::bind(cfg.listen_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen_addr))?;
+    let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let header_timeout = cfg.request_timeout;
+    tracing::info!(
+        listen_addr = %addr,
+        store = ?store.backend(),
+        duckdb_path = ?cfg.duckdb_path,
+        duckdb_read_only = cfg.duckdb_read_only,
+        default_catalog = %default_catalog,
+        remote_routing = cfg.rollout.0.remote_routing,
+        admin_bootstrap = cfg.admin_token.is_some(),
+        "compute-gateway listening"
+    );
+    let app = App::new(cfg, store, resolver, local, default_catalog);
+    let _reaper = app.jobs.spawn_reaper();
+    let handler = {
+        let app = app.clone();
+        Arc::new(
+            move |req: http::Request<hyper::body::Incoming>, peer: std::net::SocketAddr| {
+                app.clone().handle(req, peer)
+            },
+        )
+    };
+    let server = gateway::server::http::serve(listener, header_timeout, handler);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| e.to_string())?;
+    tokio::select! {
+        _ = server => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+    }
+    Ok(())
+}
+
+/// The local engine's database name: the default catalog when not configured.
+async fn current_database(local: &LocalExecutor) -> Result<String, String> {
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    let rows = Executor::run(local, "SELECT current_database()", deadline)
+        .await
+        .map_err(|e| format!("cannot read the local database's name: {e}"))?
+        .collect()
+        .await
+        .map_err(|e| format!("cannot read the local database's name: {e}"))?;
+    match rows.first().and_then(|r| r.first()) {
+        Some(Value::Text(s)) => Ok(s.to_lowercase()),
+        other => Err(format!("current_database() answered {other:?}")),
+    }
+}

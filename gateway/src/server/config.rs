@@ -1,0 +1,276 @@
+//! The gateway's settings, parsed once at start-up into [`Config`]: each setting
+//! is a flag with an environment fallback and a default, all listed by
+//! `compute-gateway --help`.
+//!
+//! Owns every default and the validation of every value; a bad value stops
+//! start-up with a message naming the variable. It never opens a file, a
+//! socket or a database (the binary does that with the parsed values).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use client::resolver::config::parse_go_bool;
+use client::resolver::RolloutDefaults;
+
+/// Why the configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var}={value:?}: expected {expected}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("rollout settings: {0}")]
+    Rollout(#[from] client::resolver::ConfigError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// Log verbosity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// Everything the gateway is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    /// `sqlite:<path>`, `sqlite::memory:` or `postgres://...`.
+    pub database_url: String,
+    /// Local compute's DuckDB file; in-memory when `None`.
+    pub duckdb_path: Option<PathBuf>,
+    /// Open `duckdb_path` read-only (several processes may then share it).
+    pub duckdb_read_only: bool,
+    /// The bootstrap admin's bearer token (`None`: no bootstrap).
+    pub admin_token: Option<String>,
+    /// The bootstrap admin's user name.
+    pub admin_user: String,
+    /// The catalog unqualified names belong to; `None`: the local engine's
+    /// `current_database()`.
+    pub default_catalog: Option<String>,
+    pub rollout: RolloutDefaults,
+    /// Longest a query may run, pages included.
+    pub query_timeout: Duration,
+    /// Jobs one user may hold at once; jobs held at once in all.
+    pub max_jobs_per_user: usize,
+    pub max_jobs_total: usize,
+    /// How long a finished job (and its unread rows) is kept.
+    pub job_ttl: Duration,
+    /// Largest request body.
+    pub max_body_bytes: usize,
+    /// Longest a client may take to send its request head and body.
+    pub request_timeout: Duration,
+    /// How long an engine's table list is trusted.
+    pub catalog_ttl: Duration,
+    /// How often the store is re-read (changes made by other gateways).
+    pub store_refresh: Duration,
+    pub log_level: LogLevel,
+}
+
+struct Setting {
+    var: &'static str,
+    flag: &'static str,
+    default: Option<&'static str>,
+    help: &'static str,
+}
+
+/// One source for every setting: its variable, flag, default and help.
+const SETTINGS: &[Setting] = &[
+    Setting { var: "LISTEN_ADDR", flag: "listen-addr", default: Some("127.0.0.1:8080"), help: "Address the HTTP API listens on (host:port)" },
+    Setting { var: "DATABASE_URL", flag: "database-url", default: Some("sqlite:./gateway.db"), help: "The gateway's store: sqlite:<path>, sqlite::memory: or postgres://user:pass@host:port/db" },
+    Setting { var: "DUCKDB_PATH", flag: "duckdb-path", default: None, help: "Local compute's DuckDB file (in-memory when unset)" },
+    Setting { var: "DUCKDB_READ_ONLY", flag: "duckdb-read-only", default: Some("false"), help: "Open DUCKDB_PATH read-only, so agents may open the same file read-only too" },
+    Setting { var: "GATEWAY_ADMIN_TOKEN", flag: "admin-token", default: None, help: "Bearer token of the bootstrap admin (created or updated at start)" },
+    Setting { var: "GATEWAY_ADMIN_USER", flag: "admin-user", default: Some("admin"), help: "User name of the bootstrap admin" },
+    Setting { var: "DEFAULT_CATALOG", flag: "default-catalog", default: None, help: "Catalog of unqualified table names; must be the engines' default database name [default: the local DuckDB's current_database()]" },
+    Setting { var: "QUERY_TIMEOUT", flag: "query-timeout", default: Some("5m"), help: "Longest a query may run, its pages included (Go duration)" },
+    Setting { var: "MAX_JOBS_PER_USER", flag: "max-jobs-per-user", default: Some("16"), help: "Queries a user may hold at once (running or with unread results); more get 429" },
+    Setting { var: "MAX_JOBS_TOTAL", flag: "max-jobs-total", default: Some("1024"), help: "Queries held at once, all users; more get 429" },
+    Setting { var: "JOB_TTL", flag: "job-ttl", default: Some("10m"), help: "How long a job is kept after it was last touched (Go duration)" },
+    Setting { var: "MAX_BODY_BYTES", flag: "max-body-bytes", default: Some("1048576"), help: "Largest request body; larger gets 413" },
+    Setting { var: "REQUEST_TIMEOUT", flag: "request-timeout", default: Some("30s"), help: "Longest a client may take to send a request (head and body) (Go duration)" },
+    Setting { var: "CATALOG_TTL", flag: "catalog-ttl", default: Some("60s"), help: "How long an engine's list of tables and columns is trusted (Go duration)" },
+    Setting { var: "STORE_REFRESH", flag: "store-refresh", default: Some("2s"), help: "How often the store is re-read for changes made by other gateways (Go duration)" },
+    Setting { var: "LOG_LEVEL", flag: "log-level", default: Some("info"), help: "error, warn, info, debug or trace" },
+];
+
+/// The clap command: every setting as `--flag` with its variable as fallback.
+pub fn command() -> Command {
+    let mut cmd = Command::new("compute-gateway")
+        .version(env!("CARGO_PKG_VERSION"))
+        .about("The policy enforcement point: authenticates users, rewrites their SQL under grants, row filters and column masks, and routes it to an agent or local DuckDB")
+        .after_help("Rollout controls are read from the environment as the resolver defines them: FEATURE_REMOTE_ROUTING, REMOTE_CANARY_USERS, REMOTE_CANARY_GROUPS, FEATURE_CURSOR_MODE (docs/rollout.md).");
+    for s in SETTINGS {
+        let mut a = Arg::new(s.var)
+            .long(s.flag)
+            .env(s.var)
+            .help(s.help)
+            .action(ArgAction::Set);
+        if s.var == "GATEWAY_ADMIN_TOKEN" || s.var == "DATABASE_URL" {
+            a = a.hide_env_values(true);
+        }
+        if let Some(d) = s.default {
+            a = a.default_value(d);
+        }
+        cmd = cmd.arg(a);
+    }
+    cmd
+}
+
+impl Config {
+    /// From the process's arguments and environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let m = command()
+            .try_get_matches()
+            .map_err(|e| ConfigError::Usage(e.to_string()))?;
+        Config::from_matches(&m, RolloutDefaults::from_env()?)
+    }
+
+    /// From parsed matches (tests build them with `command().try_get_matches_from`).
+    pub fn from_matches(m: &ArgMatches, rollout: RolloutDefaults) -> Result<Config, ConfigError> {
+        let get = |var: &'static str| -> Option<String> {
+            m.get_one::<String>(var)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let req = |var: &'static str| -> String { get(var).unwrap_or_default() };
+        let invalid =
+            |var: &'static str, value: &str, expected: &'static str| ConfigError::Invalid {
+                var,
+                value: value.to_string(),
+                expected,
+            };
+        let duration = |var: &'static str| -> Result<Duration, ConfigError> {
+            client::duration::parse(&req(var))
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| invalid(var, &req(var), "a positive Go duration (300ms, 1m30s, 2h)"))
+        };
+        let count = |var: &'static str| -> Result<usize, ConfigError> {
+            req(var)
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| invalid(var, &req(var), "a positive integer"))
+        };
+        let listen_addr = req("LISTEN_ADDR").parse().map_err(|_| {
+            invalid(
+                "LISTEN_ADDR",
+                &req("LISTEN_ADDR"),
+                "host:port, e.g. 127.0.0.1:8080",
+            )
+        })?;
+        let database_url = req("DATABASE_URL");
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "DATABASE_URL",
+                "(hidden)",
+                "sqlite:<path>, sqlite::memory: or postgres://...",
+            ));
+        }
+        let duckdb_read_only = parse_go_bool(&req("DUCKDB_READ_ONLY")).ok_or_else(|| {
+            invalid(
+                "DUCKDB_READ_ONLY",
+                &req("DUCKDB_READ_ONLY"),
+                "a boolean: true/false, 1/0, t/f",
+            )
+        })?;
+        let duckdb_path = get("DUCKDB_PATH").map(PathBuf::from);
+        if duckdb_read_only && duckdb_path.is_none() {
+            return Err(invalid(
+                "DUCKDB_READ_ONLY",
+                "true",
+                "false when DUCKDB_PATH is unset (an in-memory database cannot be read-only)",
+            ));
+        }
+        let admin_token = get("GATEWAY_ADMIN_TOKEN");
+        let admin_user = req("GATEWAY_ADMIN_USER").trim().to_lowercase();
+        if admin_user.is_empty() {
+            return Err(invalid("GATEWAY_ADMIN_USER", "", "a user name"));
+        }
+        let log_level = match req("LOG_LEVEL").as_str() {
+            "error" => LogLevel::Error,
+            "warn" | "warning" => LogLevel::Warn,
+            "info" => LogLevel::Info,
+            "debug" => LogLevel::Debug,
+            "trace" => LogLevel::Trace,
+            v => {
+                return Err(invalid(
+                    "LOG_LEVEL",
+                    v,
+                    "one of error, warn, info, debug, trace",
+                ))
+            }
+        };
+        let max_body_bytes = count("MAX_BODY_BYTES")?;
+        if max_body_bytes < 1024 {
+            return Err(invalid(
+                "MAX_BODY_BYTES",
+                &req("MAX_BODY_BYTES"),
+                "at least 1024",
+            ));
+        }
+        Ok(Config {
+            listen_addr,
+            database_url,
+            duckdb_path,
+            duckdb_read_only,
+            admin_token,
+            admin_user,
+            default_catalog: get("DEFAULT_CATALOG").map(|c| c.trim().to_lowercase()),
+            rollout,
+            query_timeout: duration("QUERY_TIMEOUT")?,
+            max_jobs_per_user: count("MAX_JOBS_PER_USER")?,
+            max_jobs_total: count("MAX_JOBS_TOTAL")?,
+            job_ttl: duration("JOB_TTL")?,
+            max_body_bytes,
+            request_timeout: duration("REQUEST_TIMEOUT")?,
+            catalog_ttl: duration("CATALOG_TTL")?,
+            store_refresh: duration("STORE_REFRESH")?,
+            log_level,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, ConfigError> {
+        let mut v = vec!["compute-gateway"];
+        v.extend_from_slice(args);
+        let m = command().try_get_matches_from(v).unwrap();
+        Config::from_matches(&m, RolloutDefaults::default())
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.database_url, "sqlite:./gateway.db");
+        assert!(c.duckdb_path.is_none() && !c.duckdb_read_only);
+        assert_eq!(c.job_ttl, Duration::from_secs(600));
+        let e = parse(&["--query-timeout", "soon"]).unwrap_err().to_string();
+        assert!(e.contains("QUERY_TIMEOUT"), "{e}");
+        let e = parse(&["--duckdb-read-only", "true"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DUCKDB_READ_ONLY"), "{e}");
+        let e = parse(&["--database-url", "mysql://x"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DATABASE_URL") && !e.contains("mysql"), "{e}");
+        assert!(parse(&["--max-jobs-per-user", "0"]).is_err());
+    }
+}

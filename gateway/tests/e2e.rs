@@ -1,0 +1,439 @@
+//! End to end: the real `compute-gateway` binary in front of real
+//! `compute-agent` processes over loopback, with one DuckDB file that the
+//! agents and the gateway's local DuckDB all open read-only. Users with
+//! different filters and masks, remote and local routing, an agent killed
+//! mid-test, admin changes on the next query, refusals with their audit
+//! lines, the job lifecycle and its isolation, authentication, hostile input.
+
+mod harness;
+
+use harness::*;
+use serde_json::{json, Value};
+
+struct Setup {
+    _dir: std::path::PathBuf,
+    db: std::path::PathBuf,
+    gw: Proc,
+}
+
+fn setup(extra: &[(&str, &str)]) -> Setup {
+    let dir = scratch_dir("e2e");
+    let db = make_db(&dir);
+    let url = format!("sqlite:{}", dir.join("gateway.db").display());
+    let gw = start_gateway(&url, &db, extra);
+    Setup { _dir: dir, db, gw }
+}
+
+fn admin(gw: &Proc) -> Caller<'_> {
+    Caller {
+        gw,
+        token: ADMIN_TOKEN.into(),
+    }
+}
+
+/// Creates `user` in `groups` with a token; the caller.
+fn user<'a>(gw: &'a Proc, name: &str, groups: &[&str]) -> Caller<'a> {
+    let a = admin(gw);
+    a.admin("PUT", &format!("/admin/users/{name}"), json!({}));
+    for g in groups {
+        a.admin(
+            "PUT",
+            &format!("/admin/groups/{g}/members/{name}"),
+            Value::Null,
+        );
+    }
+    let t = a.admin("POST", "/admin/tokens", json!({ "user": name }));
+    Caller {
+        gw,
+        token: t["token"].as_str().unwrap().to_string(),
+    }
+}
+
+fn ids(v: &Value) -> Vec<i64> {
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[0].as_i64().unwrap())
+        .collect()
+}
+
+fn col(v: &Value, i: usize) -> Vec<String> {
+    v["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r[i].as_str().unwrap_or("null").to_string())
+        .collect()
+}
+
+fn add_endpoint(a: &Caller, name: &str, agent: &Proc) {
+    a.admin(
+        "POST",
+        "/compute-endpoints",
+        json!({"name": name, "url": agent.url(), "type": "REMOTE", "auth_token": AGENT_TOKEN}),
+    );
+}
+
+fn assign(a: &Caller, endpoint: &str, user: &str, fallback_local: bool) -> i64 {
+    a.admin(
+        "POST",
+        &format!("/compute-endpoints/{endpoint}/assignments"),
+        json!({"principal": user, "principal_type": "user", "is_default": true, "fallback_local": fallback_local}),
+    )["id"]
+        .as_i64()
+        .unwrap()
+}
+
+#[test]
+fn two_users_see_their_rows_and_masks_one_remote_one_local() {
+    let s = setup(&[]);
+    let agent = start_agent(&s.db, &[]);
+    let a = admin(&s.gw);
+    let alice = user(&s.gw, "alice", &["analysts"]);
+    let bob = user(&s.gw, "bob", &[]);
+    add_endpoint(&a, "a1", &agent);
+    assign(&a, "a1", "alice", false);
+    a.admin(
+        "POST",
+        "/admin/grants",
+        json!({"principal": "analysts", "principal_type": "group", "table": "people"}),
+    );
+    a.admin(
+        "POST",
+        "/admin/grants",
+        json!({"principal": "bob", "principal_type": "user", "table": "people"}),
+    );
+    a.admin("POST", "/admin/row-filters", json!({"principal": "alice", "principal_type": "user", "table": "people", "predicate": "region = 'EU'"}));
+    a.admin("POST", "/admin/row-filters", json!({"principal": "bob", "principal_type": "user", "table": "people", "predicate": "region = 'US'"}));
+    let alice_mask = a.admin("POST", "/admin/column-masks", json!({"principal": "analysts", "principal_type": "group", "table": "people", "column": "email", "expression": "'***'"}));
+    a.admin("POST", "/admin/column-masks", json!({"principal": "bob", "principal_type": "user", "table": "people", "column": "email", "expression": "left(email, 2) || '…'"}));
+
+    let sql = "SELECT id, name, email FROM people ORDER BY id";
+    let r = alice.rows(sql);
+    assert_eq!(ids(&r), vec![1, 3], "{r}");
+    assert_eq!(col(&r, 2), vec!["***", "***"]);
+    assert_eq!(r["endpoint"], "a1");
+    assert_eq!(r["rule"], "user-default");
+    assert_eq!(r["column_types"], json!(["INTEGER", "VARCHAR", "VARCHAR"]));
+    assert_eq!(r["row_count"], 2);
+    let r = bob.rows(sql);
+    assert_eq!(ids(&r), vec![2, 4], "{r}");
+    assert_eq!(col(&r, 2), vec!["bo…", "da…"]);
+    assert_eq!(r["endpoint"], "local");
+    assert_eq!(r["rule"], "no-assignment");
+
+    // The user's own conditions are AND-ed with the filter; aliases and
+    // subqueries do not unmask.
+    let r = alice.rows("SELECT p.id, p.email AS e FROM (SELECT * FROM people) p WHERE 1=1 OR p.region = 'US' ORDER BY 1");
+    assert_eq!(ids(&r), vec![1, 3]);
+    assert_eq!(col(&r, 1), vec!["***", "***"]);
+
+    // Refusals: ungranted table, a file reader, several statements, not a query.
+    let r = alice.query("SELECT * FROM secrets");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert_eq!(r.json()["code"], "ACCESS_DENIED");
+    assert!(r.json()["error"].as_str().unwrap().contains("secrets"));
+    let r = alice.query("SELECT * FROM read_csv('/etc/passwd')");
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "SQL_REFUSED");
+    assert!(r.text().contains("read_csv"), "{}", r.text());
+    let r = alice.query("SELECT 1; SELECT 2");
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("2 statements"), "{}", r.text());
+    let r = bob.query("DROP TABLE people");
+    assert_eq!(r.status, 400);
+    let denied = s.gw.wait_log("audit", |v| {
+        v["decision"] == "denied" && v["reason"].as_str().unwrap_or("").contains("secrets")
+    });
+    assert_eq!(denied["user"], "alice");
+    let allowed = s.gw.wait_log("audit", |v| {
+        v["decision"] == "allowed" && v["user"] == "bob" && v["outcome"] == "answered"
+    });
+    assert_eq!(allowed["endpoint"], "local");
+    assert_eq!(allowed["tables"], "shared.main.people");
+    assert_eq!(allowed["rows"], 2);
+    assert!(allowed["query_id"].as_str().unwrap().len() >= 32);
+    s.gw.wait_log("audit", |v| {
+        v["decision"] == "denied" && v["reason"].as_str().unwrap_or("").contains("read_csv")
+    });
+
+    // Admin changes apply on the next query: unmask alice's email, and turn
+    // her endpoint off (she then runs locally, having no other assignment).
+    a.admin(
+        "DELETE",
+        &format!("/admin/column-masks/{}", alice_mask["id"]),
+        Value::Null,
+    );
+    let r = alice.rows(sql);
+    assert_eq!(col(&r, 2), vec!["ann@example.com", "cat@example.com"]);
+    a.admin(
+        "PATCH",
+        "/compute-endpoints/a1",
+        json!({"status": "INACTIVE"}),
+    );
+    let r = alice.rows(sql);
+    assert_eq!(r["endpoint"], "local", "{r}");
+    assert_eq!(ids(&r), vec![1, 3]);
+
+    // Metrics name the endpoints, the denials and the latencies.
+    let m = raw(s.gw.addr, "GET", "/metrics", &[], b"").unwrap().text();
+    assert!(
+        m.contains("gateway_queries_routed_total{endpoint=\"a1\",rule=\"user-default\"}"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gateway_queries_denied_total{reason=\"not_granted\"} 1"),
+        "{m}"
+    );
+    assert!(
+        m.contains("gateway_query_duration_seconds_count{endpoint=\"local\"}"),
+        "{m}"
+    );
+}
+
+#[test]
+fn auth_admin_and_hostile_input() {
+    let s = setup(&[("MAX_BODY_BYTES", "65536")]);
+    let r = raw(
+        s.gw.addr,
+        "POST",
+        "/v1/query",
+        &[],
+        br#"{"sql":"SELECT 1"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 401);
+    let r = raw(
+        s.gw.addr,
+        "GET",
+        "/compute-endpoints",
+        &[("Authorization", "Bearer nope-nope-nope")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.status, 401);
+    let eve = user(&s.gw, "eve", &[]);
+    let r = eve.req("GET", "/compute-endpoints", None);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = eve.req(
+        "POST",
+        "/admin/grants",
+        Some(json!({"principal": "eve", "principal_type": "user", "table": "secrets"})),
+    );
+    assert_eq!(r.status, 403);
+    // Unknown fields, bad JSON, oversize bodies and SQL.
+    let r = eve.req(
+        "POST",
+        "/v1/query",
+        Some(json!({"sql": "SELECT 1", "as_user": "admin"})),
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert!(r.text().contains("as_user"));
+    let auth = format!("Bearer {}", eve.token);
+    let r = raw(
+        s.gw.addr,
+        "POST",
+        "/v1/query",
+        &[("Authorization", &auth)],
+        b"{\"sql\":",
+    )
+    .unwrap();
+    assert_eq!(r.status, 400);
+    let big = json!({ "sql": format!("SELECT '{}'", "x".repeat(70_000)) });
+    let r = eve.req("POST", "/v1/query", Some(big));
+    assert_eq!(r.status, 413, "{}", r.text());
+    let a = admin(&s.gw);
+    let r = a.req("POST", "/compute-endpoints", Some(json!({"name": "x", "url": "http://127.0.0.1:1", "type": "REMOTE", "auth_token": "t", "secret": 1})));
+    assert_eq!(r.status, 400, "{}", r.text());
+    // The endpoint's token is never returned.
+    a.admin("POST", "/compute-endpoints", json!({"name": "x", "url": "http://127.0.0.1:1", "type": "REMOTE", "auth_token": "sekrit-token"}));
+    let r = a.req("GET", "/compute-endpoints/x", None);
+    assert_eq!(r.status, 200);
+    assert!(!r.text().contains("sekrit"), "{}", r.text());
+    let r = a.req("GET", "/compute-endpoints/nope", None);
+    assert_eq!(r.status, 404);
+    let h = a.admin("GET", "/compute-endpoints/x/health", Value::Null);
+    assert!(h["probe"]["error"].is_string(), "{h}");
+    // A query with no table runs anywhere; a query nobody granted does not.
+    let r = eve.rows("SELECT 40 + 2 AS answer");
+    assert_eq!(r["rows"], json!([[42]]));
+    assert_eq!(eve.query("SELECT * FROM people").status, 403);
+}
+
+#[test]
+fn lifecycle_pages_cancel_delete_and_isolation() {
+    let s = setup(&[]);
+    let agent = start_agent(&s.db, &[]);
+    let a = admin(&s.gw);
+    let alice = user(&s.gw, "alice", &[]);
+    let bob = user(&s.gw, "bob", &[]);
+    add_endpoint(&a, "a1", &agent);
+    assign(&a, "a1", "alice", false);
+    a.admin(
+        "POST",
+        "/admin/grants",
+        json!({"principal": "alice", "principal_type": "user", "table": "big"}),
+    );
+
+    let r = alice.req(
+        "POST",
+        "/v1/queries",
+        Some(json!({"sql": "SELECT n FROM big ORDER BY n"})),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["query_id"].as_str().unwrap().to_string();
+    let st = alice
+        .req("GET", &format!("/v1/queries/{id}?wait_ms=20000"), None)
+        .json();
+    assert_eq!(st["status"], "SUCCEEDED", "{st}");
+    assert_eq!(st["endpoint"], "a1");
+    assert_eq!(st["row_count"], 25000);
+    // Another user's id is not found, whatever the route.
+    assert_eq!(
+        bob.req("GET", &format!("/v1/queries/{id}"), None).status,
+        404
+    );
+    assert_eq!(
+        bob.req("GET", &format!("/v1/queries/{id}/results"), None)
+            .status,
+        404
+    );
+    assert_eq!(
+        bob.req("POST", &format!("/v1/queries/{id}/cancel"), None)
+            .status,
+        404
+    );
+    assert_eq!(
+        bob.req("DELETE", &format!("/v1/queries/{id}"), None).status,
+        404
+    );
+    // Pages in order; a retried page is the same page.
+    let mut next: Option<String> = None;
+    let mut seen = 0i64;
+    let mut pages = 0;
+    loop {
+        let path = match &next {
+            None => format!("/v1/queries/{id}/results?max_results=7000"),
+            Some(t) => format!("/v1/queries/{id}/results?max_results=7000&page_token={t}"),
+        };
+        let r = alice.req("GET", &path, None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        if pages == 1 {
+            let again = alice.req("GET", &path, None);
+            assert_eq!(again.body, r.body);
+        }
+        let p = r.json();
+        assert!(p.to_string().find(&agent.addr.to_string()).is_none());
+        let rows = p["rows"].as_array().unwrap();
+        assert!(rows.len() <= 5000);
+        for row in rows {
+            assert_eq!(row[0].as_i64().unwrap(), seen);
+            seen += 1;
+        }
+        pages += 1;
+        match p["next_page_token"].as_str() {
+            Some(t) => next = Some(t.to_string()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, 25000);
+    assert_eq!(pages, 5);
+    // A token that skips ahead is refused.
+    let r = alice.req(
+        "GET",
+        &format!("/v1/queries/{id}/results?page_token=OTk5OQ%3D%3D"),
+        None,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        alice
+            .req("DELETE", &format!("/v1/queries/{id}"), None)
+            .status,
+        200
+    );
+    assert_eq!(
+        alice.req("GET", &format!("/v1/queries/{id}"), None).status,
+        404
+    );
+    s.gw.wait_log("audit", |v| {
+        v["query_id"] == id.as_str() && v["outcome"] == "answered" && v["rows"] == 25000
+    });
+
+    // Cancel a long query: CANCELED, no results; the agent's job goes away.
+    let r = alice.req(
+        "POST",
+        "/v1/queries",
+        Some(json!({"sql": "SELECT sum(hash(a.n * b.n + c.n)) FROM big a, big b, big c"})),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["query_id"].as_str().unwrap().to_string();
+    let st = alice
+        .req("GET", &format!("/v1/queries/{id}?wait_ms=300"), None)
+        .json();
+    assert_eq!(st["status"], "RUNNING", "{st}");
+    assert_eq!(
+        alice
+            .req("GET", &format!("/v1/queries/{id}/results"), None)
+            .status,
+        409
+    );
+    let c = alice
+        .req("POST", &format!("/v1/queries/{id}/cancel"), None)
+        .json();
+    assert_eq!(c["status"], "CANCELED");
+    let r = alice.req("GET", &format!("/v1/queries/{id}/results"), None);
+    assert_eq!(r.status, 409);
+    assert_eq!(r.json()["code"], "QUERY_NOT_AVAILABLE");
+    eventually("the agent's job is canceled and gone", || {
+        let h = raw(agent.addr, "GET", "/health", &[], b"").unwrap().json();
+        h["active_queries"] == 0 && h["queued_jobs"] == 0
+    });
+    // Denials answer the submit itself.
+    let r = alice.req(
+        "POST",
+        "/v1/queries",
+        Some(json!({"sql": "SELECT * FROM secrets"})),
+    );
+    assert_eq!(r.status, 403);
+}
+
+#[test]
+fn an_agent_killed_mid_test_falls_back_or_fails_as_assigned() {
+    let s = setup(&[]);
+    let mut agent = start_agent(&s.db, &[]);
+    let a = admin(&s.gw);
+    let carl = user(&s.gw, "carl", &["staff"]);
+    let dora = user(&s.gw, "dora", &["staff"]);
+    add_endpoint(&a, "a1", &agent);
+    assign(&a, "a1", "carl", true);
+    assign(&a, "a1", "dora", false);
+    a.admin(
+        "POST",
+        "/admin/grants",
+        json!({"principal": "staff", "principal_type": "group", "schema": "main"}),
+    );
+    let sql = "SELECT count(*) AS n FROM people";
+    assert_eq!(carl.rows(sql)["endpoint"], "a1");
+    assert_eq!(dora.rows(sql)["endpoint"], "a1");
+    agent.kill();
+    let r = carl.rows(sql);
+    assert_eq!(r["endpoint"], "local", "{r}");
+    assert_eq!(r["rule"], "fallback-local");
+    assert_eq!(r["rows"], json!([[4]]));
+    let r = dora.query(sql);
+    assert!(
+        r.status == 502 || r.status == 503,
+        "{} {}",
+        r.status,
+        r.text()
+    );
+    assert!(r.text().contains("a1"), "{}", r.text());
+    let line =
+        s.gw.wait_log("audit", |v| v["user"] == "carl" && v["fallback"] == true);
+    assert_eq!(line["endpoint"], "local");
+    assert!(line["routing"].as_str().unwrap().contains("a1"), "{line}");
+    s.gw.wait_log("audit", |v| v["user"] == "dora" && v["outcome"] == "failed");
+    let m = raw(s.gw.addr, "GET", "/metrics", &[], b"").unwrap().text();
+    assert!(!m.contains("gateway_fallbacks_total 0"), "{m}");
+}
