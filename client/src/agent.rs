@@ -126,7 +126,7 @@ enum Submit {
     Accepted(IdStatus),
     /// The job ended within the submit's wait: its status, its first page once it
     /// succeeded, and whether the agent drops it by itself (`consume`).
-    Finished(QueryStatus, Option<Page>, bool),
+    Finished(Box<QueryStatus>, Option<Page>, bool),
     /// 404/405: the agent has no lifecycle routes; nothing was queued.
     NoLifecycle,
 }
@@ -537,7 +537,7 @@ impl AgentClient {
             request_id: a.request_id,
             format: None,
         };
-        Ok(Submit::Finished(st, first, a.consumed))
+        Ok(Submit::Finished(Box::new(st), first, a.consumed))
     }
 
     /// `GET /queries/{id}`, long-polling up to `wait` when given.
@@ -769,7 +769,7 @@ impl AgentClient {
                 self.remember_no_lifecycle();
                 return self.execute(sql, &request_id, deadline).await;
             }
-            Submit::Finished(st, first, consumed) => (st, first, consumed),
+            Submit::Finished(st, first, consumed) => (*st, first, consumed),
             Submit::Accepted(s) => {
                 let mut guard = JobGuard {
                     client: self.clone(),
