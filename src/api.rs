@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use executor::{JobError, QueryId, RunOptions, Shard, Waited};
+use executor::{JobError, QueryId, ResultFormat, RunOptions, Shard, Waited};
 use net::{Admission, Request, Response};
 
 use crate::auth::token_matches;
@@ -264,6 +264,9 @@ impl Api {
                         "invalid page_token: past the end of the result",
                         rid.as_deref(),
                     ),
+                    Ok(page) if page.result.arrow().is_some() => {
+                        crate::arrow_reply::page(id, &page, rid.as_deref())
+                    }
                     Ok(page) => reply::page(id, &page, rid.as_deref()),
                     Err(e) => reply::job_error(&e, rid.as_deref()),
                 }
@@ -294,6 +297,7 @@ impl Api {
     }
 
     async fn execute(&self, req: &mut Request<'_>, rid: &mut Option<String>) -> Response {
+        let accepts_arrow = crate::arrow_reply::accepts_arrow(req.header("accept"));
         let q = match body::parse_query(req.body_mut()) {
             Ok(q) => q,
             Err(e) => return body_error(e, rid),
@@ -301,8 +305,15 @@ impl Api {
         if rid.is_none() {
             *rid = q.request_id.map(Cow::into_owned);
         }
-        let opts = RunOptions { timeout: q.timeout };
+        let format = crate::arrow_reply::execute_format(q.format, accepts_arrow);
+        let opts = RunOptions {
+            timeout: q.timeout,
+            format,
+        };
         match self.shard.execute_with(&q.sql, opts).await {
+            Ok(result) if result.arrow().is_some() => {
+                crate::arrow_reply::executed(result, rid.as_deref())
+            }
             Ok(result) => reply::executed(result, rid.as_deref()),
             Err(e) => {
                 tracing::info!(request_id = rid.as_deref().unwrap_or(""), code = e.code(), error = %e, "execute failed");
@@ -341,8 +352,19 @@ impl Api {
         if rid.is_none() {
             *rid = q.request_id.map(Cow::into_owned);
         }
-        let opts = RunOptions { timeout: q.timeout };
+        let format = q.format.unwrap_or_default();
+        let opts = RunOptions {
+            timeout: q.timeout,
+            format,
+        };
         let sql = q.sql.into_owned();
+        // The inline first page is JSON; an Arrow job answers 202 and serves
+        // its pages as Arrow (docs/api.md "Arrow results").
+        let wait = if format == ResultFormat::Arrow {
+            None
+        } else {
+            wait
+        };
         let answer = match wait {
             None => self
                 .shard

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use executor::ResultFormat;
 use simd_json::prelude::*;
 
 /// A validated query body.
@@ -15,6 +16,8 @@ pub struct QueryBody<'a> {
     pub request_id: Option<Cow<'a, str>>,
     /// `timeout_ms`: the caller's timeout, capped by `QUERY_TIMEOUT` downstream.
     pub timeout: Option<std::time::Duration>,
+    /// `format`: `"json"` or `"arrow"`; `None` when absent (the route decides).
+    pub format: Option<ResultFormat>,
 }
 
 /// Why a body was rejected: `Parse` is 400 PARSE_ERROR, the rest 400 VALIDATION_ERROR.
@@ -34,6 +37,8 @@ pub enum BodyError {
     RequestIdNotString,
     #[error("timeout_ms must be a positive integer of milliseconds")]
     BadTimeout,
+    #[error("format must be \"json\" or \"arrow\"")]
+    BadFormat,
 }
 
 impl BodyError {
@@ -101,10 +106,19 @@ pub fn parse_query(body: &mut [u8]) -> Result<QueryBody<'_>, Rejected> {
             _ => return Err(reject(BodyError::BadTimeout, request_id.as_ref())),
         },
     };
+    let format = match obj.remove("format") {
+        None => None,
+        Some(v) if v.is_null() => None,
+        Some(v) => match v.as_str().and_then(ResultFormat::parse) {
+            Some(f) => Some(f),
+            None => return Err(reject(BodyError::BadFormat, request_id.as_ref())),
+        },
+    };
     Ok(QueryBody {
         sql,
         request_id,
         timeout,
+        format,
     })
 }
 
@@ -158,6 +172,33 @@ mod tests {
             parse(r#"{"sql":"x","request_id":7}"#),
             Err("VALIDATION_ERROR")
         );
+    }
+
+    #[test]
+    fn formats() {
+        let format = |s: &str| {
+            let mut b = s.as_bytes().to_vec();
+            parse_query(&mut b)
+                .map(|q| q.format)
+                .map_err(|e| e.error.code())
+        };
+        assert_eq!(format(r#"{"sql":"SELECT 1"}"#), Ok(None));
+        assert_eq!(format(r#"{"sql":"SELECT 1","format":null}"#), Ok(None));
+        assert_eq!(
+            format(r#"{"sql":"SELECT 1","format":"arrow"}"#),
+            Ok(Some(ResultFormat::Arrow))
+        );
+        assert_eq!(
+            format(r#"{"sql":"SELECT 1","format":"json"}"#),
+            Ok(Some(ResultFormat::Json))
+        );
+        for bad in [r#""ARROW""#, r#""csv""#, "1", "true", "[]"] {
+            assert_eq!(
+                format(&format!(r#"{{"sql":"SELECT 1","format":{bad}}}"#)),
+                Err("VALIDATION_ERROR"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

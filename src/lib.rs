@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod app;
+pub mod arrow_reply;
 pub mod auth;
 pub mod body;
 pub mod config;

@@ -10,7 +10,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use executor::{JobError, JobStatus, Page, QueryId, QueryResult};
+use executor::{JobError, JobStatus, Page, QueryId, QueryResult, ResultFormat};
 use net::{Response, Segment};
 
 use crate::json::Obj;
@@ -110,6 +110,10 @@ fn status_reply(st: &JobStatus, consumed: bool, rid: Option<&str>) -> Response {
     let mut o = Obj::new(&mut out);
     o.with("query_id", |o| write_id(o, st.id))
         .str("status", st.status.as_str());
+    // Only Arrow jobs say their format: JSON status bodies stay as they were.
+    if st.format == ResultFormat::Arrow {
+        o.str("format", st.format.as_str());
+    }
     if let Some(r) = &st.result {
         o.raw("columns", r.columns_json())
             .raw("column_types", r.column_types_json())

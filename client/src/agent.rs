@@ -23,6 +23,9 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use tokio::sync::mpsc;
 
+mod arrow;
+pub use arrow::{ArrowPages, ArrowRun, ARROW_STREAM_MEDIA_TYPE};
+
 use crate::error::ClientError;
 use crate::rows::{BoxFuture, Executor, QueryRows, Via, PAGES_BUFFERED};
 use crate::value::{decode_rows, ColumnType, Row};
@@ -93,12 +96,16 @@ struct Inner {
     no_lifecycle_until: Mutex<Option<Instant>>,
     /// Whether the agent honours `wait_ms` (cleared when it answers a long-poll at once).
     long_poll: AtomicBool,
+    /// Until when Arrow is not asked for (`arrow.rs`).
+    no_arrow: arrow::NoArrow,
 }
 
 /// One buffered answer.
 struct Reply {
     status: u16,
     retry_after: Option<Duration>,
+    /// The answer's headers (Arrow answers carry their paging facts there).
+    headers: http::HeaderMap,
     body: Bytes,
 }
 
@@ -119,7 +126,7 @@ enum Submit {
     Accepted(IdStatus),
     /// The job ended within the submit's wait: its status, its first page once it
     /// succeeded, and whether the agent drops it by itself (`consume`).
-    Finished(QueryStatus, Option<Page>, bool),
+    Finished(Box<QueryStatus>, Option<Page>, bool),
     /// 404/405: the agent has no lifecycle routes; nothing was queued.
     NoLifecycle,
 }
@@ -184,6 +191,7 @@ impl AgentClient {
                 base,
                 http,
                 no_lifecycle_until: Mutex::new(None),
+                no_arrow: Default::default(),
                 long_poll: AtomicBool::new(true),
             }),
         })
@@ -282,6 +290,7 @@ impl AgentClient {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(|s| Duration::from_secs(s.min(3600)));
+            let headers = resp.headers().clone();
             let too_big = || Fail {
                 err: ClientError::Protocol {
                     endpoint: endpoint.clone(),
@@ -320,6 +329,7 @@ impl AgentClient {
             Ok(Reply {
                 status,
                 retry_after,
+                headers,
                 body,
             })
         };
@@ -525,8 +535,9 @@ impl AgentClient {
             error_code: a.error_code,
             completed_at: a.completed_at,
             request_id: a.request_id,
+            format: None,
         };
-        Ok(Submit::Finished(st, first, a.consumed))
+        Ok(Submit::Finished(Box::new(st), first, a.consumed))
     }
 
     /// `GET /queries/{id}`, long-polling up to `wait` when given.
@@ -758,7 +769,7 @@ impl AgentClient {
                 self.remember_no_lifecycle();
                 return self.execute(sql, &request_id, deadline).await;
             }
-            Submit::Finished(st, first, consumed) => (st, first, consumed),
+            Submit::Finished(st, first, consumed) => (*st, first, consumed),
             Submit::Accepted(s) => {
                 let mut guard = JobGuard {
                     client: self.clone(),

@@ -17,7 +17,7 @@ pub mod sign;
 pub mod value;
 pub mod wire;
 
-pub use agent::{AgentClient, AgentConfig, Page};
+pub use agent::{AgentClient, AgentConfig, ArrowPages, ArrowRun, Page};
 pub use error::ClientError;
 pub use local::LocalExecutor;
 pub use rows::{Executor, QueryRows, Via};

@@ -74,6 +74,9 @@ pub struct QueryStatus {
     pub error_code: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub completed_at: Option<String>,
+    /// `"arrow"` for a job that asked for Arrow; absent for JSON jobs.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub format: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub request_id: Option<String>,
 }

@@ -450,6 +450,94 @@ impl QueryOutput {
     }
 }
 
+impl QueryOutput {
+    /// How this result's data chunks are exported to Arrow (the connection's
+    /// Arrow settings at the time of the query).
+    pub fn arrow_options(&mut self) -> ArrowOptions {
+        // SAFETY: a successful result; the options are ours to destroy (ArrowOptions' Drop).
+        ArrowOptions {
+            raw: unsafe { ffi::duckdb_result_get_arrow_options(&mut self.raw) },
+        }
+    }
+}
+
+/// DuckDB's Arrow export settings for one result.
+pub struct ArrowOptions {
+    raw: ffi::duckdb_arrow_options,
+}
+
+impl Drop for ArrowOptions {
+    fn drop(&mut self) {
+        // SAFETY: returned by duckdb_result_get_arrow_options, destroyed once.
+        unsafe { ffi::duckdb_destroy_arrow_options(&mut self.raw) };
+    }
+}
+
+/// Takes DuckDB's error data: `Ok` when it holds no error, else its message.
+///
+/// # Safety
+/// `e` is null or error data DuckDB handed to us (destroyed here, once).
+unsafe fn take_error_data(mut e: ffi::duckdb_error_data) -> Result<(), String> {
+    if e.is_null() {
+        return Ok(());
+    }
+    // SAFETY: valid error data (caller contract); the message is copied before it is destroyed.
+    let r = if unsafe { ffi::duckdb_error_data_has_error(e) } {
+        let m = unsafe { borrowed_cstr(ffi::duckdb_error_data_message(e)) };
+        Err(if m.is_empty() {
+            "unknown DuckDB error".into()
+        } else {
+            m
+        })
+    } else {
+        Ok(())
+    };
+    // SAFETY: destroyed once.
+    unsafe { ffi::duckdb_destroy_error_data(&mut e) };
+    r
+}
+
+impl ArrowOptions {
+    /// The Arrow schema of columns `names` with `types`, written into `out`
+    /// (an empty `FFI_ArrowSchema`, which has the C layout DuckDB fills).
+    pub fn schema(
+        &self,
+        types: &[&LogicalType],
+        names: &[CString],
+        out: *mut std::ffi::c_void,
+    ) -> Result<(), String> {
+        let mut raw_types: Vec<ffi::duckdb_logical_type> = types.iter().map(|t| t.raw).collect();
+        let mut raw_names: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        // SAFETY: the arrays hold `len` valid types and NUL-terminated names that
+        // outlive the call; `out` points to a writable ArrowSchema (caller contract).
+        let e = unsafe {
+            ffi::duckdb_to_arrow_schema(
+                self.raw,
+                raw_types.as_mut_ptr(),
+                raw_names.as_mut_ptr(),
+                types.len() as ffi::idx_t,
+                out.cast(),
+            )
+        };
+        // SAFETY: error data returned by the call above.
+        unsafe { take_error_data(e) }
+    }
+
+    /// Exports `chunk` into `out` (an empty `FFI_ArrowArray`, which has the C
+    /// layout DuckDB fills): a struct array with one child per column.
+    pub fn export_chunk(
+        &self,
+        chunk: &DataChunk<'_>,
+        out: *mut std::ffi::c_void,
+    ) -> Result<(), String> {
+        // SAFETY: a valid chunk of the result these options belong to; `out`
+        // points to a writable ArrowArray (caller contract).
+        let e = unsafe { ffi::duckdb_data_chunk_to_arrow(self.raw, chunk.raw, out.cast()) };
+        // SAFETY: error data returned by the call above.
+        unsafe { take_error_data(e) }
+    }
+}
+
 impl Drop for QueryOutput {
     fn drop(&mut self) {
         // SAFETY: destroying a filled or zeroed result is allowed, done once.

@@ -22,6 +22,7 @@ use crossbeam_channel::Sender;
 use futures_channel::oneshot;
 use hashbrown::HashMap;
 
+use crate::arrow::ResultFormat;
 use crate::error::JobError;
 use crate::result::QueryResult;
 use crate::worker::{Outcome, StopReason, Task, Ticket};
@@ -47,6 +48,8 @@ pub(crate) struct Work {
     /// The timeout that applies and the deadline it sets (queue time counts).
     pub timeout: Option<Duration>,
     pub deadline: Option<Instant>,
+    /// How the result is encoded.
+    pub format: ResultFormat,
 }
 
 /// A statement handed to a worker.
@@ -57,6 +60,8 @@ pub(crate) struct Flight {
     pub deadline: Option<Instant>,
     /// The result cap given to the worker (0: none).
     pub max_bytes: usize,
+    /// How the worker encodes the result.
+    pub format: ResultFormat,
     /// The worker it was handed to (set by the feed).
     pub worker: Option<usize>,
     /// The `/execute` caller's reply (jobs answer through the table).
@@ -153,6 +158,7 @@ impl Feed {
             sql,
             ticket: flight.ticket.clone(),
             max_bytes: flight.max_bytes,
+            format: flight.format,
             reply: tx,
         };
         let mut worker = None;

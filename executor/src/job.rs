@@ -9,6 +9,7 @@ use std::time::{Instant, SystemTime};
 
 use futures_channel::oneshot;
 
+use crate::arrow::ResultFormat;
 use crate::error::JobError;
 use crate::result::QueryResult;
 use crate::QueryId;
@@ -56,6 +57,8 @@ pub struct JobStatus {
     pub error_code: Option<&'static str>,
     /// The result of a `SUCCEEDED` job (columns, types, row count, rows).
     pub result: Option<Arc<QueryResult>>,
+    /// The result format the job asked for.
+    pub format: ResultFormat,
 }
 
 /// The answer to a submit.
@@ -85,6 +88,8 @@ pub(crate) struct Job {
     pub feed_seq: Option<u64>,
     /// Long-poll waiters, woken when the job turns terminal (or is dropped).
     pub waiters: Vec<oneshot::Sender<()>>,
+    /// The result format the job asked for.
+    pub format: ResultFormat,
 }
 
 impl Job {
@@ -100,6 +105,7 @@ impl Job {
             failure: None,
             feed_seq: None,
             waiters: Vec::new(),
+            format: ResultFormat::Json,
         }
     }
 
@@ -111,6 +117,7 @@ impl Job {
             error: self.failure.as_ref().map(|f| f.to_string()),
             error_code: self.failure.as_ref().map(|f| f.code()),
             result: self.result.clone(),
+            format: self.format,
         }
     }
 }

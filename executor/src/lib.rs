@@ -23,6 +23,7 @@
 //!   SQL runs on threads with stacks sized for DuckDB's recursion, and may
 //!   touch only the database and the operator's allowed paths.
 
+pub mod arrow;
 mod duckdb;
 mod encode;
 mod engine;
@@ -43,6 +44,7 @@ mod table;
 mod types;
 mod worker;
 
+pub use arrow::{ArrowPart, ArrowResult, ResultFormat, ARROW_STREAM_MEDIA_TYPE, IPC_END_OF_STREAM};
 pub use engine::{
     Engine, EngineConfig, DEFAULT_CLEANUP_INTERVAL, DEFAULT_MAX_QUEUED_JOBS,
     DEFAULT_MAX_RESULT_BYTES, DEFAULT_QUERIES_PER_SHARD, DEFAULT_RESULT_TTL,

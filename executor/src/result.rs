@@ -1,7 +1,8 @@
-//! The encoded result arena: JSON row bytes plus row offsets.
+//! The encoded result arena: JSON row bytes plus row offsets, or an Arrow
+//! result (`arrow.rs`) for a job that asked for Arrow.
 //!
 //! Owns [`QueryResult`] (immutable once built, shared by `Arc`) and its
-//! builder. Rows are stored as `row,row,...,` — each row's JSON array followed
+//! JSON builder. Rows are stored as `row,row,...,` — each row's JSON array followed
 //! by a comma — so any page `[a, b)` is one contiguous slice and writing it is
 //! one `memcpy` plus the brackets. Row offsets are `u32` until the arena passes
 //! 4 GiB, then `u64`: 4 bytes per row of overhead in the common case. It never
@@ -9,6 +10,8 @@
 
 use std::ops::Range;
 use std::sync::Arc;
+
+use crate::arrow::{ArrowResult, ResultFormat};
 
 #[derive(Debug)]
 enum Offsets {
@@ -67,10 +70,12 @@ pub struct QueryResult {
     columns_json: Box<[u8]>,
     column_types_json: Box<[u8]>,
     column_types: Box<[String]>,
-    /// `row,row,...,` (every row followed by one comma).
+    /// `row,row,...,` (every row followed by one comma); empty for Arrow.
     rows: Vec<u8>,
     /// `offsets[i]` = start of row i; one extra entry = `rows.len()`.
     offsets: Offsets,
+    /// The rows as Arrow, when the job asked for Arrow (then `rows` is empty).
+    arrow: Option<Box<ArrowResult>>,
 }
 
 impl QueryResult {
@@ -94,7 +99,39 @@ impl QueryResult {
     }
 
     pub fn row_count(&self) -> usize {
-        self.offsets.len() - 1
+        match &self.arrow {
+            Some(a) => a.row_count(),
+            None => self.offsets.len() - 1,
+        }
+    }
+
+    /// The Arrow rows of a job that asked for Arrow.
+    pub fn arrow(&self) -> Option<&ArrowResult> {
+        self.arrow.as_deref()
+    }
+
+    pub fn format(&self) -> ResultFormat {
+        if self.arrow.is_some() {
+            ResultFormat::Arrow
+        } else {
+            ResultFormat::Json
+        }
+    }
+
+    /// An Arrow result with its column metadata.
+    pub(crate) fn from_arrow(
+        columns_json: Vec<u8>,
+        column_types: Vec<String>,
+        arrow: ArrowResult,
+    ) -> QueryResult {
+        QueryResult {
+            columns_json: columns_json.into_boxed_slice(),
+            column_types_json: types_json(&column_types),
+            column_types: column_types.into_boxed_slice(),
+            rows: Vec::new(),
+            offsets: Offsets::Small(vec![0]),
+            arrow: Some(Box::new(arrow)),
+        }
     }
 
     /// Appends `[row,row,...]` for the rows in `range` (clamped to the result).
@@ -139,9 +176,13 @@ impl QueryResult {
         }
     }
 
-    /// Bytes of JSON the rows take (all rows, with separators).
+    /// Bytes the rows take encoded: JSON (all rows, with separators), or
+    /// the whole Arrow IPC stream.
     pub fn encoded_bytes(&self) -> usize {
-        self.rows.len()
+        match &self.arrow {
+            Some(a) => a.ipc_bytes(),
+            None => self.rows.len(),
+        }
     }
 
     /// Heap bytes this result keeps alive (rows, offsets, column metadata).
@@ -156,6 +197,7 @@ impl QueryResult {
                 .map(|t| t.capacity() + 24)
                 .sum::<usize>()
             + std::mem::size_of::<Self>()
+            + self.arrow.as_ref().map_or(0, |a| a.retained_bytes())
     }
 }
 
@@ -303,24 +345,29 @@ impl ResultBuilder {
     pub fn finish(mut self, columns_json: Vec<u8>, column_types: Vec<String>) -> QueryResult {
         self.rows.shrink_to_fit();
         self.offsets.shrink();
-        let mut types_json =
-            Vec::with_capacity(column_types.iter().map(|t| t.len() + 3).sum::<usize>() + 2);
-        types_json.push(b'[');
-        for (i, t) in column_types.iter().enumerate() {
-            if i > 0 {
-                types_json.push(b',');
-            }
-            crate::json::write_str(&mut types_json, t.as_bytes());
-        }
-        types_json.push(b']');
         QueryResult {
             columns_json: columns_json.into_boxed_slice(),
-            column_types_json: types_json.into_boxed_slice(),
+            column_types_json: types_json(&column_types),
             column_types: column_types.into_boxed_slice(),
             rows: self.rows,
             offsets: self.offsets,
+            arrow: None,
         }
     }
+}
+
+/// DuckDB's type names as a JSON array.
+fn types_json(column_types: &[String]) -> Box<[u8]> {
+    let mut out = Vec::with_capacity(column_types.iter().map(|t| t.len() + 3).sum::<usize>() + 2);
+    out.push(b'[');
+    for (i, t) in column_types.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        crate::json::write_str(&mut out, t.as_bytes());
+    }
+    out.push(b']');
+    out.into_boxed_slice()
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 use glommio::channels::channel_mesh::{Receivers, Senders};
 
+use crate::arrow::ResultFormat;
 use crate::engine::Engine;
 use crate::error::JobError;
 use crate::feed::{Feed, Flight, Owner, Work};
@@ -59,6 +60,8 @@ pub enum Waited {
 pub struct RunOptions {
     /// The caller's timeout (`timeout_ms`); capped by `QUERY_TIMEOUT` when set.
     pub timeout: Option<Duration>,
+    /// How the result is kept and served (`format`, JSON by default).
+    pub format: ResultFormat,
 }
 
 /// How often stopped statements are interrupted again until they answer.
@@ -467,6 +470,7 @@ impl Core {
             enqueued: now,
             timeout,
             deadline,
+            format: opts.format,
         });
         ShardCounters::add(&self.counters().queued_executes, 1);
         let mut guard = ExecuteGuard {
@@ -502,11 +506,13 @@ impl Core {
         let now = Instant::now();
         let (timeout, deadline) = self.run_options(opts, now);
         let mut job = Job::new(sql, request_id.map(String::into_boxed_str));
+        job.format = opts.format;
         job.feed_seq = Some(self.feed.borrow_mut().push(Work {
             owner: Owner::Job(id),
             enqueued: now,
             timeout,
             deadline,
+            format: opts.format,
         }));
         self.table.borrow_mut().insert(self.counters(), id, job);
         self.pump();
@@ -613,6 +619,7 @@ impl Core {
             error: None,
             error_code: None,
             result: None,
+            format: job.format,
         })
     }
 
@@ -686,6 +693,7 @@ impl Core {
                 timeout: work.timeout,
                 deadline: work.deadline,
                 max_bytes: self.result_cap(job.is_some()),
+                format: work.format,
                 worker: None,
                 reply,
             };

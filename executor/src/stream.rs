@@ -12,6 +12,7 @@
 
 use std::collections::HashSet;
 
+use crate::arrow::{encode_arrow, ArrowEncodeError, ResultFormat};
 use crate::duckdb::{Connection, DbError, Prepared, QueryOutput};
 use crate::encode::{drain, encode, EncodeError};
 use crate::result::{QueryResult, ResultBuilder};
@@ -22,11 +23,33 @@ pub(crate) struct Encoder<'a> {
     /// Largest encoded result in bytes; 0 = unlimited.
     pub limit: usize,
     pub keywords: &'a HashSet<String>,
+    /// JSON rows, or Arrow IPC messages (`arrow.rs`).
+    pub format: ResultFormat,
 }
 
 impl Encoder<'_> {
     fn encode(&self, out: &mut QueryOutput) -> Result<QueryResult, ExecFailure> {
-        encode(out, self.limit, self.keywords).map_err(encode_failure)
+        match self.format {
+            ResultFormat::Json => encode(out, self.limit, self.keywords).map_err(encode_failure),
+            ResultFormat::Arrow => {
+                encode_arrow(out, self.limit, self.keywords).map_err(arrow_failure)
+            }
+        }
+    }
+}
+
+fn arrow_failure(e: ArrowEncodeError) -> ExecFailure {
+    match e {
+        ArrowEncodeError::Db(e) => db_failure(e),
+        ArrowEncodeError::TooLarge => ExecFailure::TooLarge,
+        ArrowEncodeError::Unsupported {
+            column,
+            type_name,
+            why,
+        } => ExecFailure::Failed(format!(
+            "column \"{column}\" has type {type_name}, which DuckDB cannot export to Arrow ({why}); cast it (for example to VARCHAR) or ask for JSON"
+        )),
+        ArrowEncodeError::Failed(m) => ExecFailure::Failed(m),
     }
 }
 
@@ -93,7 +116,10 @@ pub(crate) fn run_text(
     }
     Ok(match answer {
         Some((r, _)) => r,
-        None => ResultBuilder::new(0).finish(b"[]".to_vec(), Vec::new()),
+        None => match enc.format {
+            ResultFormat::Json => ResultBuilder::new(0).finish(b"[]".to_vec(), Vec::new()),
+            ResultFormat::Arrow => crate::arrow::empty_arrow(),
+        },
     })
 }
 
@@ -122,6 +148,7 @@ mod tests {
             &Encoder {
                 limit,
                 keywords: &kw,
+                format: ResultFormat::Json,
             },
         )
     }

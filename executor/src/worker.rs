@@ -27,6 +27,7 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use futures_channel::oneshot;
 use hashbrown::HashMap;
 
+use crate::arrow::ResultFormat;
 use crate::duckdb::{Connection, InterruptHandle, Prepared};
 use crate::priority::CpuSet;
 use crate::result::QueryResult;
@@ -123,6 +124,8 @@ pub(crate) struct Task {
     pub ticket: Arc<Ticket>,
     /// Largest encoded result this statement may produce (0: unlimited).
     pub max_bytes: usize,
+    /// How its result is encoded.
+    pub format: ResultFormat,
     pub reply: oneshot::Sender<Outcome>,
 }
 
@@ -216,7 +219,14 @@ fn run(seat: Seat, cfg: &Config, rx: Receiver<Task>) {
             Err(ExecFailure::Interrupted)
         } else {
             catch_unwind(AssertUnwindSafe(|| {
-                execute(c, &mut cache, &task.sql, task.max_bytes, &cfg.keywords)
+                execute(
+                    c,
+                    &mut cache,
+                    &task.sql,
+                    task.max_bytes,
+                    task.format,
+                    &cfg.keywords,
+                )
             }))
             .unwrap_or_else(|p| {
                 let what = p
@@ -286,11 +296,13 @@ fn execute(
     cache: &mut StatementCache,
     sql: &str,
     max_bytes: usize,
+    format: ResultFormat,
     keywords: &HashSet<String>,
 ) -> Result<QueryResult, ExecFailure> {
     let enc = Encoder {
         limit: max_bytes,
         keywords,
+        format,
     };
     cache.run(conn, sql, &enc)
 }
@@ -430,6 +442,7 @@ mod tests {
         let enc = Encoder {
             limit: 0,
             keywords: &kw,
+            format: ResultFormat::Json,
         };
         // At most 4 statements and 300 bytes of SQL text.
         let mut cache = StatementCache::with_bytes(4, 300, 1000);

@@ -58,8 +58,13 @@ fn command() -> Command {
         .arg(Arg::new("no-lifecycle").long("no-lifecycle").action(ArgAction::SetTrue).global(true).help("Use POST /execute instead of the job lifecycle (cursor mode off)"))
         .subcommand(Command::new("health").about("Health of one agent, or of every endpoint of a resolver file, as a table")
             .arg(Arg::new("resolver").long("resolver").env("RESOLVER_FILE").help("Resolver TOML file: probe every remote endpoint")))
-        .subcommand(Command::new("run").about("Run SQL through the whole lifecycle and print the rows")
-            .arg(Arg::new("sql").required(true)).arg(format()))
+        .subcommand(Command::new("run").about("Run SQL through the whole lifecycle and print the rows, or write them to a file")
+            .arg(Arg::new("sql").required(true))
+            .arg(Arg::new("format").long("format")
+                .value_parser(["table", "jsonl", "csv", "arrow", "parquet", "json"])
+                .default_value("table")
+                .help("Rows on stdout: table, jsonl or csv. With --output: arrow (an Arrow IPC stream), parquet, csv (with a header) or json (an array of row objects), written page by page as the result streams in, from the agent's Arrow results"))
+            .arg(Arg::new("output").long("output").short('o').help("Write the result to this file (see --format)")))
         .subcommand(Command::new("submit").about("Submit SQL; prints the query id")
             .arg(Arg::new("sql").required(true))
             .arg(Arg::new("request-id").long("request-id").help("Idempotency key (default: a fresh UUID)")))
@@ -280,6 +285,22 @@ async fn health(m: &ArgMatches, sub: &ArgMatches, dl: Instant, out: &mut impl Wr
 }
 
 async fn run(m: &ArgMatches, sub: &ArgMatches, dl: Instant, out: &mut impl Write) -> Res<u8> {
+    if let Some(path) = sub.get_one::<String>("output") {
+        let format = sub
+            .get_one::<String>("format")
+            .map(String::as_str)
+            .unwrap_or("table");
+        let Some(format) = FileFormat::parse(format) else {
+            return usage("--output writes arrow, parquet, csv or json (--format)");
+        };
+        return run_to_file(m, sub, dl, format, path).await;
+    }
+    if matches!(
+        sub.get_one::<String>("format").map(String::as_str),
+        Some("arrow" | "parquet" | "json")
+    ) {
+        return usage("--format arrow, parquet and json need --output FILE");
+    }
     let c = agent(m)?;
     let tty = std::io::stderr().is_terminal();
     let started = Instant::now();
@@ -527,4 +548,150 @@ fn csv_line(cells: impl Iterator<Item = String>) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The file formats of `run --output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileFormat {
+    Arrow,
+    Parquet,
+    Csv,
+    Json,
+}
+
+impl FileFormat {
+    fn parse(s: &str) -> Option<FileFormat> {
+        match s {
+            "arrow" => Some(FileFormat::Arrow),
+            "parquet" => Some(FileFormat::Parquet),
+            "csv" => Some(FileFormat::Csv),
+            "json" => Some(FileFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// One open output file, written batch by batch.
+enum FileWriter {
+    Arrow(arrow_ipc::writer::StreamWriter<std::io::BufWriter<std::fs::File>>),
+    Parquet(parquet::arrow::ArrowWriter<std::fs::File>),
+    Csv(arrow_csv::Writer<std::io::BufWriter<std::fs::File>>),
+    Json(arrow_json::ArrayWriter<std::io::BufWriter<std::fs::File>>),
+}
+
+impl FileWriter {
+    fn create(
+        format: FileFormat,
+        path: &str,
+        schema: &arrow_schema::SchemaRef,
+    ) -> Result<FileWriter, String> {
+        let file = std::fs::File::create(path).map_err(|e| format!("{path}: {e}"))?;
+        let buf = || std::io::BufWriter::new(file.try_clone().expect("file handle"));
+        Ok(match format {
+            FileFormat::Arrow => FileWriter::Arrow(
+                arrow_ipc::writer::StreamWriter::try_new(buf(), schema)
+                    .map_err(|e| e.to_string())?,
+            ),
+            FileFormat::Parquet => FileWriter::Parquet(
+                parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None)
+                    .map_err(|e| e.to_string())?,
+            ),
+            FileFormat::Csv => FileWriter::Csv(arrow_csv::Writer::new(buf())),
+            FileFormat::Json => FileWriter::Json(arrow_json::ArrayWriter::new(buf())),
+        })
+    }
+
+    fn write(&mut self, b: &arrow_array::RecordBatch) -> Result<(), String> {
+        match self {
+            FileWriter::Arrow(w) => w.write(b).map_err(|e| e.to_string()),
+            FileWriter::Parquet(w) => w.write(b).map_err(|e| e.to_string()),
+            FileWriter::Csv(w) => w.write(b).map_err(|e| e.to_string()),
+            FileWriter::Json(w) => w.write(b).map_err(|e| e.to_string()),
+        }
+    }
+
+    fn finish(self) -> Result<(), String> {
+        match self {
+            FileWriter::Arrow(mut w) => {
+                w.finish().map_err(|e| e.to_string())?;
+                w.into_inner()
+                    .map_err(|e| e.to_string())?
+                    .flush()
+                    .map_err(|e| e.to_string())
+            }
+            FileWriter::Parquet(w) => w.close().map(|_| ()).map_err(|e| e.to_string()),
+            FileWriter::Csv(w) => w.into_inner().flush().map_err(|e| e.to_string()),
+            FileWriter::Json(mut w) => {
+                w.finish().map_err(|e| e.to_string())?;
+                w.into_inner().flush().map_err(|e| e.to_string())
+            }
+        }
+    }
+}
+
+/// `run --output FILE`: Arrow pages written to the file as they arrive.
+async fn run_to_file(
+    m: &ArgMatches,
+    sub: &ArgMatches,
+    dl: Instant,
+    format: FileFormat,
+    path: &str,
+) -> Res<u8> {
+    let c = agent(m)?;
+    let started = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let mut pages = match c.run_arrow(sql(sub), dl).await.map_err(cerr)? {
+        client::ArrowRun::Arrow(p) => p,
+        client::ArrowRun::Rows(rows) => {
+            rows.close().await;
+            return usage(
+                "the agent does not offer Arrow results; --output needs them (print rows with --format table|jsonl|csv instead)",
+            );
+        }
+    };
+    let io = |e: String| usage::<u8>(format!("writing {path}: {e}"));
+    let mut writer: Option<FileWriter> = None;
+    let mut n: u64 = 0;
+    while let Some(batches) = pages.next_batches().await.map_err(cerr)? {
+        if writer.is_none() {
+            if let Some(schema) = pages.schema() {
+                writer = match FileWriter::create(format, path, schema) {
+                    Ok(w) => Some(w),
+                    Err(e) => return io(e),
+                };
+            }
+        }
+        if let Some(w) = writer.as_mut() {
+            for b in &batches {
+                n += b.num_rows() as u64;
+                if let Err(e) = w.write(b) {
+                    return io(e);
+                }
+            }
+        }
+        if tty {
+            eprint!(
+                "\r\x1b[2Krows {n}{}",
+                pages.row_count().map_or(String::new(), |t| format!("/{t}"))
+            );
+        }
+    }
+    let writer = match writer {
+        Some(w) => w,
+        None => match FileWriter::create(format, path, &Arc::new(arrow_schema::Schema::empty())) {
+            Ok(w) => w,
+            Err(e) => return io(e),
+        },
+    };
+    if let Err(e) = writer.finish() {
+        return io(e);
+    }
+    if tty {
+        eprintln!(
+            "\r\x1b[2K{n} rows to {path} in {:.3}s ({:?})",
+            started.elapsed().as_secs_f64(),
+            pages.via
+        );
+    }
+    Ok(0)
 }
