@@ -200,6 +200,12 @@ fn parse_wait_ms(v: Option<&str>) -> Result<Option<Duration>, ()> {
     Ok((ms > 0).then(|| Duration::from_millis(ms)))
 }
 
+/// The request's `wait_ms` (status long-poll, waiting submit), or its 400.
+fn wait_param(req: &Request<'_>, rid: Option<&str>) -> Result<Option<Duration>, Response> {
+    parse_wait_ms(req.query_param("wait_ms").as_deref())
+        .map_err(|()| validation("invalid wait_ms: expected milliseconds (0 to 30000)", rid))
+}
+
 fn validation(msg: &str, rid: Option<&str>) -> Response {
     reply::error(400, "VALIDATION_ERROR", msg, rid)
 }
@@ -232,14 +238,9 @@ impl Api {
                 let Some(id) = parse_id(id) else {
                     return not_found(rid.as_deref());
                 };
-                let wait = match parse_wait_ms(req.query_param("wait_ms").as_deref()) {
+                let wait = match wait_param(req, rid.as_deref()) {
                     Ok(w) => w,
-                    Err(()) => {
-                        return validation(
-                            "invalid wait_ms: expected milliseconds (0 to 30000)",
-                            rid.as_deref(),
-                        )
-                    }
+                    Err(resp) => return resp,
                 };
                 match self.shard.status(id, wait).await {
                     Ok(st) => reply::status(&st, rid.as_deref()),
@@ -325,14 +326,9 @@ impl Api {
     async fn submit(&self, req: &mut Request<'_>, rid: &mut Option<String>) -> Response {
         // Optional: wait for the job like a status long-poll and answer its first page
         // inline (one round trip for short queries). Checked before anything is queued.
-        let wait = match parse_wait_ms(req.query_param("wait_ms").as_deref()) {
+        let wait = match wait_param(req, rid.as_deref()) {
             Ok(w) => w,
-            Err(()) => {
-                return validation(
-                    "invalid wait_ms: expected milliseconds (0 to 30000)",
-                    rid.as_deref(),
-                )
-            }
+            Err(resp) => return resp,
         };
         let max = match page_token::page_size(req.query_param("max_results").as_deref()) {
             Ok(m) => m,

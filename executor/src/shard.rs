@@ -187,10 +187,7 @@ impl Shard {
     ) -> Result<Submitted, JobError> {
         self.check_sql(&sql)?;
         let rid = request_id.filter(|r| !r.is_empty());
-        let owner = match &rid {
-            Some(r) => route::owner_of_request(r, self.core.count),
-            None => self.core.engine.shard_for_new_work(self.core.index),
-        };
+        let owner = self.owner_of_new_job(rid.as_deref());
         self.on_owner(
             owner,
             move |core| async move { core.create(sql, rid, opts) },
@@ -216,10 +213,7 @@ impl Shard {
     ) -> Result<Waited, JobError> {
         self.check_sql(&sql)?;
         let rid = request_id.filter(|r| !r.is_empty());
-        let owner = match &rid {
-            Some(r) => route::owner_of_request(r, self.core.count),
-            None => self.core.engine.shard_for_new_work(self.core.index),
-        };
+        let owner = self.owner_of_new_job(rid.as_deref());
         self.on_owner(owner, move |core| async move {
             let submitted = core.create(sql, rid, opts)?;
             let id = submitted.id;
@@ -309,6 +303,16 @@ impl Shard {
             glommio::timer::sleep(Duration::from_millis(2)).await;
         }
         me.feed.borrow_mut().close_workers();
+    }
+
+    /// Where a new job lives: a job with a request id on the shard the id
+    /// hashes to (so a repeated submit is one shard's lookup); one without
+    /// where a worker is free, preferring this shard.
+    fn owner_of_new_job(&self, rid: Option<&str>) -> usize {
+        match rid {
+            Some(r) => route::owner_of_request(r, self.core.count),
+            None => self.core.engine.shard_for_new_work(self.core.index),
+        }
     }
 
     /// SQL size and nesting bounds, before anything is queued or forwarded.
