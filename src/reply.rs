@@ -192,14 +192,33 @@ fn rows_tail(row_count: usize, next: Option<usize>, rid: Option<&str>) -> Vec<u8
 /// 200 results page. `row_count` is the whole result's; `next_page_token` only when
 /// rows remain.
 pub fn page(id: QueryId, page: &Page, rid: Option<&str>) -> Response {
+    let mut head = page_head_buffer(page);
+    open_rows(
+        Obj::new(&mut head).with("query_id", |o| write_id(o, id)),
+        page,
+    );
+    page_answer(head, page, rid)
+}
+
+/// A buffer for a page answer's head (the fields before the rows).
+fn page_head_buffer(page: &Page) -> Vec<u8> {
     let r = &page.result;
-    let mut head = Vec::with_capacity(96 + r.columns_json().len() + r.column_types_json().len());
-    Obj::new(&mut head)
-        .with("query_id", |o| write_id(o, id))
-        .raw("columns", r.columns_json())
+    Vec::with_capacity(160 + r.columns_json().len() + r.column_types_json().len())
+}
+
+/// Appends the page's `columns`, `column_types` and the opening of `rows`.
+fn open_rows(o: &mut Obj<'_>, page: &Page) {
+    let r = &page.result;
+    o.raw("columns", r.columns_json())
         .raw("column_types", r.column_types_json())
         .with("rows", |o| o.push(b'['));
-    let next = (page.end < r.row_count()).then_some(page.end);
+}
+
+/// `head` + the page's rows + the tail (`row_count`, `next_page_token` when rows
+/// remain, `request_id`).
+fn page_answer(head: Vec<u8>, page: &Page, rid: Option<&str>) -> Response {
+    let r = &page.result;
+    let next = page.has_more().then_some(page.end);
     let tail = rows_tail(r.row_count(), next, rid);
     with_rows(head, r.clone(), page.offset..page.end, tail)
 }
@@ -214,8 +233,7 @@ pub fn finished_with_page(
     consumed: bool,
     rid: Option<&str>,
 ) -> Response {
-    let r = &page.result;
-    let mut head = Vec::with_capacity(160 + r.columns_json().len() + r.column_types_json().len());
+    let mut head = page_head_buffer(page);
     let mut o = Obj::new(&mut head);
     o.with("query_id", |o| write_id(o, st.id))
         .str("status", st.status.as_str());
@@ -225,12 +243,8 @@ pub fn finished_with_page(
     if consumed {
         o.raw("consumed", b"true");
     }
-    o.raw("columns", r.columns_json())
-        .raw("column_types", r.column_types_json())
-        .with("rows", |o| o.push(b'['));
-    let next = (page.end < r.row_count()).then_some(page.end);
-    let tail = rows_tail(r.row_count(), next, rid);
-    with_rows(head, r.clone(), page.offset..page.end, tail)
+    open_rows(&mut o, page);
+    page_answer(head, page, rid)
 }
 
 /// 200 `/execute` answer: every row of the result.
