@@ -476,3 +476,41 @@ fn submit_with_wait_answers_the_first_page() {
     }
     assert_eq!(agent.health()["stored_jobs"], before);
 }
+
+/// A caller that vanishes in the middle of a waiting submit: the agent keeps
+/// serving everyone else at once, and the job it accepted is not lost (it runs
+/// on as after any submit, and can be found by its request id and deleted).
+#[test]
+fn a_caller_vanishing_mid_wait_leaves_a_findable_job() {
+    let agent = Agent::start(&[]);
+    let body = format!(r#"{{"sql":{},"request_id":"gone-1"}}"#, json!(LONG_SQL));
+    let mut raw = std::net::TcpStream::connect(agent.addr).unwrap();
+    write!(
+        raw,
+        "POST /queries?wait_ms=30000 HTTP/1.1\r\nHost: x\r\nX-Agent-Token: {TOKEN}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut c = agent.client();
+    eventually("the job running", || {
+        (agent.health()["running_jobs"] == 1).then_some(())
+    });
+    drop(raw);
+    let asked = std::time::Instant::now();
+    assert_eq!(c.execute("SELECT 1")["rows"], json!([[1]]));
+    assert!(asked.elapsed() < std::time::Duration::from_secs(5));
+    // The same request id finds the job; deleting it stops the statement.
+    let r = c.request(
+        "POST",
+        "/queries",
+        &[("X-Request-ID", "gone-1")],
+        Some(body.as_bytes()),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["query_id"].as_str().unwrap().to_string();
+    assert_eq!(c.delete(&format!("/queries/{id}")).status, 200);
+    eventually("nothing left", || {
+        let h = agent.health();
+        (h["stored_jobs"] == 0 && h["active_queries"] == 0).then_some(())
+    });
+}
