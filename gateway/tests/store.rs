@@ -626,7 +626,7 @@ async fn hostile_input_refused(db: &TestDb) {
 
 async fn migrations_reopen_and_concurrent_open(db: &TestDb) {
     // Several stores open one fresh database at once: the migrations run once.
-    let opens: Vec<_> = (0..4)
+    let opens: Vec<_> = (0..16)
         .map(|_| {
             let url = db.url.clone();
             tokio::spawn(async move { Store::open(&url).await })

@@ -385,16 +385,29 @@ impl SqliteConn {
         }
         .map_err(|e| StoreError::Database(format!("cannot open SQLite database: {e}")))?;
         conn.busy_timeout(SQLITE_BUSY_TIMEOUT)
-            .and_then(|_| {
-                // WAL: readers never wait for the writer; NORMAL is durable
-                // across a process crash (an OS crash may lose the last commit).
-                conn.execute_batch(
-                    "PRAGMA journal_mode = WAL;
-                     PRAGMA synchronous = NORMAL;
-                     PRAGMA foreign_keys = ON;",
-                )
-            })
             .map_err(|e| StoreError::Database(format!("cannot set up SQLite: {e}")))?;
+        // Switching a fresh file to WAL needs it exclusively, and SQLite
+        // answers BUSY at once there instead of calling the busy handler when
+        // another process or store opens the same file at the same moment;
+        // so retry within the busy timeout, like every other statement waits.
+        let deadline = std::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+        loop {
+            // WAL: readers never wait for the writer; NORMAL is durable
+            // across a process crash (an OS crash may lose the last commit).
+            match conn.execute_batch(
+                "PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = NORMAL;
+                 PRAGMA foreign_keys = ON;",
+            ) {
+                Ok(()) => break,
+                Err(e) if is_busy(&e) && std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => {
+                    return Err(StoreError::Database(format!("cannot set up SQLite: {e}")));
+                }
+            }
+        }
         Ok(SqliteConn { conn })
     }
 }
@@ -407,6 +420,11 @@ fn sqlite_sql(sql: &str) -> std::borrow::Cow<'_, str> {
     } else {
         sql.into()
     }
+}
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(e, rusqlite::Error::SqliteFailure(f, _)
+        if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked))
 }
 
 fn sqlite_err(e: rusqlite::Error) -> DbError {
