@@ -1071,29 +1071,31 @@ impl SleepableRing {
 
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
+            //
+            // Patched (compute-agent): submitted and waited for in one
+            // io_uring_enter (upstream: one to submit, one to wait; a reactor
+            // parks about twice per agent request). The kernel submits before
+            // it waits, and an SQE it takes always completes, so the wait
+            // ends when the link (or anything else on this ring) completes.
+            // Nothing else is pending here (asserted above).
+            match self
+                .ring
+                .submit_sqes_and_wait(1)
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)?
-                != 1
             {
-                // We failed to submit the `SQE` that links the rings. Just can't sleep.
-                // Waiting here is unsafe because we could end up waiting much longer than
-                // needed.
-                // We make the SQE a no-op and return
-                unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
-                Err(io::Error::from_raw_os_error(libc::EBUSY))
-            } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                1 => {
+                    // The rings were linked, and we slept.
+                    self.in_kernel += 1;
+                    Ok(1)
+                }
+                _ => {
+                    // We failed to submit the `SQE` that links the rings, so we did not
+                    // wait (busy, again or interrupted). We make the SQE a no-op and return.
+                    unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
+                    Err(io::Error::from_raw_os_error(libc::EBUSY))
+                }
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1222,9 +1224,6 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    /// Whether the pending latency timer is a preempt timer (it may be kept
-    /// across turns) rather than a sleeper's user timer (it may not).
-    latency_timer_is_preempt: Cell<bool>,
     /// When the pending latency timer expires.
     latency_timer_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
@@ -1358,7 +1357,6 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_timer_is_preempt: Cell::new(false),
             latency_timer_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
@@ -1821,33 +1819,32 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Patched (compute-agent): timers are kept across turns instead of
-        // being cancelled and re-armed on every turn and around every sleep,
-        // which cost several io_uring_enter calls per turn. A kept latency
-        // timer may fire earlier than a fresh one would; that only makes the
-        // current task queue yield sooner, or wakes a sleeper early to look
-        // again, both harmless.
-        //
-        // A pending preempt timer is kept while polling, and while sleeping
-        // when it expires no later than the user's timer (or there is none).
-        // Otherwise it is cancelled here, before the sleep decision, so its
-        // cancellation cannot wake the sleeper.
+        // Patched (compute-agent): the latency ring's one timer is kept
+        // across turns and sleeps instead of being cancelled and re-armed on
+        // every turn and around every sleep, which cost several io_uring_enter
+        // calls per turn. It is kept, whether it was armed for preemption or
+        // for a user timer, as long as it fires no later than it must: by the
+        // preemption period while task queues run (user timers are checked on
+        // every turn then), by the next user timer before a sleep. A kept
+        // timer that fires early only makes the current task queue yield
+        // sooner, or wakes a sleeper to look and sleep again: harmless. So a
+        // stream of short user timers (a timer per request) costs one wake
+        // per expiry instead of a cancel and a re-arm per turn.
         let now = Instant::now();
-        let keep = |dur: Option<Duration>| match (preempt_timer(), dur) {
-            (Some(_), _) | (None, None) => true,
-            (None, Some(dur)) => self
-                .latency_timer_deadline
-                .get()
-                .is_some_and(|deadline| deadline <= now + dur),
+        let fires_by = |need: Option<Instant>| {
+            need.is_none_or(|need| {
+                self.latency_timer_deadline
+                    .get()
+                    .is_some_and(|deadline| deadline <= need)
+            })
+        };
+        let need = match (preempt_timer(), user_timer) {
+            (Some(preempt), _) => Some(now + preempt),
+            (None, Some(dur)) => Some(now + dur),
+            (None, None) => None,
         };
         let kept_latency_timer = match self.latency_preemption_timeout_src.take() {
-            Some(src)
-                if self.latency_timer_is_preempt.get()
-                    && !src.is_completed()
-                    && keep(user_timer) =>
-            {
-                Some(src)
-            }
+            Some(src) if !src.is_completed() && fires_by(need) => Some(src),
             other => {
                 drop(other);
                 None
@@ -1893,7 +1890,6 @@ impl Reactor {
             if let Some(dur) = user_timer.filter(|_| kept_latency_timer.is_none()) {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_timer_is_preempt.set(false);
                 self.latency_timer_deadline.set(Some(now + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
@@ -1924,9 +1920,18 @@ impl Reactor {
         if let Some(src) = kept_latency_timer {
             self.latency_preemption_timeout_src.set(Some(src));
         } else if let Some(preempt) = preempt_timer() {
+            // A user timer armed for the sleep above serves as the preemption
+            // timer too while it fires within the period.
+            let now = Instant::now();
+            match self.latency_preemption_timeout_src.take() {
+                Some(src) if !src.is_completed() && fires_by(Some(now + preempt)) => {
+                    self.latency_preemption_timeout_src.set(Some(src));
+                    return Ok(should_sleep);
+                }
+                other => drop(other),
+            }
             self.latency_preemption_timeout_src
                 .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            self.latency_timer_is_preempt.set(true);
             self.latency_timer_deadline
                 .set(Some(Instant::now() + preempt));
             flush_rings!(lat_ring, main_ring)?;
