@@ -40,10 +40,24 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// Picks a port the kernel considers free right now.
+/// A port the kernel considers free right now that no other test of this
+/// process has been given. The agent binds with SO_REUSEPORT (its shards
+/// share one port), so two agents started on the same port by parallel
+/// tests would both start and split each other's connections: a test could
+/// then talk to another test's agent.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A running agent process; killed (and reaped) on drop.
