@@ -12,6 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use executor::SqlThreadPolicy;
 use net::ReactorPriority;
 
 use crate::duration::parse_go_duration;
@@ -147,6 +148,12 @@ const SETTINGS: &[Setting] = &[
         flag: "sql-thread-nice",
         default: Some("10"),
         help: "Nice value (0-19) of the threads that run SQL; reactors keep the process's",
+    },
+    Setting {
+        var: "SQL_THREAD_POLICY",
+        flag: "sql-thread-policy",
+        default: Some(executor::DEFAULT_SQL_THREAD_POLICY.name()),
+        help: "Scheduling of the threads that run SQL: idle (Linux SCHED_IDLE: any other task that wakes preempts them at once) or normal (their nice value only)",
     },
     Setting {
         var: "REQUIRE_SIGNED_REQUESTS",
@@ -288,6 +295,7 @@ pub struct Config {
     pub cursor_mode: bool,
     pub reactor_priority: ReactorPriority,
     pub sql_thread_nice: i32,
+    pub sql_thread_policy: SqlThreadPolicy,
     pub log_level: LogLevel,
     /// `REQUIRE_SIGNED_REQUESTS` and `SIGNATURE_MAX_SKEW`.
     pub signature: crate::signature::SignaturePolicy,
@@ -465,6 +473,13 @@ impl Config {
             0..=19,
             "an integer from 0 to 19",
         )?;
+        let policies = SqlThreadPolicy::ALL.map(|p| (p.name(), p));
+        let sql_thread_policy = one_of(
+            "SQL_THREAD_POLICY",
+            args.req("SQL_THREAD_POLICY"),
+            &policies,
+            "one of idle, normal",
+        )?;
         let log_level = one_of(
             "LOG_LEVEL",
             args.req("LOG_LEVEL"),
@@ -512,6 +527,7 @@ impl Config {
             cursor_mode,
             reactor_priority,
             sql_thread_nice,
+            sql_thread_policy,
             log_level,
             signature,
         })
@@ -748,6 +764,7 @@ mod tests {
         assert_eq!(c.max_memory_gb, None);
         assert_eq!(c.reactor_priority, ReactorPriority::RealtimeIfPermitted);
         assert_eq!(c.sql_thread_nice, executor::DEFAULT_SQL_THREAD_NICE);
+        assert_eq!(c.sql_thread_policy, executor::DEFAULT_SQL_THREAD_POLICY);
         assert!(!c.signature.required);
         assert_eq!(c.signature.max_skew, Duration::from_secs(120));
         // One constant per default: the flag's default text is the executor's.
@@ -781,6 +798,7 @@ mod tests {
             (&["--reactor-priority", "high"], "REACTOR_PRIORITY"),
             (&["--sql-thread-nice", "-5"], "SQL_THREAD_NICE"),
             (&["--sql-thread-nice", "20"], "SQL_THREAD_NICE"),
+            (&["--sql-thread-policy", "batch"], "SQL_THREAD_POLICY"),
             (&["--query-timeout", "soon"], "QUERY_TIMEOUT"),
             (&["--query-timeout", "-1s"], "QUERY_TIMEOUT"),
             (

@@ -128,17 +128,22 @@ fn sigterm_drains_and_exits_zero() {
         agent.client().execute("SELECT 1 AS x")["rows"],
         serde_json::json!([[1]])
     );
-    let log = agent.log();
-    // Structured start-up line with the config summary.
-    let start = log
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["message"] == "compute-agent listening")
-        .unwrap_or_else(|| panic!("no start-up line in:\n{log}"));
+    // Structured start-up line with the config summary. It is written after
+    // the listeners serve, through the non-blocking log writer: wait for it.
+    let start = eventually("the start-up log line", || {
+        agent
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "compute-agent listening")
+    });
     assert_eq!(start["level"], "INFO");
     assert_eq!(start["shards"], 2);
     assert_eq!(start["feature_cursor_mode"], true);
-    assert!(!log.contains(TOKEN), "the token must never be logged");
+    assert!(
+        !agent.log().contains(TOKEN),
+        "the token must never be logged"
+    );
     let status = agent.terminate();
     assert_eq!(status.code(), Some(0));
 }
@@ -320,4 +325,42 @@ fn sql_threads_run_at_the_configured_nice_value_and_reactors_do_not() {
             "reactors keep the process's nice value: {threads:?}"
         );
     }
+}
+
+#[test]
+fn sql_threads_follow_the_configured_scheduling_policy_and_reactors_do_not() {
+    const SCHED_OTHER: u32 = 0;
+    const SCHED_IDLE: u32 = 5;
+    for (setting, want) in [("idle", SCHED_IDLE), ("normal", SCHED_OTHER)] {
+        let agent = Agent::start(&[("SQL_THREAD_POLICY", setting), ("SHARDS", "2")]);
+        let mut c = agent.client();
+        for n in 0..8 {
+            assert_eq!(c.execute(&format!("SELECT {n} AS v"))["rows"][0][0], n);
+        }
+        let threads = thread_policies(agent.pid());
+        let sql: Vec<&(String, u32, i32)> = threads
+            .iter()
+            .filter(|(n, _, _)| {
+                n.starts_with("duckdb-worker") || n == "executor-facts" || n == "duckdb-pool"
+            })
+            .collect();
+        // Workers, the facts refresher and DuckDB's own threads (which
+        // inherit the opener's policy) all follow the setting.
+        assert!(sql.len() >= 3, "{threads:?}");
+        assert!(
+            sql.iter().all(|(_, p, _)| *p == want),
+            "{setting}: {threads:?}"
+        );
+        assert!(
+            threads
+                .iter()
+                .filter(|(n, _, _)| n.starts_with("net-shard-"))
+                .all(|(_, p, _)| *p != SCHED_IDLE),
+            "reactors never run SCHED_IDLE: {threads:?}"
+        );
+    }
+    // A policy that does not exist stops start-up, naming the setting.
+    let out = Agent::run_to_exit(&[("SQL_THREAD_POLICY", "batch")], &[]);
+    assert_ne!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("SQL_THREAD_POLICY"), "{}", out.stderr);
 }

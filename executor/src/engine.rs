@@ -81,6 +81,8 @@ pub struct EngineConfig {
     /// Nice value of every thread that runs SQL (shard workers, DuckDB's own
     /// threads, the facts refresher); a value below the process's is ignored.
     pub sql_thread_nice: i32,
+    /// Scheduling policy of the same threads.
+    pub sql_thread_policy: crate::priority::SqlThreadPolicy,
     /// Longest SQL text [`Engine::check_sql`] accepts; 0 = unlimited.
     pub max_sql_bytes: usize,
     /// Deepest bracket nesting (literals included) [`Engine::check_sql`]
@@ -110,6 +112,7 @@ impl Default for EngineConfig {
             query_timeout: None,
             max_retained_bytes: 0,
             sql_thread_nice: crate::priority::DEFAULT_SQL_THREAD_NICE,
+            sql_thread_policy: crate::priority::DEFAULT_SQL_THREAD_POLICY,
             max_sql_bytes: crate::sqlcheck::DEFAULT_MAX_SQL_BYTES,
             max_sql_nesting: crate::sqlcheck::DEFAULT_MAX_SQL_NESTING,
             allowed_paths: Vec::new(),
@@ -214,7 +217,10 @@ impl Engine {
                 .name("duckdb-pool".into())
                 .stack_size(SQL_THREAD_STACK_BYTES)
                 .spawn_scoped(s, || {
-                    crate::priority::lower_current_thread(cfg.sql_thread_nice);
+                    crate::priority::lower_current_thread(
+                        cfg.sql_thread_nice,
+                        cfg.sql_thread_policy,
+                    );
                     open_database(&cfg, &settings)
                 })
                 .map(|h| h.join())
@@ -239,6 +245,7 @@ impl Engine {
             stop: stop.clone(),
             cpus: CpuSet::of_current_thread(),
             nice: cfg.sql_thread_nice,
+            policy: cfg.sql_thread_policy,
             // The configuration is locked by now, so the init SQL cannot run
             // again: a replacement starts from a plain connection and the
             // worker restores the baseline session on it (what the lock
@@ -250,12 +257,12 @@ impl Engine {
         let (stop_tx, stop_rx) = mpsc::channel();
         let refresher = {
             let facts = facts.clone();
-            let nice = cfg.sql_thread_nice;
+            let (nice, policy) = (cfg.sql_thread_nice, cfg.sql_thread_policy);
             std::thread::Builder::new()
                 .name("executor-facts".into())
                 .stack_size(SQL_THREAD_STACK_BYTES)
                 .spawn(move || {
-                    crate::priority::lower_current_thread(nice);
+                    crate::priority::lower_current_thread(nice, policy);
                     refresh_facts(refresher_conn, facts, stop_rx)
                 })
                 .map_err(|e| EngineError::Thread(e.to_string()))?

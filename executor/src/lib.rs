@@ -51,7 +51,7 @@ pub use engine::{
 };
 pub use error::{EngineError, JobError};
 pub use job::{JobStatus, Status, Submitted};
-pub use priority::DEFAULT_SQL_THREAD_NICE;
+pub use priority::{SqlThreadPolicy, DEFAULT_SQL_THREAD_NICE, DEFAULT_SQL_THREAD_POLICY};
 pub use result::{Page, QueryResult};
 pub use shard::{RunOptions, Shard, Waited};
 pub use sqlcheck::{

@@ -155,8 +155,9 @@ pub(crate) struct Config {
     pub stop: Arc<AtomicBool>,
     /// Where the worker may run; `None` leaves the inherited affinity.
     pub cpus: Option<CpuSet>,
-    /// The worker's nice value.
+    /// The worker's nice value and scheduling policy.
     pub nice: i32,
+    pub policy: crate::priority::SqlThreadPolicy,
     /// Opens a replacement connection (with the init SQL run on it) when a
     /// connection cannot be put back to its baseline.
     pub reconnect: Arc<dyn Fn() -> Result<Connection, String> + Send + Sync>,
@@ -181,7 +182,7 @@ pub(crate) fn spawn(
         .name(format!("duckdb-worker-{shard}.{index}"))
         .stack_size(crate::engine::SQL_THREAD_STACK_BYTES)
         .spawn(move || {
-            crate::priority::lower_current_thread(cfg.nice);
+            crate::priority::lower_current_thread(cfg.nice, cfg.policy);
             if let Some(cpus) = &cfg.cpus {
                 cpus.apply_to_current_thread();
             }
