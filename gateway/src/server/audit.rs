@@ -8,9 +8,50 @@
 //! words), `fallback`, `outcome`, `rows`, `duration_ms`. It never logs SQL
 //! text or values (they may hold what a mask hides) and never a token.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use client::resolver::{Decision, Rule, Target};
+
+/// How a query ends when its work is stopped from outside (a job's cancel,
+/// delete or expiry) while the record is held by the task that runs it: the
+/// stopper says so here, then aborts the task, and the record's drop logs
+/// this outcome instead of `abandoned`.
+#[derive(Clone, Default)]
+pub struct StopReason(Arc<OnceLock<Ending>>);
+
+/// An outcome and its reason, for [`StopReason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ending {
+    pub outcome: &'static str,
+    pub reason: &'static str,
+}
+
+/// Canceled by its user (`POST /v1/queries/{id}/cancel`).
+pub const CANCELED: Ending = Ending {
+    outcome: "canceled",
+    reason: "canceled by its user",
+};
+/// Deleted by its user before every row was read (`DELETE /v1/queries/{id}`).
+pub const DELETED: Ending = Ending {
+    outcome: "deleted",
+    reason: "deleted by its user before all rows were read",
+};
+/// Dropped by the reaper: untouched for `JOB_TTL`.
+pub const EXPIRED: Ending = Ending {
+    outcome: "abandoned",
+    reason: "expired: untouched for JOB_TTL before all rows were read",
+};
+
+impl StopReason {
+    /// Records why the work stops; the first reason given wins.
+    pub fn set(&self, e: Ending) {
+        let _ = self.0.set(e);
+    }
+    pub fn get(&self) -> Option<Ending> {
+        self.0.get().copied()
+    }
+}
 
 /// A query's audit record, logged once: by [`Audit::finish`], or on drop.
 pub struct Audit {
@@ -23,6 +64,8 @@ pub struct Audit {
     pub routing: Option<String>,
     pub fallback: bool,
     pub rows: u64,
+    /// What the drop of an unfinished record logs, when its stopper said.
+    pub stop: StopReason,
     started: Instant,
     done: bool,
 }
@@ -39,6 +82,7 @@ impl Audit {
             routing: None,
             fallback: false,
             rows: 0,
+            stop: StopReason::default(),
             started: Instant::now(),
             done: false,
         }
@@ -95,11 +139,14 @@ impl Audit {
 impl Drop for Audit {
     fn drop(&mut self) {
         if !self.done {
-            self.finish(
-                None,
-                "abandoned",
-                Some("the job was canceled, deleted or expired before its rows were read"),
-            );
+            match self.stop.get() {
+                Some(e) => self.finish(None, e.outcome, Some(e.reason)),
+                None => self.finish(
+                    None,
+                    "abandoned",
+                    Some("dropped before its rows were read (the client went away)"),
+                ),
+            }
         }
     }
 }
