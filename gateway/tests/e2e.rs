@@ -194,7 +194,8 @@ fn two_users_see_their_rows_and_masks_one_remote_one_local() {
 
 #[test]
 fn auth_admin_and_hostile_input() {
-    let s = setup(&[("MAX_BODY_BYTES", "65536")]);
+    // Also the multi-threaded runtime (the default is one thread).
+    let s = setup(&[("MAX_BODY_BYTES", "65536"), ("WORKER_THREADS", "2")]);
     let r = raw(
         s.gw.addr,
         "POST",

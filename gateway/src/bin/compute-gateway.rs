@@ -68,6 +68,13 @@ fn main() -> ExitCode {
         }
     };
     let _logs = init_logs(cfg.log_level);
+    // Audit lines are info lines: their own batched writer when they are on.
+    let _audit = matches!(
+        cfg.log_level,
+        LogLevel::Info | LogLevel::Debug | LogLevel::Trace
+    )
+    .then(gateway::server::audit::start_sink)
+    .flatten();
     // One thread by default: a query's request, its agent call and its answer
     // then never wake another thread (the profile in docs/benchmarks.md).
     let mut builder = if cfg.worker_threads == 1 {
