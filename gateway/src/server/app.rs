@@ -483,7 +483,7 @@ impl App {
         who: AuthedPrincipal,
         sql: String,
     ) -> Result<Response<Body>, ApiError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = jobs::new_query_id();
         let prepared = self.prepare(&who, &sql, &id).await?;
         let Started {
             decision,

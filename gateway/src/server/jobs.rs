@@ -339,7 +339,7 @@ impl Jobs {
                 max: self.max_per_user,
             });
         }
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = new_query_id();
         let job = Arc::new(Job {
             id: id.clone(),
             owner: owner.to_string(),
@@ -420,4 +420,51 @@ pub fn parse_page_token(token: &str) -> Option<u64> {
 /// A page token for `offset`.
 pub fn token(offset: u64) -> String {
     page_token(offset)
+}
+
+/// A new query id: a version-4 UUID whose 122 random bits come from SipHash,
+/// keyed once per process from the OS's randomness (std's `RandomState`),
+/// over a counter. As unpredictable to a caller as `Uuid::new_v4` without
+/// the key, and no `getrandom` system call per query (~1% of the gateway's
+/// CPU per query in the overhead bench's profile).
+pub fn new_query_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let key = KEY.get_or_init(std::collections::hash_map::RandomState::new);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let half = |lane: u64| {
+        let mut h = key.build_hasher();
+        h.write_u64(n);
+        h.write_u64(lane);
+        h.finish()
+    };
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&half(0).to_le_bytes());
+    bytes[8..].copy_from_slice(&half(1).to_le_bytes());
+    uuid::Builder::from_random_bytes(bytes)
+        .into_uuid()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_ids_are_distinct_v4_uuids() {
+        let ids: std::collections::HashSet<String> = (0..10_000).map(|_| new_query_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        for id in ids.iter().take(100) {
+            let u = uuid::Uuid::parse_str(id).unwrap();
+            assert_eq!(u.get_version_num(), 4, "{id}");
+            assert_eq!(u.get_variant(), uuid::Variant::RFC4122, "{id}");
+        }
+        // Not a counter in disguise: consecutive ids share no long prefix.
+        let a = new_query_id();
+        let b = new_query_id();
+        assert_ne!(a[..8], b[..8]);
+    }
 }
