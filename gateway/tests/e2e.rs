@@ -194,7 +194,8 @@ fn two_users_see_their_rows_and_masks_one_remote_one_local() {
 
 #[test]
 fn auth_admin_and_hostile_input() {
-    let s = setup(&[("MAX_BODY_BYTES", "65536")]);
+    // Also the multi-threaded runtime (the default is one thread).
+    let s = setup(&[("MAX_BODY_BYTES", "65536"), ("WORKER_THREADS", "2")]);
     let r = raw(
         s.gw.addr,
         "POST",
@@ -339,10 +340,39 @@ fn lifecycle_pages_cancel_delete_and_isolation() {
     }
     assert_eq!(seen, 25000);
     assert_eq!(pages, 5);
-    // A token that skips ahead is refused.
+    // As on the agent, any page can be read again, in any order: the token
+    // is the row offset ("OTk5OQ==" is row 9999).
     let r = alice.req(
         "GET",
-        &format!("/v1/queries/{id}/results?page_token=OTk5OQ%3D%3D"),
+        &format!("/v1/queries/{id}/results?page_token=OTk5OQ%3D%3D&max_results=3"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let p = r.json();
+    assert_eq!(p["rows"], json!([[9999], [10000], [10001]]), "{p}");
+    assert_eq!(p["row_count"], 25000);
+    assert_eq!(p["next_page_token"], "MTAwMDI=");
+    let first = alice
+        .req(
+            "GET",
+            &format!("/v1/queries/{id}/results?max_results=2"),
+            None,
+        )
+        .json();
+    assert_eq!(first["rows"], json!([[0], [1]]), "{first}");
+    let last = alice
+        .req(
+            "GET",
+            &format!("/v1/queries/{id}/results?page_token=MjQ5OTk%3D"),
+            None,
+        )
+        .json();
+    assert_eq!(last["rows"], json!([[24999]]), "{last}");
+    assert!(last.get("next_page_token").is_none(), "{last}");
+    // A token that is not an offset is refused.
+    let r = alice.req(
+        "GET",
+        &format!("/v1/queries/{id}/results?page_token=nope"),
         None,
     );
     assert_eq!(r.status, 400, "{}", r.text());
@@ -389,6 +419,33 @@ fn lifecycle_pages_cancel_delete_and_isolation() {
         let h = raw(agent.addr, "GET", "/health", &[], b"").unwrap().json();
         h["active_queries"] == 0 && h["queued_jobs"] == 0
     });
+    // The audit line says canceled (the running task was aborted), not abandoned.
+    let line = s.gw.wait_log("audit", |v| v["query_id"] == id.as_str());
+    assert_eq!(line["outcome"], "canceled", "{line}");
+    assert_eq!(line["decision"], "allowed");
+    assert_eq!(
+        s.gw.log_lines("audit")
+            .iter()
+            .filter(|v| v["query_id"] == id.as_str())
+            .count(),
+        1
+    );
+    // Deleting a running job says deleted.
+    let r = alice.req(
+        "POST",
+        "/v1/queries",
+        Some(json!({"sql": "SELECT sum(hash(a.n * b.n + c.n)) FROM big a, big b, big c"})),
+    );
+    assert_eq!(r.status, 202, "{}", r.text());
+    let gone = r.json()["query_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        alice
+            .req("DELETE", &format!("/v1/queries/{gone}"), None)
+            .status,
+        200
+    );
+    let line = s.gw.wait_log("audit", |v| v["query_id"] == gone.as_str());
+    assert_eq!(line["outcome"], "deleted", "{line}");
     // Denials answer the submit itself.
     let r = alice.req(
         "POST",
@@ -436,4 +493,198 @@ fn an_agent_killed_mid_test_falls_back_or_fails_as_assigned() {
     s.gw.wait_log("audit", |v| v["user"] == "dora" && v["outcome"] == "failed");
     let m = raw(s.gw.addr, "GET", "/metrics", &[], b"").unwrap().text();
     assert!(!m.contains("gateway_fallbacks_total 0"), "{m}");
+}
+
+/// 5M rows: far more than the gateway, the agent client and the sockets
+/// buffer between the agent and a caller that has read only the start.
+const MANY_ROWS: &str = "SELECT a.n AS a, b.n AS b FROM big a, big b WHERE b.n < 200";
+
+#[test]
+fn pages_are_reread_within_the_window_and_gone_beyond_it() {
+    let s = setup(&[]);
+    let agent = start_agent(&s.db, &[]);
+    let a = admin(&s.gw);
+    let fay = user(&s.gw, "fay", &[]);
+    add_endpoint(&a, "a1", &agent);
+    assign(&a, "a1", "fay", false);
+    a.admin(
+        "POST",
+        "/admin/grants",
+        json!({"principal": "fay", "principal_type": "user", "table": "big"}),
+    );
+    let r = fay.req("POST", "/v1/queries", Some(json!({ "sql": MANY_ROWS })));
+    assert_eq!(r.status, 202, "{}", r.text());
+    let id = r.json()["query_id"].as_str().unwrap().to_string();
+    let st = fay
+        .req("GET", &format!("/v1/queries/{id}?wait_ms=60000"), None)
+        .json();
+    assert_eq!(st["status"], "SUCCEEDED", "{st}");
+    assert_eq!(st["row_count"], 5_000_000);
+    // Skip ahead to row 1,000,000 ("MTAwMDAwMA=="): the rows before it are
+    // pulled through, and only the last few MiB of them are kept.
+    let p = fay
+        .req(
+            "GET",
+            &format!("/v1/queries/{id}/results?page_token=MTAwMDAwMA%3D%3D&max_results=2"),
+            None,
+        )
+        .json();
+    assert_eq!(p["rows"].as_array().unwrap().len(), 2, "{p}");
+    assert_eq!(p["next_page_token"], "MTAwMDAwMg==");
+    // Re-reading a recent row works; row 0 is gone, and the answer says so.
+    let again = fay.req(
+        "GET",
+        &format!("/v1/queries/{id}/results?page_token=OTk5OTk5&max_results=1"),
+        None,
+    );
+    assert_eq!(again.status, 200, "{}", again.text());
+    let r = fay.req("GET", &format!("/v1/queries/{id}/results"), None);
+    assert_eq!(r.status, 410, "{}", r.text());
+    assert_eq!(r.json()["code"], "PAGE_GONE");
+    assert!(r.text().contains("no longer held"), "{}", r.text());
+    assert_eq!(
+        fay.req("DELETE", &format!("/v1/queries/{id}"), None).status,
+        200
+    );
+    let line = s.gw.wait_log("audit", |v| v["query_id"] == id.as_str());
+    assert_eq!(line["outcome"], "deleted", "{line}");
+}
+
+#[test]
+fn a_stream_cut_by_the_engine_is_never_a_valid_answer() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let s = setup(&[]);
+    let mut agent = start_agent(&s.db, &[]);
+    let a = admin(&s.gw);
+    let gus = user(&s.gw, "gus", &[]);
+    add_endpoint(&a, "a1", &agent);
+    assign(&a, "a1", "gus", false);
+    a.admin(
+        "POST",
+        "/admin/grants",
+        json!({"principal": "gus", "principal_type": "user", "table": "big"}),
+    );
+    let body = serde_json::to_vec(&json!({ "sql": MANY_ROWS })).unwrap();
+    let mut conn = std::net::TcpStream::connect(s.gw.addr).unwrap();
+    conn.set_read_timeout(Some(PATIENCE)).unwrap();
+    write!(
+        conn,
+        "POST /v1/query HTTP/1.1\r\nHost: gw\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n",
+        gus.token,
+        body.len()
+    )
+    .unwrap();
+    conn.write_all(&body).unwrap();
+    let mut r = BufReader::new(conn);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("HTTP/1.1 200"), "{line}");
+    let mut chunked = false;
+    loop {
+        line.clear();
+        r.read_line(&mut line).unwrap();
+        if line.trim_end().is_empty() {
+            break;
+        }
+        chunked |= line
+            .to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked");
+    }
+    assert!(chunked, "a streamed answer is chunked");
+    // Read the first chunk (the head and the first rows), then the engine dies.
+    let mut text = Vec::new();
+    let read_chunk =
+        |r: &mut BufReader<std::net::TcpStream>, text: &mut Vec<u8>| -> Option<usize> {
+            let mut size = String::new();
+            if r.read_line(&mut size).ok()? == 0 {
+                return None;
+            }
+            let n = usize::from_str_radix(size.trim(), 16).ok()?;
+            let mut chunk = vec![0; n + 2];
+            r.read_exact(&mut chunk).ok()?;
+            text.extend_from_slice(&chunk[..n]);
+            Some(n)
+        };
+    assert!(read_chunk(&mut r, &mut text).is_some_and(|n| n > 0));
+    agent.kill();
+    let mut last_chunk = false;
+    while let Some(n) = read_chunk(&mut r, &mut text) {
+        if n == 0 {
+            last_chunk = true;
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&text).into_owned();
+    assert!(!last_chunk, "the chunked stream must be aborted, not ended");
+    assert!(
+        serde_json::from_str::<Value>(&text).is_err(),
+        "a cut answer must not parse: ...{}",
+        &text[text.len().saturating_sub(300)..]
+    );
+    assert!(text.starts_with("{\"query_id\":"), "{}", &text[..100]);
+    assert!(
+        !text.contains("\"row_count\""),
+        "no row count: the rows are not all there"
+    );
+    // The body ends with why, after the rows (and no closing brace).
+    let tail = &text[text.len().saturating_sub(600)..];
+    assert!(tail.contains("],\"error\":"), "{tail}");
+    assert!(tail.ends_with("\"code\":\"ENGINE_UNREACHABLE\""), "{tail}");
+    let line = s.gw.wait_log("audit", |v| v["user"] == "gus");
+    assert_eq!(line["outcome"], "failed", "{line}");
+}
+
+#[test]
+fn local_compute_answers_the_functions_the_agent_answers() {
+    let s = setup(&[]);
+    let agent = start_agent(&s.db, &[]);
+    let a = admin(&s.gw);
+    let rita = user(&s.gw, "rita", &[]);
+    let lou = user(&s.gw, "lou", &[]);
+    add_endpoint(&a, "a1", &agent);
+    assign(&a, "a1", "rita", false);
+    // Neither engine links DuckDB's icu extension (the workspace's DuckDB is
+    // built with json and parquet only, and neither may load an extension
+    // from disk or the network), so `current_date` fails on both, with the
+    // engine's error; what core DuckDB has, both answer.
+    for sql in [
+        "SELECT current_date",
+        "SELECT now() IS NOT NULL",
+        "SELECT strftime(now(), '%Y') >= '2024'",
+        "SELECT today()",
+    ] {
+        let remote = rita.query(sql);
+        let local = lou.query(sql);
+        assert_eq!(
+            remote.status,
+            local.status,
+            "{sql}: remote {} local {}",
+            remote.text(),
+            local.text()
+        );
+        if remote.status == 200 {
+            assert_eq!(remote.json()["endpoint"], "a1");
+            assert_eq!(local.json()["endpoint"], "local");
+            assert_eq!(remote.json()["rows"], local.json()["rows"], "{sql}");
+        } else {
+            assert_eq!(
+                remote.json()["code"],
+                "EXECUTION_ERROR",
+                "{sql}: {}",
+                remote.text()
+            );
+            assert_eq!(
+                local.json()["code"],
+                "EXECUTION_ERROR",
+                "{sql}: {}",
+                local.text()
+            );
+            assert!(
+                remote.text().contains("icu") && local.text().contains("icu"),
+                "{sql}: {} / {}",
+                remote.text(),
+                local.text()
+            );
+        }
+    }
 }

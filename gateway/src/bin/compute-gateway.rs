@@ -2,7 +2,8 @@
 //! (flags with environment fallbacks, `--help` lists them), sets up JSON logs,
 //! opens the store (migrations run) and local DuckDB, bootstraps the admin
 //! token, starts the resolver (reading the store) with its health prober, the
-//! store refresher and the job reaper, then serves HTTP until SIGINT/SIGTERM.
+//! store refresher and the job reaper, then serves HTTP until SIGINT/SIGTERM,
+//! on a current-thread runtime or `WORKER_THREADS` workers.
 //!
 //! Owns start-up order and exit codes: 2 for a bad configuration, 1 when
 //! something it needs cannot be opened. It never logs a token.
@@ -17,9 +18,19 @@ use gateway::server::app::App;
 use gateway::server::config::{Config, LogLevel};
 use gateway::store::Store;
 
+/// jemalloc, for Rust and (unprefixed) for the local DuckDB alike, as in the
+/// agent.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn init_logs(level: LogLevel) -> tracing_appender::non_blocking::WorkerGuard {
     use tracing_subscriber::filter::LevelFilter;
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
+    // Written off the query path by the appender's thread, through a bounded
+    // queue that is never lossy: when stderr cannot keep up, queries wait
+    // for the queue rather than an audit line being dropped.
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stderr());
     let filter = match level {
         LogLevel::Error => LevelFilter::ERROR,
         LogLevel::Warn => LevelFilter::WARN,
@@ -57,11 +68,23 @@ fn main() -> ExitCode {
         }
     };
     let _logs = init_logs(cfg.log_level);
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("gateway")
-        .build()
-    {
+    // Audit lines are info lines: their own batched writer when they are on.
+    let _audit = matches!(
+        cfg.log_level,
+        LogLevel::Info | LogLevel::Debug | LogLevel::Trace
+    )
+    .then(gateway::server::audit::start_sink)
+    .flatten();
+    // One thread by default: a query's request, its agent call and its answer
+    // then never wake another thread (the profile in docs/benchmarks.md).
+    let mut builder = if cfg.worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(cfg.worker_threads);
+        b
+    };
+    let rt = match builder.enable_all().thread_name("gateway").build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("compute-gateway: cannot start the runtime: {e}");

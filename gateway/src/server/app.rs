@@ -17,17 +17,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use client::resolver::{Decision, Resolver, Rule, Target};
-use client::{ClientError, Executor, LocalExecutor, QueryRows};
+use client::{ClientError, Executor, LocalExecutor, QueryRows, Via};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 
-use super::audit::Audit;
+use super::audit::{self, Audit};
 use super::catalog::{Catalogs, EngineCatalog};
 use super::config::Config;
 use super::http::{self as h, ApiError, Body};
-use super::jobs::{self, JobState, Jobs, Results};
+use super::jobs::{self, JobState, Jobs, PageError, Results};
 use super::metrics::Metrics;
 use super::rows_json;
 use crate::policy::{Policy, Principal};
@@ -190,7 +190,7 @@ impl App {
             (["v1", "queries", id, "cancel"], &Method::POST) => {
                 let who = self.authenticate(req.headers())?;
                 let job = self.jobs.get(id, &who.user).ok_or_else(|| not_found(id))?;
-                let st = job.cancel().await;
+                let st = job.cancel(audit::CANCELED).await;
                 Ok(h::json_response(
                     StatusCode::OK,
                     &IdStatus {
@@ -205,14 +205,11 @@ impl App {
                     .jobs
                     .remove(id, &who.user)
                     .ok_or_else(|| not_found(id))?;
-                let st = job.cancel().await;
+                let st = job.cancel(audit::DELETED).await;
                 // Drop the rows now: their stream's end cancels and deletes the agent's job.
                 if let Some(mut r) = job.inner.lock().await.results.take() {
-                    r.audit.finish(
-                        None,
-                        "deleted",
-                        Some("deleted by its user before all rows were read"),
-                    );
+                    r.audit
+                        .finish(None, audit::DELETED.outcome, Some(audit::DELETED.reason));
                 }
                 Ok(h::json_response(
                     StatusCode::OK,
@@ -486,7 +483,7 @@ impl App {
         who: AuthedPrincipal,
         sql: String,
     ) -> Result<Response<Body>, ApiError> {
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = jobs::new_query_id();
         let prepared = self.prepare(&who, &sql, &id).await?;
         let Started {
             decision,
@@ -523,7 +520,11 @@ impl App {
             // Everything is here: one buffer, no stream.
             head.extend_from_slice(format!("],\"row_count\":{n}}}").as_bytes());
             audit.finish(None, "answered", None);
-            tokio::spawn(rows.close());
+            if rows.via != Via::Execute {
+                // A stream's producer deletes the agent's job: off the answer's path.
+                // An `/execute` answer has nothing behind it to close.
+                tokio::spawn(rows.close());
+            }
             return Ok(h::bytes_response(StatusCode::OK, "application/json", head));
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(2);
@@ -546,9 +547,24 @@ impl App {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        // The status line is gone: cut the body so the client sees a broken answer.
+                        // The status line is gone: say why in the body, leave the
+                        // JSON unclosed and abort the chunked stream (no last
+                        // chunk), so no client can take the rows for the result.
                         audit.finish(None, "failed", Some(&e.to_string()));
-                        let _ = tx.send(Err(std::io::Error::other(e.to_string()))).await;
+                        let _ = tx.send(Ok(Frame::data(failed_tail(e)))).await;
+                        // hyper drops what it has not written when the body fails: let
+                        // the tail be taken and flushed first (bounded wait).
+                        let until = Instant::now() + TAIL_FLUSH_WAIT;
+                        while tx.capacity() < tx.max_capacity()
+                            && !tx.is_closed()
+                            && Instant::now() < until
+                        {
+                            tokio::time::sleep(Duration::from_millis(1)).await;
+                        }
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        let _ = tx
+                            .send(Err(std::io::Error::other("the engine failed mid-stream")))
+                            .await;
                         return;
                     }
                 }
@@ -588,13 +604,16 @@ impl App {
                 ));
             }
         };
-        let prepared = match self.prepare(&who, &sql, &job.id).await {
+        let mut prepared = match self.prepare(&who, &sql, &job.id).await {
             Ok(p) => p,
             Err(e) => {
                 self.jobs.remove(&job.id, &job.owner);
                 return Err(e);
             }
         };
+        // A cancel or delete while the query runs aborts the task that holds
+        // this record: it then logs why, not `abandoned`.
+        prepared.audit.stop = job.stop.clone();
         job.inner.lock().await.routing = Some((
             prepared.audit.endpoint.clone().unwrap_or_default(),
             prepared.decision.to_string(),
@@ -609,17 +628,22 @@ impl App {
                     audit,
                 }) => {
                     let mut inner = j.inner.lock().await;
+                    if j.state() != JobState::Running {
+                        // Canceled meanwhile: the rows' drop stops the work, and
+                        // the record logs the stopper's reason.
+                        return;
+                    }
                     inner.routing = Some((
                         audit.endpoint.clone().unwrap_or_default(),
                         decision.to_string(),
                     ));
                     inner.results = Some(Results::new(rows, audit));
                     drop(inner);
-                    j.state.send_replace(JobState::Succeeded);
+                    j.finish_running(JobState::Succeeded);
                 }
                 Err(e) => {
                     j.inner.lock().await.error = Some((e.code.to_string(), e.message.clone()));
-                    j.state.send_replace(JobState::Failed);
+                    j.finish_running(JobState::Failed);
                 }
             }
         });
@@ -721,18 +745,12 @@ impl App {
                 "the results are gone",
             ));
         };
-        if let Some(b) = res.replay(offset) {
-            return Ok(h::bytes_response(StatusCode::OK, "application/json", b));
-        }
-        if offset != res.next_offset() {
-            return Err(ApiError::bad_request(format!(
-                "page_token names row {offset}; results are read in order, the next page starts at row {}",
-                res.next_offset()
-            )));
-        }
         let page = match res.page(offset, max).await {
             Ok(p) => p,
-            Err(e) => {
+            Err(e @ PageError::Gone { .. }) => {
+                return Err(ApiError::new(StatusCode::GONE, "PAGE_GONE", e.to_string()))
+            }
+            Err(PageError::Engine(e)) => {
                 inner.results = None;
                 inner.error = Some((e.kind().to_string(), e.to_string()));
                 drop(inner);
@@ -740,7 +758,8 @@ impl App {
                 return Err(client_error(e));
             }
         };
-        let mut out = Vec::with_capacity(256 + page.rows.len() * 32);
+        let rows_len: usize = page.rows.iter().map(|r| r.len() + 1).sum();
+        let mut out = Vec::with_capacity(256 + rows_len);
         out.extend_from_slice(b"{\"query_id\":");
         let _ = serde_json::to_writer(&mut out, &job.id);
         out.extend_from_slice(b",\"columns\":");
@@ -748,7 +767,12 @@ impl App {
         out.extend_from_slice(b",\"column_types\":");
         let _ = serde_json::to_writer(&mut out, &res.column_types);
         out.extend_from_slice(b",\"rows\":[");
-        rows_json::write_rows(&mut out, &page.rows, true);
+        for (i, r) in page.rows.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(r);
+        }
         out.push(b']');
         if let Some(n) = page.row_count {
             out.extend_from_slice(format!(",\"row_count\":{n}").as_bytes());
@@ -758,10 +782,26 @@ impl App {
             let _ = serde_json::to_writer(&mut out, &jobs::token(next));
         }
         out.push(b'}');
-        let body = Bytes::from(out);
-        res.remember(page.offset, body.clone());
-        Ok(h::bytes_response(StatusCode::OK, "application/json", body))
+        Ok(h::bytes_response(StatusCode::OK, "application/json", out))
     }
+}
+
+/// Longest a failed stream waits for its error tail to reach the socket
+/// before it is aborted.
+const TAIL_FLUSH_WAIT: Duration = Duration::from_secs(1);
+
+/// What a streamed `POST /v1/query` answer ends with when the engine fails
+/// after the rows began: the error and its code after the rows, and no
+/// closing brace: the body is never valid JSON, and the stream is then
+/// aborted (docs/gateway.md).
+fn failed_tail(e: ClientError) -> Bytes {
+    let err = client_error(e);
+    let mut out = Vec::with_capacity(64 + err.message.len());
+    out.extend_from_slice(b"],\"error\":");
+    let _ = serde_json::to_writer(&mut out, &err.message);
+    out.extend_from_slice(b",\"code\":");
+    let _ = serde_json::to_writer(&mut out, err.code);
+    Bytes::from(out)
 }
 
 /// Whether a failure on the decided engine may move the query to local

@@ -73,6 +73,10 @@ pub struct Config {
     /// How often the store is re-read (changes made by other gateways).
     pub store_refresh: Duration,
     pub log_level: LogLevel,
+    /// Threads that serve HTTP and run the query path: 1 is a current-thread
+    /// runtime (no cross-thread wake-ups per request), more a work-stealing
+    /// runtime with that many workers.
+    pub worker_threads: usize,
 }
 
 struct Setting {
@@ -99,6 +103,7 @@ const SETTINGS: &[Setting] = &[
     Setting { var: "REQUEST_TIMEOUT", flag: "request-timeout", default: Some("30s"), help: "Longest a client may take to send a request (head and body) (Go duration)" },
     Setting { var: "CATALOG_TTL", flag: "catalog-ttl", default: Some("60s"), help: "How long an engine's list of tables and columns is trusted (Go duration)" },
     Setting { var: "STORE_REFRESH", flag: "store-refresh", default: Some("2s"), help: "How often the store is re-read for changes made by other gateways (Go duration)" },
+    Setting { var: "WORKER_THREADS", flag: "worker-threads", default: Some("1"), help: "Threads serving HTTP and the query path: 1 runs everything on one thread (fewest wake-ups per query, see docs/benchmarks.md), more use a work-stealing runtime. Store calls and local DuckDB run on their own threads either way" },
     Setting { var: "LOG_LEVEL", flag: "log-level", default: Some("info"), help: "error, warn, info, debug or trace" },
 ];
 
@@ -239,6 +244,7 @@ impl Config {
             catalog_ttl: duration("CATALOG_TTL")?,
             store_refresh: duration("STORE_REFRESH")?,
             log_level,
+            worker_threads: count("WORKER_THREADS")?,
         })
     }
 }
@@ -272,5 +278,8 @@ mod tests {
             .to_string();
         assert!(e.contains("DATABASE_URL") && !e.contains("mysql"), "{e}");
         assert!(parse(&["--max-jobs-per-user", "0"]).is_err());
+        assert_eq!(c.worker_threads, 1);
+        assert_eq!(parse(&["--worker-threads", "3"]).unwrap().worker_threads, 3);
+        assert!(parse(&["--worker-threads", "0"]).is_err());
     }
 }

@@ -42,8 +42,9 @@ impl Histogram {
 /// All series.
 #[derive(Default)]
 pub struct Metrics {
-    /// (endpoint, rule) -> queries routed.
-    routed: Mutex<BTreeMap<(String, String), u64>>,
+    /// endpoint -> rule -> queries routed (nested, so a query's count is
+    /// found by its borrowed names, no allocation per query).
+    routed: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
     fallbacks: AtomicU64,
     /// reason -> denied queries.
     denied: Mutex<BTreeMap<String, u64>>,
@@ -61,9 +62,20 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Metrics {
     pub fn routed(&self, endpoint: &str, rule: &str) {
-        *lock(&self.routed)
-            .entry((endpoint.to_string(), rule.to_string()))
-            .or_default() += 1;
+        let mut routed = lock(&self.routed);
+        if let Some(rules) = routed.get_mut(endpoint) {
+            match rules.get_mut(rule) {
+                Some(n) => *n += 1,
+                None => {
+                    rules.insert(rule.to_string(), 1);
+                }
+            }
+        } else {
+            routed.insert(
+                endpoint.to_string(),
+                BTreeMap::from([(rule.to_string(), 1)]),
+            );
+        }
         if rule == client::resolver::Rule::FallbackLocal.as_str() {
             self.fallbacks.fetch_add(1, Ordering::Relaxed);
         }
@@ -108,13 +120,15 @@ impl Metrics {
                 .replace('\n', "\\n")
         };
         out.push_str("# HELP gateway_queries_routed_total Queries routed, by endpoint (local for local compute) and resolver rule.\n# TYPE gateway_queries_routed_total counter\n");
-        for ((e, r), n) in lock(&self.routed).iter() {
-            let _ = writeln!(
-                out,
-                "gateway_queries_routed_total{{endpoint=\"{}\",rule=\"{}\"}} {n}",
-                esc(e),
-                esc(r)
-            );
+        for (e, rules) in lock(&self.routed).iter() {
+            for (r, n) in rules {
+                let _ = writeln!(
+                    out,
+                    "gateway_queries_routed_total{{endpoint=\"{}\",rule=\"{}\"}} {n}",
+                    esc(e),
+                    esc(r)
+                );
+            }
         }
         out.push_str("# HELP gateway_fallbacks_total Queries run locally because their endpoint was down or overloaded and the assignment allows fallback_local.\n# TYPE gateway_fallbacks_total counter\n");
         let _ = writeln!(
