@@ -4,12 +4,16 @@
 //! whichever shard received it (like any other job), and this index decides
 //! which of several racing submits of one request id wins. It is one
 //! concurrent map (papaya) shared by every shard's job table. Lookups,
-//! claims and releases take no lock a reactor could wait on: they are atomic
-//! operations on the table, and a resize is incremental (a writer copies a
-//! chunk of 64 entries to the new table and goes on; papaya's only waits are
-//! on such a chunk being copied by another thread, a bounded moment). Memory
+//! claims and releases are atomic operations on the table, with no lock a
+//! reactor could queue behind, and a resize is incremental (a writer copies
+//! a chunk of 64 entries to the new table and goes on). papaya's one wait: a
+//! write meeting the very entry another thread is copying during a resize
+//! spins (rarely parks) until that one entry is copied. Memory
 //! of removed entries is reclaimed by epochs (seize), built without the
-//! `fast-barrier` feature so that is fences, never a syscall.
+//! `fast-barrier` feature so that is fences, never a syscall; a thread frees
+//! its removed entries in batches (seize: 32, or the CPU count if larger), so
+//! at most a batch of released request ids per shard thread outlive their jobs (each at
+//! most a request body long).
 //!
 //! Written only by the job tables' transitions (`table.rs`): a claim when a
 //! job is added, a compare-and-release when it leaves its table (delete,
