@@ -1,6 +1,8 @@
 //! Many connections at once: idempotent submits racing across connections (and so
-//! across shards), hundreds of concurrent jobs with none lost, prompt cancel of a
-//! long query, and long-polls that return as soon as the job is terminal.
+//! across shards) running their statement once, request ids reused after their
+//! job left, hostile request ids, hundreds of concurrent jobs with none lost,
+//! prompt cancel of a long query, and long-polls that return as soon as the job
+//! is terminal.
 
 mod common;
 
@@ -67,6 +69,165 @@ fn idempotent_submits_race_on_many_connections() {
     );
     assert_eq!(r.status, 202);
     assert_eq!(agent.health()["stored_jobs"], 3);
+}
+
+/// Sixteen connections (so both shards receive some) submit one request id at
+/// the same moment, half as a plain submit, half as a waiting submit with
+/// `consume`, round after round: each round's INSERT runs exactly once, and
+/// every answer of a round names the same job.
+#[test]
+fn one_request_id_from_many_connections_runs_its_statement_once() {
+    let agent = Agent::start(&[("SHARDS", "2")]);
+    agent
+        .client()
+        .execute("CREATE TABLE once_t (round INTEGER)");
+    const CONNS: usize = 16;
+    const ROUNDS: usize = 25;
+    let barrier = Arc::new(Barrier::new(CONNS));
+    let handles: Vec<_> = (0..CONNS)
+        .map(|i| {
+            let barrier = barrier.clone();
+            let mut c = agent.client();
+            std::thread::spawn(move || {
+                let mut ids = Vec::new();
+                for round in 0..ROUNDS {
+                    let rid = format!("once-{round}");
+                    let body = json!({"sql": format!("INSERT INTO once_t VALUES ({round})")});
+                    let body = serde_json::to_vec(&body).unwrap();
+                    let path = if i % 2 == 0 {
+                        "/queries"
+                    } else {
+                        "/queries?wait_ms=5000&consume=true"
+                    };
+                    barrier.wait();
+                    let r = c.request("POST", path, &[("X-Request-ID", &rid)], Some(&body));
+                    assert!(matches!(r.status, 200 | 202), "{}", r.text());
+                    let v = r.json();
+                    assert_eq!(v["request_id"], rid.as_str());
+                    if r.status == 200 {
+                        assert_eq!(v["status"], "SUCCEEDED", "{v}");
+                    }
+                    ids.push(v["query_id"].as_str().unwrap().to_string());
+                }
+                ids
+            })
+        })
+        .collect();
+    let per_conn: Vec<Vec<String>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut c = agent.client();
+    for round in 0..ROUNDS {
+        let ids: HashSet<&String> = per_conn.iter().map(|ids| &ids[round]).collect();
+        assert_eq!(
+            ids.len(),
+            1,
+            "round {round}: one job for one request id: {ids:?}"
+        );
+        let id = ids.into_iter().next().unwrap();
+        // Within the consumed grace (5 s) the job is still there.
+        assert_eq!(c.wait_terminal(id)["status"], "SUCCEEDED");
+    }
+    let v = c.execute("SELECT count(*) AS n, count(DISTINCT round) AS rounds FROM once_t");
+    assert_eq!(
+        v["rows"],
+        json!([[ROUNDS, ROUNDS]]),
+        "every round's INSERT ran exactly once"
+    );
+}
+
+/// A request id is remembered only while its job is retained: after a delete,
+/// and after the TTL expired the job, the same request id starts a new job
+/// (which runs), and the agent keeps no trace of the old ones.
+#[test]
+fn a_request_id_reused_after_its_job_left_starts_a_new_job() {
+    let agent = Agent::start(&[
+        ("SHARDS", "2"),
+        ("QUERY_RESULT_TTL", "1s"),
+        ("QUERY_CLEANUP_INTERVAL", "100ms"),
+    ]);
+    let mut c = agent.client();
+    c.execute("CREATE TABLE reuse_t (k INTEGER)");
+    let submit = |c: &mut Client| {
+        let r = c.request(
+            "POST",
+            "/queries",
+            &[("X-Request-ID", "reused")],
+            Some(br#"{"sql":"INSERT INTO reuse_t VALUES (1)"}"#),
+        );
+        assert_eq!(r.status, 202, "{}", r.text());
+        r.json()["query_id"].as_str().unwrap().to_string()
+    };
+    let a = submit(&mut c);
+    assert_eq!(c.wait_terminal(&a)["status"], "SUCCEEDED");
+    assert_eq!(submit(&mut c), a, "a repeat while retained is the same job");
+    assert_eq!(c.delete(&format!("/queries/{a}")).status, 200);
+    let b = submit(&mut c);
+    assert_ne!(b, a, "after a delete: a new job");
+    assert_eq!(c.wait_terminal(&b)["status"], "SUCCEEDED");
+    // Expiry: the job and its request id go after the TTL.
+    eventually("the TTL expires the job", || {
+        (c.get(&format!("/queries/{b}")).status == 404).then_some(())
+    });
+    let d = submit(&mut c);
+    assert!(d != a && d != b, "after expiry: a new job");
+    assert_eq!(c.wait_terminal(&d)["status"], "SUCCEEDED");
+    assert_eq!(
+        c.execute("SELECT count(*) FROM reuse_t")["rows"],
+        json!([[3]])
+    );
+    let h = agent.health();
+    assert_eq!(h["stored_jobs"], 1, "{h}");
+}
+
+/// Hostile request ids get what they got before the request-id index: too
+/// large for the head → 431; a control byte → 400 from the parser; bytes that
+/// are not UTF-8 are read lossily and still name one job; a 512 KiB body
+/// `request_id` full of escapes is accepted and a repeat finds its job.
+#[test]
+fn hostile_request_ids_get_clear_answers() {
+    let agent = Agent::start(&[("SHARDS", "2")]);
+    let mut c = agent.client();
+    let huge = "h".repeat(32 * 1024);
+    c.request(
+        "POST",
+        "/queries",
+        &[("X-Request-ID", &huge)],
+        Some(br#"{"sql":"SELECT 1"}"#),
+    )
+    .expect_error(431, "HEADERS_TOO_LARGE");
+    let mut c = agent.client();
+    let raw = |c: &mut Client, rid: &[u8]| {
+        let body = br#"{"sql":"SELECT 7"}"#;
+        let mut req = format!(
+            "POST /queries HTTP/1.1\r\nHost: a\r\nX-Agent-Token: {TOKEN}\r\nContent-Length: {}\r\nX-Request-ID: ",
+            body.len()
+        )
+        .into_bytes();
+        req.extend_from_slice(rid);
+        req.extend_from_slice(b"\r\n\r\n");
+        req.extend_from_slice(body);
+        c.raw_request(&req)
+    };
+    raw(&mut c, b"ctl-\x01-id").expect_error(400, "BAD_REQUEST");
+    let mut c = agent.client();
+    let first = raw(&mut c, b"odd-\xff\xfe-\x80");
+    assert_eq!(first.status, 202, "{}", first.text());
+    let again = raw(&mut agent.client(), b"odd-\xff\xfe-\x80");
+    assert_eq!(again.status, 202, "{}", again.text());
+    assert_eq!(first.json()["query_id"], again.json()["query_id"]);
+    assert_eq!(first.json()["request_id"], "odd-\u{fffd}\u{fffd}-\u{fffd}");
+    // A body request id of 512 KiB with quotes, escapes and a NUL.
+    let big: String = "\"\\\u{0}é✓".repeat(512 * 1024 / 8);
+    let body = serde_json::to_vec(&json!({"sql": "SELECT 8", "request_id": big})).unwrap();
+    let ids: Vec<String> = (0..2)
+        .map(|_| {
+            let r = agent.client().request("POST", "/queries", &[], Some(&body));
+            assert_eq!(r.status, 202, "{}", &r.text()[..200.min(r.text().len())]);
+            assert_eq!(r.json()["request_id"], big.as_str());
+            r.json()["query_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    assert_eq!(ids[0], ids[1]);
+    assert_eq!(agent.health()["stored_jobs"], 2);
 }
 
 #[test]

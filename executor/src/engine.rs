@@ -3,7 +3,8 @@
 //!
 //! Owns opening DuckDB (settings, init SQL, version), handing each shard its
 //! connections (each with its baseline session) and channel-mesh slot, the
-//! per-shard counter blocks that [`Engine::stats`] sums, the retention
+//! per-shard counter blocks that [`Engine::stats`] sums, the request-id
+//! index every shard's job table shares (`request_index.rs`), the retention
 //! settings (TTL and cleanup interval, changeable at run time), the
 //! background refresher that publishes slow facts (memory) with `arc-swap`,
 //! and joining worker threads at shutdown. `stats()` never touches DuckDB and
@@ -24,6 +25,7 @@ use crate::duckdb::{self, Connection, Database, InterruptHandle};
 use crate::error::EngineError;
 use crate::feed::Feed;
 use crate::priority::CpuSet;
+use crate::request_index::RequestIndex;
 use crate::session::Baseline;
 use crate::shard::{Msg, Shard};
 use crate::sqlcheck::SqlRejected;
@@ -139,6 +141,8 @@ pub struct Engine {
     pub(crate) cfg: EngineConfig,
     version: String,
     pub(crate) counters: Box<[CachePadded<ShardCounters>]>,
+    /// Request id -> job, for every retained job that has one, on any shard.
+    pub(crate) request_ids: Arc<RequestIndex>,
     facts: Arc<ArcSwap<Facts>>,
     /// Connections waiting for their shard, indexed by mesh peer id.
     seats: Mutex<Vec<Option<Vec<Seat>>>>,
@@ -273,6 +277,7 @@ impl Engine {
             counters: (0..cfg.shards)
                 .map(|_| CachePadded::new(ShardCounters::default()))
                 .collect(),
+            request_ids: Arc::new(RequestIndex::new()),
             facts,
             seats: Mutex::new(seats.into_iter().map(Some).collect()),
             workers,
@@ -405,6 +410,12 @@ impl Engine {
     pub(crate) fn retained_would_overflow(&self, bytes: usize) -> bool {
         let max = self.cfg.max_retained_bytes;
         max != 0 && self.retained_bytes().saturating_add(bytes) > max
+    }
+
+    /// Request ids the engine remembers: one per retained job submitted with
+    /// one (bounded by the jobs retained). Lock-free.
+    pub fn retained_request_ids(&self) -> usize {
+        self.request_ids.len()
     }
 
     /// Engine-wide counters summed over shards. Lock-free; never touches DuckDB.

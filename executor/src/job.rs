@@ -76,7 +76,8 @@ pub(crate) struct Job {
     pub status: Status,
     /// The SQL, held only while queued (taken when a worker starts it).
     pub sql: Option<String>,
-    pub request_id: Option<Box<str>>,
+    /// Shared with the engine's request-id index, which keys this job by it.
+    pub request_id: Option<Arc<str>>,
     pub submitted: Instant,
     pub completed_at: Option<SystemTime>,
     /// When it turned terminal, for expiry.
@@ -93,7 +94,7 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    pub fn new(sql: String, request_id: Option<Box<str>>) -> Self {
+    pub fn new(sql: String, request_id: Option<Arc<str>>) -> Self {
         Job {
             status: Status::Queued,
             sql: Some(sql),

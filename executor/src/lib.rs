@@ -10,13 +10,17 @@
 //!   pool of connections per shard (`MAX_CONCURRENT_QUERIES` spread over the
 //!   shards), init SQL run on each and its session state recorded.
 //! - Each glommio executor calls [`Engine::join_shard`] and gets a [`Shard`]: it
-//!   owns a job table (`table.rs`: jobs, request ids, expiry), a feed
+//!   owns a job table (`table.rs`: jobs, expiry), a feed
 //!   (`feed.rs`: queue, statements in flight, deadlines, interrupts) and a
 //!   pool of worker threads (`worker.rs`), one per connection, each putting its
 //!   session back to its baseline after a job that may have changed it
 //!   (`session.rs`).
 //! - A job lives on the shard `hash(query_id) % shards`; requests for it travel
 //!   there over glommio's channel mesh and the answer comes back on a oneshot.
+//!   A new job, with or without a request id, is created on the shard that
+//!   received it (or one with a free worker); one lock-free request-id index
+//!   shared by all shards (`request_index.rs`) makes a repeated request id
+//!   find its first job instead of running again.
 //! - Results are encoded to JSON once, on the worker, into a [`QueryResult`]
 //!   arena while DuckDB streams them; a page is a slice copy.
 //! - SQL texts are bounded ([`Engine::check_sql`]) before they are queued;
@@ -33,6 +37,7 @@ mod feed;
 mod job;
 pub mod json;
 mod priority;
+mod request_index;
 mod result;
 mod route;
 mod session;

@@ -1,13 +1,16 @@
 //! One shard: the public facade the agent calls, and the core that moves
 //! work between the shard's job table and its feed.
 //!
-//! Owns routing each operation to the shard that owns its job (or request
-//! id), where it runs as a closure sent over the channel mesh (`Msg`), so a
-//! new job operation is one method here, not a message type plus a handler;
-//! and the transitions that span the table and the feed (start, land,
-//! cancel, delete, deadlines, shutdown). Lives on one glommio executor
-//! (`!Send`); state sits in `RefCell`s never borrowed across an `.await`. It
-//! never calls DuckDB (the workers do) and never blocks the reactor.
+//! Owns routing each operation to the shard that owns its job, where it runs
+//! as a closure sent over the channel mesh (`Msg`), so a new job operation is
+//! one method here, not a message type plus a handler; placing new work (on
+//! this shard while it has a free worker, else where one is free, whether or
+//! not a submit has a request id: a repeated request id is found in the
+//! engine's request-id index, not by routing); and the transitions that span
+//! the table and the feed (start, land, cancel, delete, deadlines,
+//! shutdown). Lives on one glommio executor (`!Send`); state sits in
+//! `RefCell`s never borrowed across an `.await`. It never calls DuckDB (the
+//! workers do) and never blocks the reactor.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
@@ -70,6 +73,20 @@ const REINTERRUPT_EVERY: Duration = Duration::from_millis(5);
 const DEADLINE_TICK: Duration = Duration::from_millis(10);
 /// Longest sleep of the expiry sweep, so a new cleanup interval applies soon.
 const SWEEP_TICK: Duration = Duration::from_millis(250);
+/// Tries a submit makes to either find its request id's job or create one.
+/// A try fails only when the job the index named left its table before it
+/// was read, or another submit of the same request id won the claim: each
+/// failure means another job of that request id came or went meanwhile.
+const MAX_SUBMIT_TRIES: usize = 8;
+
+/// What [`Core::create`] did.
+enum Created {
+    /// A new `QUEUED` job on this shard.
+    New(QueryId),
+    /// The request id names a job already (or just got claimed by another
+    /// submit): nothing was created; the SQL comes back for another try.
+    RequestIdTaken(String),
+}
 
 pub(crate) struct Core {
     index: usize,
@@ -102,12 +119,13 @@ impl Shard {
         engine.counters[index]
             .slots
             .store(feed.slots() as i64, Relaxed);
+        let table = JobTable::new(engine.request_ids.clone());
         let core = Rc::new(Core {
             index,
             count,
             engine,
             senders,
-            table: RefCell::new(JobTable::new()),
+            table: RefCell::new(table),
             feed: RefCell::new(feed),
             closed: Cell::new(false),
             deadline_watcher: Cell::new(false),
@@ -176,9 +194,9 @@ impl Shard {
             .await
     }
 
-    /// Creates a job (or, with a request id seen before, returns that job).
-    /// A job with a request id lives on the shard the id hashes to; one
-    /// without is created where a worker is free, preferring this shard.
+    /// Creates a job (or, with a request id seen before, returns that job,
+    /// wherever it lives). A new job is created where a worker is free,
+    /// preferring this shard, with or without a request id.
     pub async fn submit_with(
         &self,
         sql: String,
@@ -186,19 +204,46 @@ impl Shard {
         opts: RunOptions,
     ) -> Result<Submitted, JobError> {
         self.check_sql(&sql)?;
-        let rid = request_id.filter(|r| !r.is_empty());
-        let owner = self.owner_of_new_job(rid.as_deref());
-        self.on_owner(
-            owner,
-            move |core| async move { core.create(sql, rid, opts) },
-        )
-        .await
+        let rid = request_id.filter(|r| !r.is_empty()).map(Arc::<str>::from);
+        let mut sql = sql;
+        for _ in 0..MAX_SUBMIT_TRIES {
+            if let Some(x) = self.job_of_request(rid.as_deref()) {
+                match self
+                    .on_job(x, move |core| async move { core.existing_local(x) })
+                    .await
+                {
+                    // It left its table meanwhile: the request id is free again.
+                    Err(JobError::NotFound) => {}
+                    found => return found,
+                }
+            }
+            let target = self.core.engine.shard_for_new_work(self.core.index);
+            let rid = rid.clone();
+            let created = self
+                .on_owner(
+                    target,
+                    move |core| async move { core.create(sql, rid, opts) },
+                )
+                .await?;
+            match created {
+                Created::New(id) => {
+                    return Ok(Submitted {
+                        id,
+                        status: Status::Queued,
+                        existing: false,
+                    })
+                }
+                Created::RequestIdTaken(back) => sql = back,
+            }
+        }
+        Err(contended())
     }
 
     /// [`Shard::submit_with`], then waits (up to `wait`, capped at
     /// [`MAX_STATUS_WAIT`]) for the job to end, all in one visit to the job's
-    /// shard. A job that ended comes back with its status and, once succeeded, its
-    /// rows `0 .. max`; with `consume`, one whose whole result (or failure) is in
+    /// shard (for a new job, the shard that created it: this one while it has
+    /// a free worker). A job that ended comes back with its status and, once
+    /// succeeded, its rows `0 .. max`; with `consume`, one whose whole result (or failure) is in
     /// that answer is dropped after a short grace ([`crate::CONSUMED_GRACE`]) instead
     /// of waiting for the caller's delete; a submit retried with its request id
     /// within the grace gets the same answer, not a second run.
@@ -212,40 +257,37 @@ impl Shard {
         consume: bool,
     ) -> Result<Waited, JobError> {
         self.check_sql(&sql)?;
-        let rid = request_id.filter(|r| !r.is_empty());
-        let owner = self.owner_of_new_job(rid.as_deref());
-        self.on_owner(owner, move |core| async move {
-            let submitted = core.create(sql, rid, opts)?;
-            let id = submitted.id;
-            let status = match core.clone().status_local(id, Some(wait)).await {
-                Ok(st) if st.status.is_terminal() => st,
-                Ok(st) => {
-                    return Ok(Waited::Pending(Submitted {
-                        status: st.status,
-                        ..submitted
-                    }))
+        let rid = request_id.filter(|r| !r.is_empty()).map(Arc::<str>::from);
+        let mut sql = sql;
+        for _ in 0..MAX_SUBMIT_TRIES {
+            if let Some(x) = self.job_of_request(rid.as_deref()) {
+                match self
+                    .on_job(x, move |core| core.wait_local(x, true, wait, max, consume))
+                    .await
+                {
+                    // It left its table meanwhile: the request id is free again.
+                    Err(JobError::NotFound) => {}
+                    found => return found,
                 }
-                // Deleted meanwhile by another request: the submit itself stands.
-                Err(_) => return Ok(Waited::Pending(submitted)),
-            };
-            let first = match status.result {
-                Some(_) => core.page_local(id, 0, max).ok(),
-                None => None,
-            };
-            let whole = first.as_ref().is_none_or(|p| !p.has_more());
-            let consumed = consume && whole;
-            if consumed {
-                core.table
-                    .borrow_mut()
-                    .consume(core.counters(), &id, Instant::now());
             }
-            Ok(Waited::Ended {
-                status,
-                first,
-                consumed,
-            })
-        })
-        .await
+            let target = self.core.engine.shard_for_new_work(self.core.index);
+            let rid = rid.clone();
+            let waited = self
+                .on_owner(target, move |core| async move {
+                    match core.create(sql, rid, opts)? {
+                        Created::New(id) => {
+                            core.wait_local(id, false, wait, max, consume).await.map(Ok)
+                        }
+                        Created::RequestIdTaken(back) => Ok(Err(back)),
+                    }
+                })
+                .await?;
+            match waited {
+                Ok(w) => return Ok(w),
+                Err(back) => sql = back,
+            }
+        }
+        Err(contended())
     }
 
     /// The job's status; with `wait`, answers as soon as the job is terminal or
@@ -305,14 +347,10 @@ impl Shard {
         me.feed.borrow_mut().close_workers();
     }
 
-    /// Where a new job lives: a job with a request id on the shard the id
-    /// hashes to (so a repeated submit is one shard's lookup); one without
-    /// where a worker is free, preferring this shard.
-    fn owner_of_new_job(&self, rid: Option<&str>) -> usize {
-        match rid {
-            Some(r) => route::owner_of_request(r, self.core.count),
-            None => self.core.engine.shard_for_new_work(self.core.index),
-        }
+    /// The retained job a request id created, on any shard (a lock-free read
+    /// of the engine's index).
+    fn job_of_request(&self, rid: Option<&str>) -> Option<QueryId> {
+        rid.and_then(|r| self.core.engine.request_ids.get(r))
     }
 
     /// SQL size and nesting bounds, before anything is queued or forwarded.
@@ -489,42 +527,107 @@ impl Core {
         r
     }
 
+    /// Creates a job on this shard, unless its request id names a job
+    /// already (checked first, so a repeat is answered even when this shard is
+    /// overloaded, and claimed atomically when the job is added).
     fn create(
         self: &Rc<Self>,
         sql: String,
-        request_id: Option<String>,
+        request_id: Option<Arc<str>>,
         opts: RunOptions,
-    ) -> Result<Submitted, JobError> {
+    ) -> Result<Created, JobError> {
         self.check_open()?;
         if let Some(rid) = request_id.as_deref() {
-            if let Some((id, status)) = self.table.borrow().by_request(rid) {
-                return Ok(Submitted {
-                    id,
-                    status,
-                    existing: true,
-                });
+            if self.engine.request_ids.get(rid).is_some() {
+                return Ok(Created::RequestIdTaken(sql));
             }
         }
         self.check_overload(true)?;
         let id = route::new_id_for(self.index, self.count);
+        let mut job = Job::new(sql, request_id);
+        job.format = opts.format;
+        if let Err(lost) = self.table.borrow_mut().insert(self.counters(), id, job) {
+            // Another submit of the request id won the claim: this job never
+            // ran and was never counted.
+            return Ok(Created::RequestIdTaken(lost.sql.unwrap_or_default()));
+        }
         let now = Instant::now();
         let (timeout, deadline) = self.run_options(opts, now);
-        let mut job = Job::new(sql, request_id.map(String::into_boxed_str));
-        job.format = opts.format;
-        job.feed_seq = Some(self.feed.borrow_mut().push(Work {
+        let seq = self.feed.borrow_mut().push(Work {
             owner: Owner::Job(id),
             enqueued: now,
             timeout,
             deadline,
             format: opts.format,
-        }));
-        self.table.borrow_mut().insert(self.counters(), id, job);
+        });
+        if let Some(job) = self.table.borrow_mut().get_mut(&id) {
+            job.feed_seq = Some(seq);
+        }
         self.pump();
         self.ensure_deadline_watcher();
+        Ok(Created::New(id))
+    }
+
+    /// A repeated submit's answer: the job its request id created, as it stands.
+    fn existing_local(&self, id: QueryId) -> Result<Submitted, JobError> {
+        let table = self.table.borrow();
+        let job = table.get(&id).ok_or(JobError::NotFound)?;
         Ok(Submitted {
             id,
-            status: Status::Queued,
-            existing: false,
+            status: job.status,
+            existing: true,
+        })
+    }
+
+    /// The waiting submit's wait on the job's shard: waits up to `wait` for
+    /// the job to end; then its status and first `max` rows, dropped after
+    /// [`crate::CONSUMED_GRACE`] with `consume` when that answer holds it all.
+    /// `NotFound` only when the job is not here at the start.
+    async fn wait_local(
+        self: Rc<Self>,
+        id: QueryId,
+        existing: bool,
+        wait: Duration,
+        max: usize,
+        consume: bool,
+    ) -> Result<Waited, JobError> {
+        let status = self
+            .table
+            .borrow()
+            .get(&id)
+            .map(|j| j.status)
+            .ok_or(JobError::NotFound)?;
+        let submitted = Submitted {
+            id,
+            status,
+            existing,
+        };
+        let status = match self.clone().status_local(id, Some(wait)).await {
+            Ok(st) if st.status.is_terminal() => st,
+            Ok(st) => {
+                return Ok(Waited::Pending(Submitted {
+                    status: st.status,
+                    ..submitted
+                }))
+            }
+            // Deleted meanwhile by another request: the submit itself stands.
+            Err(_) => return Ok(Waited::Pending(submitted)),
+        };
+        let first = match status.result {
+            Some(_) => self.page_local(id, 0, max).ok(),
+            None => None,
+        };
+        let whole = first.as_ref().is_none_or(|p| !p.has_more());
+        let consumed = consume && whole;
+        if consumed {
+            self.table
+                .borrow_mut()
+                .consume(self.counters(), &id, Instant::now());
+        }
+        Ok(Waited::Ended {
+            status,
+            first,
+            consumed,
         })
     }
 
@@ -848,4 +951,10 @@ impl Core {
         })
         .detach();
     }
+}
+
+/// A submit whose request id kept changing hands ([`MAX_SUBMIT_TRIES`] times):
+/// try again shortly.
+fn contended() -> JobError {
+    JobError::Overloaded { retry_after_s: 1 }
 }

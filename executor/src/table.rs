@@ -1,11 +1,16 @@
-//! A shard's job table: its jobs, the request-id index and expiry.
+//! A shard's job table: its jobs and their expiry.
 //!
 //! Owns every state transition of the jobs whose id hashes to this shard and
 //! the job counters that `/health` reads (queued, running, completed, stored,
-//! retained result bytes): `start` for `QUEUED -> RUNNING`, one `finish` for
-//! every terminal transition (success, failure, cancel, timeout, shutdown),
-//! `remove` for delete, `sweep` for expiry (and `consume`, which shortens a
-//! delivered job's stay to [`CONSUMED_GRACE`]). It never calls DuckDB, never
+//! retained result bytes): `insert` for a new `QUEUED` job, `start` for
+//! `QUEUED -> RUNNING`, one `finish` for every terminal transition (success,
+//! failure, cancel, timeout, shutdown), `remove` for delete, `sweep` for
+//! expiry (and `consume`, which shortens a delivered job's stay to
+//! [`CONSUMED_GRACE`]). It is the only writer of the engine's request-id
+//! index (`request_index.rs`) for its jobs: `insert` claims a job's request id
+//! before the job is added (a lost claim adds nothing), and every way out of
+//! the table (delete, expiry, consumed drop, the table's drop at shutdown)
+//! releases it if it still names that job. It never calls DuckDB, never
 //! touches the feed (the shard moves work between the two), and lives on one
 //! reactor thread.
 
@@ -18,6 +23,7 @@ use hashbrown::HashMap;
 use crate::error::JobError;
 use crate::expiry::ExpiryQueue;
 use crate::job::{Job, JobStatus, Status};
+use crate::request_index::RequestIndex;
 use crate::result::QueryResult;
 use crate::stats::ShardCounters;
 use crate::QueryId;
@@ -29,37 +35,40 @@ pub const CONSUMED_GRACE: Duration = Duration::from_secs(5);
 
 pub(crate) struct JobTable {
     jobs: HashMap<QueryId, Job>,
-    by_request: HashMap<Box<str>, QueryId>,
+    /// The engine's request-id index, shared with every shard's table.
+    request_ids: Arc<RequestIndex>,
     expiry: ExpiryQueue,
     /// Consumed jobs, due [`CONSUMED_GRACE`] after their answer.
     consumed: ExpiryQueue,
 }
 
 impl JobTable {
-    pub fn new() -> JobTable {
+    pub fn new(request_ids: Arc<RequestIndex>) -> JobTable {
         JobTable {
             jobs: HashMap::new(),
-            by_request: HashMap::new(),
+            request_ids,
             expiry: ExpiryQueue::default(),
             consumed: ExpiryQueue::default(),
         }
     }
 
-    /// The job a request id already created, if it is still retained.
-    pub fn by_request(&self, rid: &str) -> Option<(QueryId, Status)> {
-        let id = *self.by_request.get(rid)?;
-        self.jobs.get(&id).map(|j| (id, j.status))
-    }
-
-    /// Adds a new `QUEUED` job.
-    pub fn insert(&mut self, c: &ShardCounters, id: QueryId, job: Job) {
+    /// Adds a new `QUEUED` job, unless its request id already names a job (on
+    /// any shard, one claimed at the same moment included): then nothing is
+    /// added or counted and the job comes back untouched. The claim is made
+    /// just before the job is added, on this shard's thread with no `.await`
+    /// between, so whoever finds `id` in the index and asks this shard for
+    /// it is served after the job is in the table.
+    pub fn insert(&mut self, c: &ShardCounters, id: QueryId, job: Job) -> Result<(), Box<Job>> {
         if let Some(r) = &job.request_id {
-            self.by_request.insert(r.clone(), id);
+            if self.request_ids.claim(r.clone(), id).is_err() {
+                return Err(Box::new(job));
+            }
         }
         self.jobs.insert(id, job);
         ShardCounters::add(&c.queued_jobs, 1);
         ShardCounters::add(&c.stored_jobs, 1);
         c.submitted_jobs.fetch_add(1, Relaxed);
+        Ok(())
     }
 
     pub fn get(&self, id: &QueryId) -> Option<&Job> {
@@ -142,18 +151,18 @@ impl JobTable {
             Status::Running => ShardCounters::add(&c.running_jobs, -1),
             _ => ShardCounters::add(&c.completed_jobs, -1),
         }
-        self.forget(c, &job);
+        self.forget(c, id, &job);
         Some(job)
     }
 
     /// Bookkeeping shared by delete and expiry for a job already out of the table.
-    fn forget(&mut self, c: &ShardCounters, job: &Job) {
+    fn forget(&mut self, c: &ShardCounters, id: &QueryId, job: &Job) {
         ShardCounters::add(&c.stored_jobs, -1);
         if let Some(r) = &job.result {
             ShardCounters::add(&c.result_bytes, -(r.retained_bytes() as i64));
         }
         if let Some(rid) = &job.request_id {
-            self.by_request.remove(rid);
+            self.request_ids.release(rid, *id);
         }
     }
 
@@ -201,10 +210,22 @@ impl JobTable {
         match self.jobs.remove(id) {
             Some(job) => {
                 ShardCounters::add(&c.completed_jobs, -1);
-                self.forget(c, &job);
+                self.forget(c, id, &job);
                 1
             }
             None => 0,
+        }
+    }
+}
+
+impl Drop for JobTable {
+    /// A table dropped with its shard (shutdown) releases its jobs' request
+    /// ids: the index, owned by the engine, may outlive the shards.
+    fn drop(&mut self) {
+        for (id, job) in &self.jobs {
+            if let Some(rid) = &job.request_id {
+                self.request_ids.release(rid, *id);
+            }
         }
     }
 }

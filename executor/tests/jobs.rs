@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::*;
-use executor::{Engine, EngineConfig, EngineError, JobError, QueryId, Status};
+use executor::{Engine, EngineConfig, EngineError, JobError, QueryId, RunOptions, Status, Waited};
 
 /// A statement that keeps DuckDB busy for hours unless interrupted, in
 /// constant memory (a streaming range into an aggregate).
@@ -288,6 +288,131 @@ fn idempotent_submits_race_across_shards_and_yield_one_job() {
     }
     assert_eq!(engine.stats().submitted_jobs, 50);
     assert_eq!(engine.stats().stored_jobs, 50);
+    // Shut down: the tables' drop released every request id.
+    assert_eq!(engine.retained_request_ids(), 0);
+}
+
+/// Each request id's job is created on whichever shard received its first
+/// submit; the index finds it from every other shard, for a plain and for a
+/// waiting submit, and a request id whose job left (delete, expiry) starts a
+/// new job. The index holds one entry per retained job: many submit + delete
+/// cycles on every shard leave it empty, and so does shutdown.
+#[test]
+fn request_ids_are_found_from_every_shard_and_leave_with_their_jobs() {
+    const CYCLES: usize = 300;
+    let engine = open(EngineConfig {
+        result_ttl: Duration::from_millis(300),
+        cleanup_interval: Duration::from_millis(50),
+        ..config(2)
+    });
+    let ready = Arc::new(AtomicUsize::new(0));
+    let e2 = engine.clone();
+    run_shards(&engine, move |shard| {
+        let engine = e2.clone();
+        let ready = ready.clone();
+        async move {
+            let me = shard.index();
+            let other = 1 - me;
+            // Cycles: submit, a repeat (existing), delete, the same request id
+            // again (a new job), delete.
+            for k in 0..CYCLES {
+                let rid = format!("cycle-{me}-{k}");
+                let a = shard
+                    .submit("SELECT 1".into(), Some(rid.clone()))
+                    .await
+                    .unwrap();
+                assert!(!a.existing);
+                let again = shard
+                    .submit("SELECT 1".into(), Some(rid.clone()))
+                    .await
+                    .unwrap();
+                assert_eq!((again.id, again.existing), (a.id, true));
+                shard.delete(a.id).await.unwrap();
+                let b = shard
+                    .submit("SELECT 1".into(), Some(rid.clone()))
+                    .await
+                    .unwrap();
+                assert!(
+                    !b.existing && b.id != a.id,
+                    "a request id whose job was deleted starts a new one"
+                );
+                shard.delete(b.id).await.unwrap();
+            }
+            // A job created here is found from the other shard by its request id.
+            let waited = |rid: String| {
+                let shard = shard.clone();
+                async move {
+                    let opts = RunOptions::default();
+                    shard
+                        .submit_and_wait(
+                            "SELECT 42 AS v".into(),
+                            Some(rid),
+                            opts,
+                            Duration::from_secs(10),
+                            10,
+                            false,
+                        )
+                        .await
+                        .unwrap()
+                }
+            };
+            let Waited::Ended { status, first, .. } = waited(format!("mine-{me}")).await else {
+                panic!("SELECT 42 did not end within 10 s");
+            };
+            assert_eq!(status.status, Status::Succeeded);
+            assert_eq!(first.expect("first page").end, 1);
+            ready.fetch_add(1, Ordering::SeqCst);
+            assert!(
+                eventually(Duration::from_secs(30), || ready.load(Ordering::SeqCst)
+                    == 2)
+                .await
+            );
+            // The other shard's job, by its request id: a plain and a waiting repeat.
+            let theirs = format!("mine-{other}");
+            let plain = shard
+                .submit("SELECT 42 AS v".into(), Some(theirs.clone()))
+                .await
+                .unwrap();
+            assert!(plain.existing);
+            assert_eq!(plain.status, Status::Succeeded);
+            match waited(theirs).await {
+                Waited::Ended { status, .. } => assert_eq!(status.id, plain.id),
+                w => panic!("{w:?}"),
+            }
+            // Expiry (TTL 300 ms) takes the request ids with the jobs; then the
+            // same request id starts a new job.
+            assert!(
+                eventually(Duration::from_secs(30), || engine.retained_request_ids()
+                    == 0)
+                .await
+            );
+            assert_eq!(engine.stats().stored_jobs, 0);
+            ready.fetch_add(1, Ordering::SeqCst);
+            assert!(
+                eventually(Duration::from_secs(30), || ready.load(Ordering::SeqCst)
+                    == 4)
+                .await
+            );
+            let fresh = shard
+                .submit("SELECT 42 AS v".into(), Some(format!("mine-{me}")))
+                .await
+                .unwrap();
+            assert!(
+                !fresh.existing,
+                "a request id whose job expired starts a new one"
+            );
+            // Left retained for shutdown: the tables' drop releases them.
+            shard
+                .submit("SELECT 1".into(), Some(format!("kept-{me}")))
+                .await
+                .unwrap();
+        }
+    });
+    assert_eq!(
+        engine.retained_request_ids(),
+        0,
+        "shutdown released the request ids"
+    );
 }
 
 #[test]

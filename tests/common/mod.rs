@@ -373,6 +373,21 @@ impl Client {
         resp
     }
 
+    /// Writes `bytes` as they are (a whole request, for bytes `request` cannot
+    /// put in a header) and reads one response.
+    pub fn raw_request(&mut self, bytes: &[u8]) -> Resp {
+        let conn = self.ensure().unwrap();
+        conn.get_mut().write_all(bytes).unwrap();
+        let resp = read_response(conn).unwrap();
+        if resp
+            .header("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+        {
+            self.conn = None;
+        }
+        resp
+    }
+
     /// Sends a request; on a connection the server had already closed, retries once.
     pub fn request(
         &mut self,
