@@ -80,7 +80,7 @@ impl RowIndex {
     /// previous one ended).
     fn push(&mut self, end: usize) {
         let row = self.rows();
-        if row % CHECKPOINT_EVERY == 0 {
+        if row.is_multiple_of(CHECKPOINT_EVERY) {
             self.checkpoints.push(self.end);
         }
         let len = end - self.end;
@@ -473,8 +473,8 @@ mod tests {
             assert_eq!(String::from_utf8(out).unwrap(), want, "{a}..{b}");
             assert_eq!(r.rows_json_len(a..b), want.len());
         }
-        for i in 0..rows.len() {
-            assert_eq!(r.rows_slice(i..i + 1), rows[i].as_bytes());
+        for (i, row) in rows.iter().enumerate() {
+            assert_eq!(r.rows_slice(i..i + 1), row.as_bytes());
         }
         // About a byte per row of bookkeeping, not four.
         assert!(r.index.heap_bytes() < rows.len() * 2 + 16 * r.index.long.len() + 64);

@@ -1917,24 +1917,26 @@ impl Reactor {
             }
         }
 
-        if let Some(src) = kept_latency_timer {
-            self.latency_preemption_timeout_src.set(Some(src));
-        } else if let Some(preempt) = preempt_timer() {
-            // A user timer armed for the sleep above serves as the preemption
-            // timer too while it fires within the period.
+        // The pending timer now: the kept one, or the one armed for the
+        // sleep above. While task queues run it must fire within the
+        // preemption period; a later one is replaced.
+        let pending = kept_latency_timer.or_else(|| self.latency_preemption_timeout_src.take());
+        if let Some(preempt) = preempt_timer() {
             let now = Instant::now();
-            match self.latency_preemption_timeout_src.take() {
+            match pending {
                 Some(src) if !src.is_completed() && fires_by(Some(now + preempt)) => {
                     self.latency_preemption_timeout_src.set(Some(src));
-                    return Ok(should_sleep);
                 }
-                other => drop(other),
+                other => {
+                    drop(other);
+                    self.latency_preemption_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+                    self.latency_timer_deadline.set(Some(now + preempt));
+                    flush_rings!(lat_ring, main_ring)?;
+                }
             }
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-            self.latency_timer_deadline
-                .set(Some(Instant::now() + preempt));
-            flush_rings!(lat_ring, main_ring)?;
+        } else {
+            self.latency_preemption_timeout_src.set(pending);
         }
 
         // A Note about `need_preempt`:
