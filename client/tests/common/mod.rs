@@ -10,7 +10,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,25 +46,7 @@ pub fn scratch_dir(tag: &str) -> PathBuf {
     dir
 }
 
-/// A port the kernel considers free right now that no other test of this
-/// process has been given. The agent binds with SO_REUSEPORT (its shards
-/// share one port), so two agents started on the same port by parallel
-/// tests would both start and split each other's connections: a test could
-/// then talk to another test's agent.
-pub fn free_port() -> u16 {
-    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
-        std::sync::Mutex::new(std::collections::BTreeSet::new());
-    loop {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if GIVEN.lock().unwrap().insert(port) {
-            return port;
-        }
-    }
-}
+pub use testkit::free_port;
 
 /// A running agent; killed on drop.
 pub struct Agent {

@@ -79,13 +79,7 @@ pub fn pg_bin_dir() -> Option<PathBuf> {
     found.pop().map(|(_, b)| b)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use testkit::free_port;
 
 /// A PostgreSQL cluster of its own, stopped and deleted on drop.
 pub struct PgCluster {
