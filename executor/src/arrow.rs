@@ -32,9 +32,8 @@ use arrow_ipc::writer::StreamEncoder;
 use arrow_schema::{ArrowError, DataType, Field, Fields, Schema, SchemaRef};
 
 use crate::duckdb::{ArrowOptions, DbError, LogicalType, QueryOutput};
-use crate::json;
+use crate::encode::{column_heads, ColumnHeads};
 use crate::result::QueryResult;
-use crate::types::type_name;
 
 /// How a job's result is kept and served; chosen when the job is submitted.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -344,24 +343,13 @@ pub(crate) fn encode_arrow(
     keywords: &HashSet<String>,
 ) -> Result<QueryResult, ArrowEncodeError> {
     let limit = if limit == 0 { usize::MAX } else { limit };
-    let ncols = out.column_count();
-    let mut columns_json = Vec::with_capacity(2 + ncols * 8);
-    let mut names = Vec::with_capacity(ncols);
-    let mut types = Vec::with_capacity(ncols);
-    let mut type_names = Vec::with_capacity(ncols);
-    columns_json.push(b'[');
-    for c in 0..ncols {
-        if c > 0 {
-            columns_json.push(b',');
-        }
-        let name = out.column_name(c);
-        json::write_str_checked(&mut columns_json, name.as_bytes());
-        let t = out.column_type(c);
-        type_names.push(type_name(&t, keywords));
-        types.push(t);
-        names.push(name);
-    }
-    columns_json.push(b']');
+    let ColumnHeads {
+        json: columns_json,
+        names,
+        types,
+        type_names,
+    } = column_heads(out, keywords);
+    let ncols = names.len();
 
     let opts = out.arrow_options();
     let cnames: Vec<CString> = names

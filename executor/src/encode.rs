@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use crate::duckdb::{self, DbError, QueryOutput, Vector};
+use crate::duckdb::{self, DbError, LogicalType, QueryOutput, Vector};
 use crate::json;
 use crate::result::{QueryResult, ResultBuilder, TooLarge, PAD};
 use crate::types::{kind_of, type_name, Kind, Phys};
@@ -23,36 +23,58 @@ pub enum EncodeError {
     Unsupported { column: String, type_name: String },
 }
 
+/// A result's column heads, read once from DuckDB for either encoding.
+pub(crate) struct ColumnHeads {
+    /// The column names as a JSON array (the answer's `columns`).
+    pub json: Vec<u8>,
+    pub names: Vec<String>,
+    pub types: Vec<LogicalType>,
+    /// DuckDB's type names (the answer's `column_types`).
+    pub type_names: Vec<String>,
+}
+
+pub(crate) fn column_heads(out: &mut QueryOutput, keywords: &HashSet<String>) -> ColumnHeads {
+    let ncols = out.column_count();
+    let mut heads = ColumnHeads {
+        json: Vec::with_capacity(2 + ncols * 8),
+        names: Vec::with_capacity(ncols),
+        types: Vec::with_capacity(ncols),
+        type_names: Vec::with_capacity(ncols),
+    };
+    heads.json.push(b'[');
+    for c in 0..ncols {
+        if c > 0 {
+            heads.json.push(b',');
+        }
+        let name = out.column_name(c);
+        json::write_str_checked(&mut heads.json, name.as_bytes());
+        let t = out.column_type(c);
+        heads.type_names.push(type_name(&t, keywords));
+        heads.types.push(t);
+        heads.names.push(name);
+    }
+    heads.json.push(b']');
+    heads
+}
+
 /// Encodes a whole result. `limit` = 0 means unlimited.
 pub fn encode(
     out: &mut QueryOutput,
     limit: usize,
     keywords: &HashSet<String>,
 ) -> Result<QueryResult, EncodeError> {
-    let ncols = out.column_count();
-    let mut columns_json = Vec::with_capacity(2 + ncols * 8);
-    let mut kinds = Vec::with_capacity(ncols);
-    let mut names = Vec::with_capacity(ncols);
-    columns_json.push(b'[');
-    for c in 0..ncols {
-        if c > 0 {
-            columns_json.push(b',');
-        }
-        let name = out.column_name(c);
-        json::write_str_checked(&mut columns_json, name.as_bytes());
-        let t = out.column_type(c);
-        let kind = kind_of(&t);
-        let tn = type_name(&t, keywords);
+    let heads = column_heads(out, keywords);
+    let mut kinds = Vec::with_capacity(heads.types.len());
+    for (c, t) in heads.types.iter().enumerate() {
+        let kind = kind_of(t);
         if kind.unsupported().is_some() {
             return Err(EncodeError::Unsupported {
-                column: name,
-                type_name: tn,
+                column: heads.names[c].clone(),
+                type_name: heads.type_names[c].clone(),
             });
         }
         kinds.push(kind);
-        names.push(tn);
     }
-    columns_json.push(b']');
 
     let total_rows = out.row_count_hint();
     let mut b = ResultBuilder::new(limit);
@@ -73,7 +95,7 @@ pub fn encode(
         rows_done += len;
         b.reserve_for(total_rows, rows_done);
     }
-    Ok(b.finish(columns_json, names))
+    Ok(b.finish(heads.json, heads.type_names))
 }
 
 /// Reads a result to its end without keeping anything (a statement whose
