@@ -306,13 +306,15 @@ impl Policy {
 /// with no table reference in it.
 fn parse_policy_expr(sql: &str) -> Result<(Expr, Vec<String>), PolicyError> {
     let dialect = DuckDbDialect {};
+    // The rewriter's tokenizer, so the expression meets the same quoting
+    // rules as a user's SQL (it is printed into the same statements).
+    let tokens = crate::rewrite::tokenize(sql).map_err(|e| PolicyError::BadExpression {
+        expr: sql.to_string(),
+        reason: e.to_string(),
+    })?;
     let mut parser = Parser::new(&dialect)
         .with_recursion_limit(crate::rewrite::MAX_DEPTH)
-        .try_with_sql(sql)
-        .map_err(|e| PolicyError::BadExpression {
-            expr: sql.to_string(),
-            reason: e.to_string(),
-        })?;
+        .with_tokens_with_locations(tokens);
     let expr = parser
         .parse_expr()
         .map_err(|e| PolicyError::BadExpression {

@@ -23,6 +23,7 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
 use crate::policy::{Policy, Principal, TableAccess, TableKey};
 
@@ -97,17 +98,103 @@ pub fn rewrite(
     who: &Principal,
     catalog: &dyn Catalog,
 ) -> Result<Rewritten, RewriteError> {
+    rewrite_tokens(tokenize(sql)?, policy, who, catalog)
+}
+
+/// The tokens of `sql` as the rewriter's parser reads them (DuckDB dialect,
+/// string escapes resolved), refusing text over [`MAX_SQL_BYTES`].
+pub(crate) fn tokenize(sql: &str) -> Result<Vec<TokenWithSpan>, RewriteError> {
     if sql.len() > MAX_SQL_BYTES {
         return Err(RewriteError::TooLarge {
             len: sql.len(),
             max: MAX_SQL_BYTES,
         });
     }
+    let tokens = Tokenizer::new(&DuckDbDialect {}, sql)
+        .with_unescape(true)
+        .tokenize_with_location()
+        .map_err(|e| RewriteError::Parse(e.to_string()))?;
+    for t in &tokens {
+        check_quoting(&t.token)?;
+    }
+    Ok(tokens)
+}
+
+/// Refuses a token that the printer could not write back as the same token.
+///
+/// sqlparser prints a quoted value by doubling each quote character *except*
+/// one preceded by a backslash or followed by another quote (it takes those
+/// for escapes already made). DuckDB does not take a backslash as an escape,
+/// so the value `x\'` prints as `'x\''`, a literal DuckDB reads as still open:
+/// the text after it, written by the user as the inside of another literal,
+/// would run as SQL outside every derived table. A quoted value holding
+/// either sequence is refused, and so is every literal or identifier quoting
+/// this check does not know, so that each string that reaches the engine
+/// reads back exactly as the rewriter parsed it.
+pub(crate) fn check_quoting(t: &Token) -> R {
+    match t {
+        Token::SingleQuotedString(s) => check_quoted_value(s, '\'', "a string literal"),
+        Token::Word(w) => match w.quote_style {
+            None => Ok(()),
+            Some('"') => check_quoted_value(&w.value, '"', "a quoted identifier"),
+            Some(q) => Err(RewriteError::Unsupported(format!(
+                "identifiers quoted with {q}: quote identifiers with \""
+            ))),
+        },
+        // The tokenizer ends these at the first `$tag$`, so their value
+        // cannot hold the delimiter.
+        Token::DollarQuotedString(_) => Ok(()),
+        Token::DoubleQuotedString(_)
+        | Token::TripleSingleQuotedString(_)
+        | Token::TripleDoubleQuotedString(_)
+        | Token::SingleQuotedByteStringLiteral(_)
+        | Token::DoubleQuotedByteStringLiteral(_)
+        | Token::TripleSingleQuotedByteStringLiteral(_)
+        | Token::TripleDoubleQuotedByteStringLiteral(_)
+        | Token::SingleQuotedRawStringLiteral(_)
+        | Token::DoubleQuotedRawStringLiteral(_)
+        | Token::TripleSingleQuotedRawStringLiteral(_)
+        | Token::TripleDoubleQuotedRawStringLiteral(_)
+        | Token::NationalStringLiteral(_)
+        | Token::QuoteDelimitedStringLiteral(_)
+        | Token::NationalQuoteDelimitedStringLiteral(_)
+        | Token::EscapedStringLiteral(_)
+        | Token::UnicodeStringLiteral(_)
+        | Token::HexStringLiteral(_) => Err(RewriteError::Unsupported(format!(
+            "the literal {t}: write strings as '...' (quotes doubled) or $$...$$"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// See [`check_quoting`]: `value` (escapes resolved) must print back with
+/// every `quote` doubled.
+fn check_quoted_value(value: &str, quote: char, what: &str) -> R {
+    let mut prev = None;
+    for c in value.chars() {
+        if c == quote && (prev == Some(quote) || prev == Some('\\')) {
+            return Err(RewriteError::Unsupported(format!(
+                "{what} holding {}{quote}: the printer cannot write it back unambiguously",
+                prev.unwrap_or_default()
+            )));
+        }
+        prev = Some(c);
+    }
+    Ok(())
+}
+
+/// [`rewrite`] of text already split by [`tokenize`].
+pub(crate) fn rewrite_tokens(
+    tokens: Vec<TokenWithSpan>,
+    policy: &Policy,
+    who: &Principal,
+    catalog: &dyn Catalog,
+) -> Result<Rewritten, RewriteError> {
     let dialect = DuckDbDialect {};
     let mut stmts = Parser::new(&dialect)
         .with_recursion_limit(MAX_DEPTH)
-        .try_with_sql(sql)
-        .and_then(|mut p| p.parse_statements())
+        .with_tokens_with_locations(tokens)
+        .parse_statements()
         .map_err(|e| RewriteError::Parse(e.to_string()))?;
     match stmts.len() {
         0 => return Err(RewriteError::Empty),
@@ -887,10 +974,10 @@ fn derived_query(ctx: &Ctx<'_>, key: &TableKey, access: TableAccess) -> R<Query>
     };
     let mut parts = Vec::with_capacity(3);
     if key.catalog != ctx.policy.default_catalog() {
-        parts.push(quoted(&key.catalog));
+        parts.push(quoted(&key.catalog)?);
     }
-    parts.push(quoted(&key.schema));
-    parts.push(quoted(&key.table));
+    parts.push(quoted(&key.schema)?);
+    parts.push(quoted(&key.table)?);
     if let TableFactor::Table { name, .. } = &mut sel.from[0].relation {
         *name = ObjectName(parts);
     }
@@ -923,20 +1010,28 @@ fn derived_query(ctx: &Ctx<'_>, key: &TableKey, access: TableAccess) -> R<Query>
             .iter()
             .map(|c| {
                 let lc = c.to_lowercase();
-                let id = Ident::with_quote('"', c.as_str());
-                match access.masks.iter().find(|m| m.column == lc) {
+                let id = quoted_ident(c)?;
+                Ok(match access.masks.iter().find(|m| m.column == lc) {
                     Some(m) => SelectItem::ExprWithAlias {
                         expr: m.expr.clone(),
                         alias: id,
                     },
                     None => SelectItem::UnnamedExpr(Expr::Identifier(id)),
-                }
+                })
             })
-            .collect();
+            .collect::<R<_>>()?;
     }
     Ok(q)
 }
 
-fn quoted(s: &str) -> ObjectNamePart {
-    ObjectNamePart::Identifier(Ident::with_quote('"', s))
+/// A catalog name as a quoted identifier; refused when the printer could not
+/// write it back (see [`check_quoting`]): names come from the engine, where
+/// whoever creates tables chooses them.
+fn quoted_ident(s: &str) -> R<Ident> {
+    check_quoted_value(s, '"', "a catalog name")?;
+    Ok(Ident::with_quote('"', s))
+}
+
+fn quoted(s: &str) -> R<ObjectNamePart> {
+    quoted_ident(s).map(ObjectNamePart::Identifier)
 }

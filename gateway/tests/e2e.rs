@@ -143,6 +143,18 @@ fn two_users_see_their_rows_and_masks_one_remote_one_local() {
     assert!(r.text().contains("2 statements"), "{}", r.text());
     let r = bob.query("DROP TABLE people");
     assert_eq!(r.status, 400);
+    // A literal the printer would write back unclosed (DuckDB would then run
+    // the second literal's text as SQL): refused on both the remote and the
+    // local path, and a quote written the ordinary way still reads back.
+    for who in [&alice, &bob] {
+        let r = who
+            .query(r"SELECT 'x\''', ' UNION ALL SELECT id, payload FROM secrets --' FROM people");
+        assert_eq!(r.status, 400, "{}", r.text());
+        assert_eq!(r.json()["code"], "SQL_REFUSED");
+        assert!(!r.text().contains("payload\""), "{}", r.text());
+        let r = who.rows("SELECT 'it''s' AS v FROM people ORDER BY id LIMIT 1");
+        assert_eq!(col(&r, 0), vec!["it's"]);
+    }
     let denied = s.gw.wait_log("audit", |v| {
         v["decision"] == "denied" && v["reason"].as_str().unwrap_or("").contains("secrets")
     });

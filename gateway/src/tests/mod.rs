@@ -1,13 +1,15 @@
 //! Unit tests of the rewriter: each SQL form, escape attempts, refusals and
 //! hostile input, and a property test that runs rewritten queries.
 //!
-//! SQL runs on SQLite (rusqlite, `bundled`, a dev-dependency only), not on
-//! DuckDB: DuckDB's C++ build takes about 30 minutes and belongs to the
-//! agent crates, and this crate must not depend on it. The queries, filters
-//! and masks used here stay within SQL both dialects accept.
+//! Most SQL here runs on SQLite (rusqlite, a dev-dependency), which reads
+//! these queries, filters and masks as DuckDB does and opens in no time; the
+//! quoting tests ([`quoting`]) run on DuckDB itself (the `duckdb`
+//! dev-dependency the end-to-end tests build their database file with),
+//! because what they prove is how the engine reads the printed text.
 
 mod escapes;
 mod property;
+mod quoting;
 
 use std::collections::HashMap;
 
@@ -62,7 +64,7 @@ pub(crate) fn rw(sql: &str) -> Result<Rewritten, RewriteError> {
     rewrite(sql, &p, &ann(), &catalog(&p))
 }
 
-const SCHEMA: &str = "
+pub(crate) const SCHEMA: &str = "
 CREATE TABLE users (id INTEGER, name TEXT, email TEXT, region TEXT);
 CREATE TABLE orders (id INTEGER, user_id INTEGER, amount INTEGER, region TEXT);
 CREATE TABLE secrets (id INTEGER, payload TEXT);
@@ -72,17 +74,19 @@ CREATE TABLE secrets (id INTEGER, payload TEXT);
 pub(crate) fn full_db() -> Connection {
     let c = Connection::open_in_memory().unwrap();
     c.execute_batch(SCHEMA).unwrap();
-    c.execute_batch(
-        "INSERT INTO users VALUES
-           (1, 'alice', 'alice@secret.eu', 'EU'), (2, 'bob', 'bob@secret.us', 'US'),
-           (3, 'carol', 'carol@secret.eu', 'EU'), (4, 'dave', 'dave@secret.us', 'US');
-         INSERT INTO orders VALUES
-           (10, 1, 100, 'EU'), (11, 2, 200, 'US'), (12, 3, 300, 'EU'), (13, 4, 400, 'US');
-         INSERT INTO secrets VALUES (1, 'launch codes');",
-    )
-    .unwrap();
+    c.execute_batch(FULL_DATA).unwrap();
     c
 }
+
+/// The full data, in SQL both engines accept.
+pub(crate) const FULL_DATA: &str = "
+INSERT INTO users VALUES
+  (1, 'alice', 'alice@secret.eu', 'EU'), (2, 'bob', 'bob@secret.us', 'US'),
+  (3, 'carol', 'carol@secret.eu', 'EU'), (4, 'dave', 'dave@secret.us', 'US');
+INSERT INTO orders VALUES
+  (10, 1, 100, 'EU'), (11, 2, 200, 'US'), (12, 3, 300, 'EU'), (13, 4, 400, 'US');
+INSERT INTO secrets VALUES (1, 'launch codes');
+";
 
 /// What ann may see, materialised: the oracle for the property test.
 pub(crate) fn ann_db() -> Connection {
