@@ -12,6 +12,7 @@
 pub mod policy;
 pub mod rewrite;
 pub mod rewrite_cache;
+mod rewrite_shape;
 pub mod server;
 pub mod store;
 

@@ -1,23 +1,31 @@
 //! A bounded cache of rewrites, so a query text a principal sends again (a
 //! dashboard's refresh, an application's fixed statements) costs a hash lookup
-//! instead of a parse, a walk and a print.
+//! instead of a parse, a walk and a print; and of rewrite templates
+//! ([`crate::rewrite_shape`]), so a text that differs from an earlier one only
+//! in its literals costs a tokenization and a fill.
 //!
-//! Owns the cached rewrites and their bound (bytes, not entries: a cached entry
-//! weighs its two SQL texts). It never decides anything itself: a miss runs
-//! [`rewrite`], and an entry is only ever the exact answer `rewrite` gave for
-//! the same SQL text, principal (user and groups) and [`Generation`]. The
-//! caller owns the generation: a number that identifies the policy and one
-//! that identifies the catalog the rewrite reads, each new whenever what it
-//! names may have changed (never reused for other contents in the process);
-//! entries of older generations are never returned and age out.
+//! Owns the cached rewrites and templates and their bound (bytes, not
+//! entries: an entry weighs its texts). It never decides anything itself: a
+//! miss runs the rewriter, an exact entry is only ever the answer the
+//! rewriter gave for the same SQL text, principal (user and groups) and
+//! [`Generation`], and a template is only ever one its module proved against
+//! the rewriter for the same principal and generation. The caller owns the
+//! generation: a number that identifies the policy and one that identifies
+//! the catalog the rewrite reads, each new whenever what it names may have
+//! changed (never reused for other contents in the process); entries of
+//! older generations are never returned and age out.
 //! Refusals are not cached: they are cheap next to a parse that succeeded, and
-//! a flood of distinct bad statements must not evict the good ones.
+//! a flood of distinct bad statements must not evict the good ones. A
+//! template is built the second time a shape is seen, not the first, so a
+//! flood of one-off shapes costs no more than their rewrites.
 
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use crate::policy::{Policy, Principal};
-use crate::rewrite::{rewrite, Catalog, RewriteError, Rewritten};
+use crate::rewrite::{rewrite_tokens, tokenize, Catalog, RewriteError, Rewritten};
+use crate::rewrite_shape::{hash_shape_of, literals, Shape, Template};
+use sqlparser::tokenizer::TokenWithSpan;
 
 /// Default bound on the cache, in bytes of SQL text held.
 pub const DEFAULT_REWRITE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -98,19 +106,91 @@ impl quick_cache::Weighter<Key, Arc<Rewritten>> for ByBytes {
     }
 }
 
+/// The owned key of one template: the principal and generation as for an
+/// exact entry, and the statement's shape instead of its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ShapeKey {
+    generation: Generation,
+    user: Box<str>,
+    groups: Box<[String]>,
+    shape: Shape,
+}
+
+/// A borrowed view of a shape key: a statement's tokens.
+struct ShapeProbe<'a> {
+    generation: Generation,
+    who: &'a Principal,
+    tokens: &'a [TokenWithSpan],
+}
+
+impl Hash for ShapeKey {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.generation.hash(h);
+        self.user.hash(h);
+        self.groups.hash(h);
+        self.shape.hash_into(h);
+    }
+}
+
+impl Hash for ShapeProbe<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.generation.hash(h);
+        self.who.user.hash(h);
+        self.who.groups.hash(h);
+        hash_shape_of(h, self.tokens);
+    }
+}
+
+impl equivalent::Equivalent<ShapeKey> for ShapeProbe<'_> {
+    fn equivalent(&self, k: &ShapeKey) -> bool {
+        self.generation == k.generation
+            && self.who.user == *k.user
+            && self.who.groups[..] == k.groups[..]
+            && k.shape.matches(self.tokens)
+    }
+}
+
+/// What is known of a shape: its proven template, or that it has none (so
+/// the proof is not tried again for every statement of that shape).
+struct ShapeEntry {
+    template: Option<Template>,
+    weight: u64,
+}
+
+#[derive(Clone)]
+struct ShapeBytes;
+
+impl quick_cache::Weighter<ShapeKey, Arc<ShapeEntry>> for ShapeBytes {
+    fn weight(&self, _: &ShapeKey, v: &Arc<ShapeEntry>) -> u64 {
+        v.weight
+    }
+}
+
 /// The cache; share it (`&self` methods, internally sharded locks held only
 /// for a lookup or an insert, never across a rewrite).
 pub struct RewriteCache {
     entries: quick_cache::sync::Cache<Key, Arc<Rewritten>, ByBytes>,
+    shapes: quick_cache::sync::Cache<ShapeKey, Arc<ShapeEntry>, ShapeBytes>,
+    /// Hashes of shape keys seen once: a template is built on the second sight.
+    seen: quick_cache::sync::Cache<u64, ()>,
+    seen_hasher: std::collections::hash_map::RandomState,
+    /// Statements answered by filling a template.
+    filled: std::sync::atomic::AtomicU64,
 }
 
 impl RewriteCache {
-    /// A cache holding at most `max_bytes` of SQL text (0 turns caching off).
+    /// A cache holding at most `max_bytes` of SQL text and templates, half
+    /// for each (0 turns caching off).
     pub fn new(max_bytes: u64) -> RewriteCache {
+        let half = (max_bytes / 2).max(1);
         // quick_cache wants an item estimate to size its tables: assume ~2 KiB entries.
-        let items = (max_bytes / 2048).clamp(16, 1 << 20) as usize;
+        let items = (half / 2048).clamp(16, 1 << 20) as usize;
         RewriteCache {
-            entries: quick_cache::sync::Cache::with_weighter(items, max_bytes.max(1), ByBytes),
+            entries: quick_cache::sync::Cache::with_weighter(items, half, ByBytes),
+            shapes: quick_cache::sync::Cache::with_weighter(items, half, ShapeBytes),
+            seen: quick_cache::sync::Cache::new(4 * items),
+            seen_hasher: Default::default(),
+            filled: Default::default(),
         }
     }
 
@@ -132,7 +212,32 @@ impl RewriteCache {
         if let Some(hit) = self.entries.get(&probe) {
             return Ok(hit);
         }
-        let out = Arc::new(rewrite(sql, policy, who, catalog)?);
+        let tokens = tokenize(sql)?;
+        let shape = ShapeProbe {
+            generation,
+            who,
+            tokens: &tokens,
+        };
+        let known = self.shapes.get(&shape);
+        let filled = known
+            .as_ref()
+            .and_then(|e| e.template.as_ref())
+            .and_then(|t| t.fill(&literals(&tokens)));
+        let out = match filled {
+            Some(r) => {
+                self.filled
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Arc::new(r)
+            }
+            None => {
+                let kept = (known.is_none() && self.saw(&shape)).then(|| tokens.clone());
+                let out = Arc::new(rewrite_tokens(tokens, policy, who, catalog)?);
+                if let Some(tokens) = kept {
+                    self.learn(generation, who, &tokens, &out, policy, catalog);
+                }
+                out
+            }
+        };
         self.entries.insert(
             Key {
                 generation,
@@ -143,6 +248,55 @@ impl RewriteCache {
             out.clone(),
         );
         Ok(out)
+    }
+
+    /// Records a sight of a shape; true when it was seen before.
+    fn saw(&self, shape: &ShapeProbe<'_>) -> bool {
+        use std::hash::BuildHasher;
+        let h = self.seen_hasher.hash_one(shape);
+        if self.seen.get(&h).is_some() {
+            return true;
+        }
+        self.seen.insert(h, ());
+        false
+    }
+
+    /// Builds and keeps the template of the shape of `tokens` (or that it has
+    /// none), given their full rewrite.
+    fn learn(
+        &self,
+        generation: Generation,
+        who: &Principal,
+        tokens: &[TokenWithSpan],
+        full: &Rewritten,
+        policy: &Policy,
+        catalog: &dyn Catalog,
+    ) {
+        let template = Template::build(tokens, full, |t| rewrite_tokens(t, policy, who, catalog));
+        let shape = Shape::of(tokens);
+        let weight = ENTRY_OVERHEAD
+            + who.user.len() as u64
+            + shape.weight()
+            + template.as_ref().map_or(0, Template::weight);
+        self.shapes.insert(
+            ShapeKey {
+                generation,
+                user: who.user.as_str().into(),
+                groups: who.groups.clone().into_boxed_slice(),
+                shape,
+            },
+            Arc::new(ShapeEntry { template, weight }),
+        );
+    }
+
+    /// Statements answered from a template so far.
+    pub fn filled(&self) -> u64 {
+        self.filled.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Templates (and shapes known to have none) held now.
+    pub fn shapes_len(&self) -> usize {
+        self.shapes.len()
     }
 
     /// Entries held now.
@@ -157,7 +311,7 @@ impl RewriteCache {
 
     /// Bytes held now, by the cache's own weighing.
     pub fn bytes(&self) -> u64 {
-        self.entries.weight()
+        self.entries.weight() + self.shapes.weight()
     }
 }
 
@@ -165,6 +319,7 @@ impl RewriteCache {
 mod tests {
     use super::*;
     use crate::policy::Grantee;
+    use crate::rewrite::rewrite;
     use crate::TableKey;
     use std::collections::HashMap;
 
@@ -226,6 +381,56 @@ mod tests {
         let after = cache.rewrite(generation(2), sql, &p, &ann, &cat).unwrap();
         assert!(after.sql.contains("id > 10"), "{}", after.sql);
         assert!(!Arc::ptr_eq(&before, &after));
+    }
+
+    #[test]
+    fn a_known_shape_is_filled_from_its_template_as_rewrite_would_answer() {
+        let (p, cat) = setup();
+        let cache = RewriteCache::new(DEFAULT_REWRITE_CACHE_BYTES);
+        let ann = Principal::new("ann", &["staff"]);
+        let bob = Principal::new("bob", &["staff"]);
+        let sql = |n: u32, s: &str| {
+            format!(
+                "SELECT id, region FROM t WHERE id > {n} AND region <> '{}' LIMIT {}",
+                s.replace('\'', "''"),
+                n + 1
+            )
+        };
+        // First sight of the shape: no template; second: built and proven.
+        cache
+            .rewrite(generation(1), &sql(1, "a"), &p, &ann, &cat)
+            .unwrap();
+        assert_eq!(cache.shapes_len(), 0);
+        cache
+            .rewrite(generation(1), &sql(2, "b"), &p, &ann, &cat)
+            .unwrap();
+        assert_eq!(cache.shapes_len(), 1);
+        assert_eq!(cache.filled(), 0);
+        for (i, s) in ["it's", "EU", "", "x' OR 1=1 --", "$$", "gw0s0q"]
+            .iter()
+            .enumerate()
+        {
+            let text = sql(10 + i as u32, s);
+            let got = cache.rewrite(generation(1), &text, &p, &ann, &cat).unwrap();
+            assert_eq!(*got, rewrite(&text, &p, &ann, &cat).unwrap(), "{text}");
+            assert!(got.sql.contains("'EU'"), "ann's filter: {}", got.sql);
+        }
+        assert_eq!(cache.filled(), 6);
+        // Another principal never fills ann's template.
+        let got = cache
+            .rewrite(generation(1), &sql(99, "z"), &p, &bob, &cat)
+            .unwrap();
+        assert!(
+            got.sql.contains("'US'") && !got.sql.contains("'EU'"),
+            "{}",
+            got.sql
+        );
+        assert_eq!(cache.filled(), 6);
+        // Nor does a new policy generation.
+        cache
+            .rewrite(generation(2), &sql(98, "z"), &p, &ann, &cat)
+            .unwrap();
+        assert_eq!(cache.filled(), 6);
     }
 
     #[test]

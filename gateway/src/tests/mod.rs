@@ -10,6 +10,7 @@
 mod escapes;
 mod property;
 mod quoting;
+mod shapes;
 
 use std::collections::HashMap;
 
