@@ -202,6 +202,26 @@ fn two_users_see_their_rows_and_masks_one_remote_one_local() {
         m.contains("gateway_query_duration_seconds_count{endpoint=\"local\"}"),
         "{m}"
     );
+
+    // One shape with new literals: from the second sight on a template answers,
+    // with the same rows a full rewrite gives.
+    let fills = |m: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix("gateway_rewrite_template_fills_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no template fills in {m}"))
+    };
+    let before = fills(&raw(s.gw.addr, "GET", "/metrics", &[], b"").unwrap().text());
+    for (n, want) in [(0, vec![1, 3]), (1, vec![3]), (2, vec![3]), (3, vec![])] {
+        let r = alice.rows(&format!("SELECT id FROM people WHERE id > {n} ORDER BY id"));
+        assert_eq!(ids(&r), want, "id > {n}");
+    }
+    let after = fills(&raw(s.gw.addr, "GET", "/metrics", &[], b"").unwrap().text());
+    assert_eq!(
+        after - before,
+        2,
+        "the third and fourth statements were filled"
+    );
 }
 
 #[test]

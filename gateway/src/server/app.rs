@@ -140,7 +140,7 @@ impl App {
             (["metrics"], &Method::GET) => Ok(h::bytes_response(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                self.metrics.render(self.jobs.len()),
+                self.metrics.render(self.jobs.len(), &self.rewrites),
             )),
             (["v1", "query"], &Method::POST) => {
                 let who = self.authenticate(req.headers())?;

@@ -1,10 +1,12 @@
 //! The gateway's Prometheus metrics: queries by endpoint and routing rule,
-//! local fallbacks, denials by reason, failures by kind, and latency
-//! histograms per target, rendered as Prometheus text for `GET /metrics`.
+//! local fallbacks, denials by reason, failures by kind, latency histograms
+//! per target, and the rewrite cache's size and template fills, rendered as
+//! Prometheus text for `GET /metrics`.
 //!
 //! Owns the series names and the bucket bounds. Recording is a short,
 //! uncontended lock or an atomic add; it never does I/O.
 
+use crate::rewrite_cache::RewriteCache;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -112,7 +114,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition; `jobs` is the number of jobs held now.
-    pub fn render(&self, jobs: usize) -> String {
+    pub fn render(&self, jobs: usize, rewrites: &RewriteCache) -> String {
         let mut out = String::with_capacity(4096);
         let esc = |s: &str| {
             s.replace('\\', "\\\\")
@@ -193,6 +195,22 @@ impl Metrics {
         );
         out.push_str("# HELP gateway_jobs Jobs held now (running or with unread results).\n# TYPE gateway_jobs gauge\n");
         let _ = writeln!(out, "gateway_jobs {jobs}");
+        out.push_str("# HELP gateway_rewrite_cache_entries Rewrites held for texts sent again.\n# TYPE gateway_rewrite_cache_entries gauge\n");
+        let _ = writeln!(out, "gateway_rewrite_cache_entries {}", rewrites.len());
+        out.push_str("# HELP gateway_rewrite_cache_shapes Statement shapes held, with their proven template or marked as having none.\n# TYPE gateway_rewrite_cache_shapes gauge\n");
+        let _ = writeln!(
+            out,
+            "gateway_rewrite_cache_shapes {}",
+            rewrites.shapes_len()
+        );
+        out.push_str("# HELP gateway_rewrite_cache_bytes Bytes the rewrite cache holds, by its own weighing.\n# TYPE gateway_rewrite_cache_bytes gauge\n");
+        let _ = writeln!(out, "gateway_rewrite_cache_bytes {}", rewrites.bytes());
+        out.push_str("# HELP gateway_rewrite_template_fills_total Statements rewritten by filling their shape's template.\n# TYPE gateway_rewrite_template_fills_total counter\n");
+        let _ = writeln!(
+            out,
+            "gateway_rewrite_template_fills_total {}",
+            rewrites.filled()
+        );
         out
     }
 }
@@ -208,7 +226,7 @@ mod tests {
         m.routed("local", "fallback-local");
         m.denied("not_granted");
         m.latency("a1", Duration::from_millis(3));
-        let t = m.render(2);
+        let t = m.render(2, &RewriteCache::new(1024));
         assert!(
             t.contains("gateway_queries_routed_total{endpoint=\"a1\",rule=\"user-default\"} 1"),
             "{t}"
