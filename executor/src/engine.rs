@@ -18,19 +18,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use crossbeam_channel::Sender;
 use crossbeam_utils::CachePadded;
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
 use crate::duckdb::{self, Connection, Database, InterruptHandle};
 use crate::error::EngineError;
 use crate::feed::Feed;
-use crate::priority::CpuSet;
 use crate::request_index::RequestIndex;
 use crate::session::Baseline;
 use crate::shard::{Msg, Shard};
 use crate::sqlcheck::SqlRejected;
 use crate::stats::{gauge, ShardCounters, Stats};
-use crate::worker::{self, Seat};
+use crate::worker::{self, Seat, Task};
 
 /// Default `QUERY_RESULT_TTL`.
 pub const DEFAULT_RESULT_TTL: Duration = Duration::from_secs(600);
@@ -144,10 +144,9 @@ pub struct Engine {
     /// Request id -> job, for every retained job that has one, on any shard.
     pub(crate) request_ids: Arc<RequestIndex>,
     facts: Arc<ArcSwap<Facts>>,
-    /// Connections waiting for their shard, indexed by mesh peer id.
-    seats: Mutex<Vec<Option<Vec<Seat>>>>,
-    /// What every worker shares (keywords, stop flag, placement, reconnect).
-    workers: Arc<worker::Config>,
+    /// Each shard's workers (started with the engine) waiting for their
+    /// shard, as the senders of their feed, indexed by mesh peer id.
+    feeds: Mutex<Vec<Option<Vec<Sender<Task>>>>>,
     retention: Retention,
     /// Mesh builders cloned on the opening thread (glommio's builder must be
     /// cloned on one thread), one per shard.
@@ -211,12 +210,17 @@ impl Engine {
             }
             settings.push(("threads", t.to_string()));
         }
-        // DuckDB starts its scheduler threads while the database opens, and
-        // they inherit the opener's priority: open it on a lowered thread.
-        // DuckDB's threads also inherit the opener's name: "duckdb-pool" makes
-        // them recognisable in top, perf and /proc instead of looking like
-        // the main thread. The init SQL runs there too, on a SQL-sized stack.
-        let opened = std::thread::scope(|s| {
+        // Every thread of ours that runs SQL starts on one lowered thread:
+        // DuckDB's scheduler threads (started while the database opens), the
+        // shards' workers and the facts refresher are all born with its nice
+        // value, scheduling policy and CPU set, so none runs a single line
+        // at normal priority or pinned to a reactor's core. DuckDB's threads
+        // also inherit its name: "duckdb-pool" makes them recognisable in
+        // top, perf and /proc instead of looking like the main thread. The
+        // init SQL runs there too, on a SQL-sized stack.
+        let facts = Arc::new(ArcSwap::from_pointee(Facts::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = std::thread::scope(|s| {
             std::thread::Builder::new()
                 .name("duckdb-pool".into())
                 .stack_size(SQL_THREAD_STACK_BYTES)
@@ -225,52 +229,23 @@ impl Engine {
                         cfg.sql_thread_nice,
                         cfg.sql_thread_policy,
                     );
-                    open_database(&cfg, &settings)
+                    let opened = open_database(&cfg, &settings)?;
+                    start_sql_threads(opened, stop.clone(), facts.clone())
                 })
                 .map(|h| h.join())
         })
         .map_err(|e| EngineError::Thread(e.to_string()))?
         .map_err(|_| EngineError::Thread("the thread opening DuckDB panicked".into()))?;
-        let Opened {
+        let Started {
             db,
-            seats,
+            feeds,
             interrupts,
-            refresher_conn,
-            keywords,
-        } = opened?;
-        let keywords = Arc::new(keywords);
+            threads,
+            refresher_stop,
+        } = started?;
         let mesh = MeshBuilder::<Msg, Full>::full(cfg.shards, MESH_CHANNEL_SIZE);
         let meshes = (0..cfg.shards).map(|_| mesh.clone()).collect();
         drop(mesh);
-        let stop = Arc::new(AtomicBool::new(false));
-        let replacement_db = db.clone();
-        let workers = Arc::new(worker::Config {
-            keywords,
-            stop: stop.clone(),
-            cpus: CpuSet::of_current_thread(),
-            nice: cfg.sql_thread_nice,
-            policy: cfg.sql_thread_policy,
-            // The configuration is locked by now, so the init SQL cannot run
-            // again: a replacement starts from a plain connection and the
-            // worker restores the baseline session on it (what the lock
-            // refuses to set again is reported by the worker).
-            reconnect: Arc::new(move || replacement_db.connect()),
-        });
-
-        let facts = Arc::new(ArcSwap::from_pointee(Facts::default()));
-        let (stop_tx, stop_rx) = mpsc::channel();
-        let refresher = {
-            let facts = facts.clone();
-            let (nice, policy) = (cfg.sql_thread_nice, cfg.sql_thread_policy);
-            std::thread::Builder::new()
-                .name("executor-facts".into())
-                .stack_size(SQL_THREAD_STACK_BYTES)
-                .spawn(move || {
-                    crate::priority::lower_current_thread(nice, policy);
-                    refresh_facts(refresher_conn, facts, stop_rx)
-                })
-                .map_err(|e| EngineError::Thread(e.to_string()))?
-        };
 
         Ok(Arc::new(Engine {
             version: duckdb::library_version(),
@@ -279,8 +254,7 @@ impl Engine {
                 .collect(),
             request_ids: Arc::new(RequestIndex::new()),
             facts,
-            seats: Mutex::new(seats.into_iter().map(Some).collect()),
-            workers,
+            feeds: Mutex::new(feeds.into_iter().map(Some).collect()),
             retention: Retention {
                 ttl_ns: AtomicU64::new(duration_ns(cfg.result_ttl)),
                 interval_ns: AtomicU64::new(duration_ns(cfg.cleanup_interval)),
@@ -288,8 +262,8 @@ impl Engine {
             meshes: Mutex::new(meshes),
             interrupts,
             stop,
-            threads: Mutex::new(vec![refresher]),
-            refresher_stop: Mutex::new(Some(stop_tx)),
+            threads: Mutex::new(threads),
+            refresher_stop: Mutex::new(Some(refresher_stop)),
             _db: db,
             cfg,
         }))
@@ -470,25 +444,13 @@ impl Engine {
         // Routing uses the mesh's peer index (join order is glommio's, not
         // ours), so the connection is picked by it too.
         let peer = senders.peer_id();
-        let seat = self
-            .seats
+        let to_workers = self
+            .feeds
             .lock()
             .map_err(|_| EngineError::Config("engine state poisoned".into()))?
             .get_mut(peer)
             .and_then(Option::take)
             .ok_or_else(|| EngineError::Config(format!("shard seat {peer} already taken")))?;
-        let mut to_workers = Vec::with_capacity(seat.len());
-        let mut handles = Vec::with_capacity(seat.len());
-        for (i, seat) in seat.into_iter().enumerate() {
-            let (tx, rx) = worker::feed_channel();
-            let h = worker::spawn(peer, i, seat, self.workers.clone(), rx)
-                .map_err(|e| EngineError::Thread(e.to_string()))?;
-            to_workers.push(tx);
-            handles.push(h);
-        }
-        if let Ok(mut t) = self.threads.lock() {
-            t.extend(handles);
-        }
         let shard = Shard::start(
             self.clone(),
             peer,
@@ -621,6 +583,75 @@ fn open_database(cfg: &EngineConfig, settings: &[(&str, String)]) -> Result<Open
         interrupts,
         refresher_conn,
         keywords,
+    })
+}
+
+/// The SQL threads started on the opening thread, and what the engine keeps
+/// of them.
+struct Started {
+    db: Arc<Database>,
+    /// Per shard, the feed senders of its workers.
+    feeds: Vec<Vec<Sender<Task>>>,
+    interrupts: Vec<InterruptHandle>,
+    /// The workers' and the refresher's, joined at shutdown.
+    threads: Vec<JoinHandle<()>>,
+    refresher_stop: mpsc::Sender<()>,
+}
+
+/// Starts every shard's workers (each owning one connection, waiting for its
+/// shard to join) and the facts refresher. Runs on the lowered opening
+/// thread, whose priority and CPU set they inherit. A failure drops the
+/// senders made so far, so workers already started exit.
+fn start_sql_threads(
+    opened: Opened,
+    stop: Arc<AtomicBool>,
+    facts: Arc<ArcSwap<Facts>>,
+) -> Result<Started, EngineError> {
+    let Opened {
+        db,
+        seats,
+        interrupts,
+        refresher_conn,
+        keywords,
+    } = opened;
+    let replacement_db = db.clone();
+    let cfg = Arc::new(worker::Config {
+        keywords: Arc::new(keywords),
+        stop,
+        // The configuration is locked by now, so the init SQL cannot run
+        // again: a replacement starts from a plain connection and the
+        // worker restores the baseline session on it (what the lock
+        // refuses to set again is reported by the worker).
+        reconnect: Arc::new(move || replacement_db.connect()),
+    });
+    let mut threads = Vec::with_capacity(interrupts.len() + 1);
+    let mut feeds = Vec::with_capacity(seats.len());
+    for (shard, shard_seats) in seats.into_iter().enumerate() {
+        let mut senders = Vec::with_capacity(shard_seats.len());
+        for (i, seat) in shard_seats.into_iter().enumerate() {
+            let (tx, rx) = worker::feed_channel();
+            threads.push(
+                worker::spawn(shard, i, seat, cfg.clone(), rx)
+                    .map_err(|e| EngineError::Thread(e.to_string()))?,
+            );
+            senders.push(tx);
+        }
+        feeds.push(senders);
+    }
+    let (refresher_stop, stop_rx) = mpsc::channel();
+    threads.push(
+        std::thread::Builder::new()
+            .name("executor-facts".into())
+            .stack_size(SQL_THREAD_STACK_BYTES)
+            .spawn(move || refresh_facts(refresher_conn, facts, stop_rx))
+            .map_err(|e| EngineError::Thread(e.to_string()))?,
+    );
+    Ok(Started {
+        db,
+        feeds,
+        interrupts,
+        threads,
+        refresher_stop,
     })
 }
 

@@ -1,14 +1,16 @@
-//! CPU priority and placement of the threads that run DuckDB.
+//! CPU priority of the threads that run DuckDB.
 //!
-//! Owns two decisions about a thread that runs SQL (a shard's worker, and
-//! DuckDB's own scheduler threads, which inherit the nice value and the
-//! scheduling policy of the thread that opens the database):
-//! - it runs at a lower priority than the reactors, so that `/health`, status
-//!   polls and result pages are answered promptly while every core is busy
-//!   with a long query: a nice value, and optionally Linux's `SCHED_IDLE`
-//!   policy ([`SqlThreadPolicy`]);
-//! - it may run on any CPU the process may use, even though a shard's worker
-//!   is created by its pinned reactor and would inherit that pin.
+//! Owns one decision about a thread that runs SQL (a shard's worker, the
+//! facts refresher and DuckDB's own scheduler threads): it runs at a lower
+//! priority than the reactors, so that `/health`, status polls and result
+//! pages are answered promptly while every core is busy with a long query:
+//! a nice value, and optionally Linux's `SCHED_IDLE` policy
+//! ([`SqlThreadPolicy`]). The engine lowers one thread, the one that opens
+//! the database, and starts every other SQL thread from it: they inherit its
+//! priority, policy and CPU set from their first instruction (the process's
+//! CPUs, never a reactor's pin: a worker pinned to its reactor's core was
+//! preempted by that reactor on every answer it handed back, while another
+//! core sat idle; free to move it measured 1.00-1.16x the `/execute` rate).
 //!
 //! It never raises a priority (that needs privileges) and never touches a
 //! reactor thread.
@@ -67,36 +69,6 @@ pub(crate) fn lower_current_thread(nice: i32, policy: SqlThreadPolicy) {
             // Lowering a thread's own policy needs no privilege.
             let param = libc::sched_param { sched_priority: 0 };
             libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
-        }
-    }
-}
-
-/// A set of CPUs, as the kernel's affinity calls take it.
-#[derive(Clone, Copy)]
-pub(crate) struct CpuSet(libc::cpu_set_t);
-
-impl CpuSet {
-    /// The calling thread's affinity. Taken when the engine opens, on a
-    /// thread no reactor has pinned yet, it is the process's whole CPU set.
-    pub(crate) fn of_current_thread() -> Option<CpuSet> {
-        // SAFETY: cpu_set_t is plain bits, valid when zeroed; the kernel
-        // writes at most size_of::<cpu_set_t>() bytes into it.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            let rc = libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set);
-            (rc == 0).then_some(CpuSet(set))
-        }
-    }
-
-    /// Lets the calling thread run on any CPU of the set. Why: a worker pinned
-    /// to its reactor's core is preempted by that reactor on every answer it
-    /// hands back (the reactor wakes on the worker's core), while another
-    /// core may sit idle; free to move, it measured 1.00-1.16x the
-    /// `/execute` rate. Failure only costs throughput, so it is ignored.
-    pub(crate) fn apply_to_current_thread(&self) {
-        // SAFETY: pid 0 is the calling thread; the set outlives the call.
-        unsafe {
-            libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.0);
         }
     }
 }

@@ -29,7 +29,6 @@ use hashbrown::HashMap;
 
 use crate::arrow::ResultFormat;
 use crate::duckdb::{Connection, InterruptHandle, Prepared};
-use crate::priority::CpuSet;
 use crate::result::QueryResult;
 use crate::session::{self, Baseline};
 use crate::stream::{self, Encoder};
@@ -153,11 +152,6 @@ pub(crate) struct Config {
     pub keywords: Arc<HashSet<String>>,
     /// Set by `Engine::shutdown`: stop even if the shard never closed its feed.
     pub stop: Arc<AtomicBool>,
-    /// Where the worker may run; `None` leaves the inherited affinity.
-    pub cpus: Option<CpuSet>,
-    /// The worker's nice value and scheduling policy.
-    pub nice: i32,
-    pub policy: crate::priority::SqlThreadPolicy,
     /// Opens a replacement connection (with the init SQL run on it) when a
     /// connection cannot be put back to its baseline.
     pub reconnect: Arc<dyn Fn() -> Result<Connection, String> + Send + Sync>,
@@ -171,6 +165,13 @@ pub(crate) struct Seat {
 
 /// Starts worker `index` of shard `shard`, taking tasks from `rx`. It exits
 /// when every sender of the feed is dropped or `stop` is set.
+///
+/// Call it on the engine's lowered opening thread: the worker is born with
+/// that thread's nice value, scheduling policy and CPU set (the process's,
+/// not a reactor's pin). A worker that lowered itself after starting was,
+/// for as long as a busy machine kept it from running its first lines, a
+/// normal-priority thread (seen in CI: a whole shard's workers at nice 10
+/// but still `SCHED_OTHER`).
 pub(crate) fn spawn(
     shard: usize,
     index: usize,
@@ -181,13 +182,7 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name(format!("duckdb-worker-{shard}.{index}"))
         .stack_size(crate::engine::SQL_THREAD_STACK_BYTES)
-        .spawn(move || {
-            crate::priority::lower_current_thread(cfg.nice, cfg.policy);
-            if let Some(cpus) = &cfg.cpus {
-                cpus.apply_to_current_thread();
-            }
-            run(seat, &cfg, rx);
-        })
+        .spawn(move || run(seat, &cfg, rx))
 }
 
 /// A worker's own channel: the feed hands it one statement at a time.
