@@ -224,11 +224,6 @@ impl Source {
         })
     }
 
-    /// Whether the kernel has completed this source (no side effects).
-    pub(crate) fn is_completed(&self) -> bool {
-        self.inner.borrow().wakers.result.is_some()
-    }
-
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

@@ -1071,31 +1071,29 @@ impl SleepableRing {
 
             // We have now prepared the SQE that links the two rings. We now need to submit
             // it successfully to be able to safely sleep.
-            //
-            // Patched (compute-agent): submitted and waited for in one
-            // io_uring_enter (upstream: one to submit, one to wait; a reactor
-            // parks about twice per agent request). The kernel submits before
-            // it waits, and an SQE it takes always completes, so the wait
-            // ends when the link (or anything else on this ring) completes.
-            // Nothing else is pending here (asserted above).
-            match self
-                .ring
-                .submit_sqes_and_wait(1)
+
+            if self
+                .submit_sqes()
                 .or_else(Reactor::busy_ok)
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)?
+                != 1
             {
-                1 => {
-                    // The rings were linked, and we slept.
-                    self.in_kernel += 1;
-                    Ok(1)
-                }
-                _ => {
-                    // We failed to submit the `SQE` that links the rings, so we did not
-                    // wait (busy, again or interrupted). We make the SQE a no-op and return.
-                    unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
-                    Err(io::Error::from_raw_os_error(libc::EBUSY))
-                }
+                // We failed to submit the `SQE` that links the rings. Just can't sleep.
+                // Waiting here is unsafe because we could end up waiting much longer than
+                // needed.
+                // We make the SQE a no-op and return
+                unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
+                Err(io::Error::from_raw_os_error(libc::EBUSY))
+            } else {
+                // The rings are linked. Goodnight!
+                self.ring
+                    .cq()
+                    .wait(1)
+                    .map(|_| 1)
+                    .or_else(Reactor::busy_ok)
+                    .or_else(Reactor::again_ok)
+                    .or_else(Reactor::intr_ok)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1224,8 +1222,6 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
-    /// When the pending latency timer expires.
-    latency_timer_deadline: Cell<Option<Instant>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1357,7 +1353,6 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
-            latency_timer_deadline: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1819,54 +1814,22 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Patched (compute-agent): the latency ring's one timer is kept
-        // across turns and sleeps instead of being cancelled and re-armed on
-        // every turn and around every sleep, which cost several io_uring_enter
-        // calls per turn. It is kept, whether it was armed for preemption or
-        // for a user timer, as long as it fires no later than it must: by the
-        // preemption period while task queues run (user timers are checked on
-        // every turn then), by the next user timer before a sleep. A kept
-        // timer that fires early only makes the current task queue yield
-        // sooner, or wakes a sleeper to look and sleep again: harmless. So a
-        // stream of short user timers (a timer per request) costs one wake
-        // per expiry instead of a cancel and a re-arm per turn.
-        let now = Instant::now();
-        let fires_by = |need: Option<Instant>| {
-            need.is_none_or(|need| {
-                self.latency_timer_deadline
-                    .get()
-                    .is_some_and(|deadline| deadline <= need)
-            })
-        };
-        let need = match (preempt_timer(), user_timer) {
-            (Some(preempt), _) => Some(now + preempt),
-            (None, Some(dur)) => Some(now + dur),
-            (None, None) => None,
-        };
-        let kept_latency_timer = match self.latency_preemption_timeout_src.take() {
-            Some(src) if !src.is_completed() && fires_by(need) => Some(src),
-            other => {
-                drop(other);
-                None
-            }
-        };
+        // Cancel the old timer regardless of whether we can sleep:
+        // if we won't sleep, we will register the new timer with its new
+        // value.
+        //
+        // But if we will sleep, there might be a timer registered that needs
+        // to be removed otherwise we'll wake up when it expires.
+        drop(self.latency_preemption_timeout_src.take());
 
-        // The throughput-based timeout counts completions, not time, so a
-        // pending one stays valid whether or not we sleep: re-arm it only
-        // once it has fired.
-        match self.throughput_preemption_timeout_src.take() {
-            Some(src) if !src.is_completed() => {
-                self.throughput_preemption_timeout_src.set(Some(src));
-            }
-            _ => {
-                self.throughput_preemption_timeout_src.set(Some(
-                    main_ring.prepare_throughput_preemption_timer(
-                        self.ring_depth() as u32,
-                        self.eventfd_src.raw(),
-                    ),
-                ));
-            }
-        }
+        // Schedule the throughput-based timeout immediately: it won't matter if we end
+        // up sleeping.
+        self.throughput_preemption_timeout_src.replace(Some(
+            main_ring.prepare_throughput_preemption_timer(
+                self.ring_depth() as u32,
+                self.eventfd_src.raw(),
+            ),
+        ));
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1887,10 +1850,9 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer.filter(|_| kept_latency_timer.is_none()) {
+            if let Some(dur) = user_timer {
                 self.latency_preemption_timeout_src
                     .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                self.latency_timer_deadline.set(Some(now + dur));
                 assert!(flush_rings!(lat_ring)? > 0);
             }
             // From this moment on the remote executors are aware that we are sleeping
@@ -1899,8 +1861,8 @@ impl Reactor {
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. Patched (compute-agent): a SeqCst fence, paired with
-            // the one in `SleepNotifier::notify`, not `sys_membarrier()`.
+            // details. This translates to `sys_membarrier()` /
+            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
             membarrier::heavy();
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
@@ -1917,26 +1879,10 @@ impl Reactor {
             }
         }
 
-        // The pending timer now: the kept one, or the one armed for the
-        // sleep above. While task queues run it must fire within the
-        // preemption period; a later one is replaced.
-        let pending = kept_latency_timer.or_else(|| self.latency_preemption_timeout_src.take());
         if let Some(preempt) = preempt_timer() {
-            let now = Instant::now();
-            match pending {
-                Some(src) if !src.is_completed() && fires_by(Some(now + preempt)) => {
-                    self.latency_preemption_timeout_src.set(Some(src));
-                }
-                other => {
-                    drop(other);
-                    self.latency_preemption_timeout_src
-                        .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
-                    self.latency_timer_deadline.set(Some(now + preempt));
-                    flush_rings!(lat_ring, main_ring)?;
-                }
-            }
-        } else {
-            self.latency_preemption_timeout_src.set(pending);
+            self.latency_preemption_timeout_src
+                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            flush_rings!(lat_ring, main_ring)?;
         }
 
         // A Note about `need_preempt`:
