@@ -149,3 +149,28 @@ pub(crate) fn run_as_ann(sql: &str) -> Vec<Vec<String>> {
     }
     rows
 }
+
+/// Text of up to `max_len` characters from those that matter to quoting
+/// and comments: hostile literals and names for the property tests.
+pub(crate) fn hostile_text(max_len: usize) -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    proptest::collection::vec(
+        prop_oneof![
+            Just('\''),
+            Just('\\'),
+            Just('"'),
+            Just('$'),
+            Just('-'),
+            Just('/'),
+            Just('*'),
+            Just(';'),
+            Just(' '),
+            Just('\n'),
+            Just('a'),
+            Just('7'),
+            Just('é'),
+        ],
+        0..max_len,
+    )
+    .prop_map(|v| v.into_iter().collect())
+}

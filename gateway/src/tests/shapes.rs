@@ -45,20 +45,7 @@ fn number() -> impl Strategy<Value = String> {
 
 fn string() -> impl Strategy<Value = String> {
     let raw = prop_oneof![
-        proptest::collection::vec(
-            prop_oneof![
-                Just('\''),
-                Just('\\'),
-                Just('"'),
-                Just('$'),
-                Just('-'),
-                Just(' '),
-                Just('a'),
-                Just('7'),
-            ],
-            0..8
-        )
-        .prop_map(|v| v.into_iter().collect::<String>()),
+        hostile_text(8),
         Just("gw0000000000000000s0q".to_string()),
         Just("EU".to_string()),
         Just("2026-01-01".to_string()),
