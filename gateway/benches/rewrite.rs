@@ -100,7 +100,8 @@ fn bench(c: &mut Criterion) {
             BatchSize::SmallInput,
         )
     });
-    assert!(cache.filled() > 0, "the template answered");
+    // (n stays at 2 when a filter skipped the benchmark.)
+    assert!(n == 2 || cache.filled() > 0, "the template answered");
     // Tokenizing alone, the floor of that path.
     c.bench_function("tokenize_only_5_table_join", |b| {
         b.iter(|| {
