@@ -119,6 +119,23 @@ fn bench(c: &mut Criterion) {
     c.bench_function("parse_only_5_table_join", |b| {
         b.iter(|| sqlparser::parser::Parser::parse_sql(&dialect, black_box(JOIN5)).unwrap())
     });
+    // The parser alone, from tokens made outside the timing (the cold path
+    // tokenizes once and parses from those tokens).
+    let tokens = sqlparser::tokenizer::Tokenizer::new(&dialect, JOIN5)
+        .tokenize_with_location()
+        .unwrap();
+    c.bench_function("parse_from_tokens_5_table_join", |b| {
+        b.iter_batched(
+            || tokens.clone(),
+            |t| {
+                sqlparser::parser::Parser::new(&dialect)
+                    .with_tokens_with_locations(t)
+                    .parse_statements()
+                    .unwrap()
+            },
+            BatchSize::SmallInput,
+        )
+    });
     let rewritten = sqlparser::parser::Parser::parse_sql(&dialect, &r.sql).unwrap();
     c.bench_function("print_only_rewritten", |b| {
         b.iter(|| black_box(&rewritten[0]).to_string())
