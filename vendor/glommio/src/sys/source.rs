@@ -224,6 +224,13 @@ impl Source {
         })
     }
 
+    /// Whether the kernel has completed this source (no side effects).
+    /// Patched (compute-agent): lets the reactor keep a pending throughput
+    /// timer instead of re-arming it every turn.
+    pub(crate) fn is_completed(&self) -> bool {
+        self.inner.borrow().wakers.result.is_some()
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

@@ -1824,12 +1824,28 @@ impl Reactor {
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // Patched (compute-agent): the throughput-based timeout counts
+        // completions, not time, and its only effect when it fires is one
+        // more wake-up (a write to our eventfd, which preempts the running
+        // task queue). So a pending one is kept across turns and sleeps and
+        // re-armed only once it has fired, instead of being cancelled and
+        // re-submitted on every turn (upstream: a cancel, a timeout and a
+        // linked write per turn, and two cancelled completions to reap).
+        // Keeping it never removes a wake-up anything waits for; it may add
+        // one per `ring_depth` completions counted across turns.
+        match self.throughput_preemption_timeout_src.take() {
+            Some(src) if !src.is_completed() => {
+                self.throughput_preemption_timeout_src.set(Some(src));
+            }
+            _ => {
+                self.throughput_preemption_timeout_src.set(Some(
+                    main_ring.prepare_throughput_preemption_timer(
+                        self.ring_depth() as u32,
+                        self.eventfd_src.raw(),
+                    ),
+                ));
+            }
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
