@@ -631,8 +631,13 @@ impl Conn {
                 if shard.shutting_down() && self.served {
                     return Err(ReadEnd::Drain);
                 }
-                // Idle: the drain on shutdown may close this one at once.
-                self.deadline().set_phase(Phase::Idle);
+                // Idle: the drain on shutdown may close this one at once;
+                // fresh: the drain waits a moment for its first request.
+                self.deadline().set_phase(if self.served {
+                    Phase::Idle
+                } else {
+                    Phase::Fresh
+                });
                 self.wait_until(now + ms(limits.idle_timeout));
             } else {
                 let deadline = *header_deadline.get_or_insert(now + ms(limits.header_timeout));
@@ -645,8 +650,8 @@ impl Conn {
             // rest of a head, so a head that arrives whole never reads it.
             let r = self.fill(0).await;
             if self.deadline().phase() == Phase::FinSent {
-                // The drain sent a FIN while we were idle: nothing more can
-                // be answered here.
+                // The drain sent a FIN while we were idle (or fresh past its
+                // grace): nothing more can be answered here.
                 return Err(if r.is_ok() {
                     ReadEnd::Drain
                 } else {

@@ -477,10 +477,21 @@ async fn sweep(state: Rc<ShardState>) {
 /// lingering close is bounded by the same second).
 const CLOSE_GRACE: Duration = Duration::from_millis(1100);
 
+/// How long the drain waits for a connection accepted before shutdown to
+/// send its first request. Its client connected to send one and may well
+/// have sent it already, the bytes not yet read: a FIN at once would drop a
+/// request the client had every reason to think delivered (a kept-alive
+/// connection that answered its last request is another matter: HTTP lets a
+/// server close those, and clients retry on them). Bounded, so a client
+/// that connects and says nothing delays shutdown by this much at most.
+const FRESH_GRACE: Duration = Duration::from_millis(500);
+
 /// Drains a shard: idle connections get a FIN (and close when the client
-/// closes), busy ones finish their request and answer it with
-/// `Connection: close`; once every shard is drained (or at the deadline) the
-/// handler's `shutdown` runs; connections still busy at the deadline are cut.
+/// closes), fresh ones (accepted, nothing read yet) get [`FRESH_GRACE`] to
+/// send their first request and a FIN after it, busy ones finish their
+/// request and answer it with `Connection: close`; once every shard is
+/// drained (or at the deadline) the handler's `shutdown` runs; connections
+/// still busy at the deadline are cut.
 /// Nothing here shuts a socket's read side while an answer may be owed:
 /// unread input makes the kernel answer the close with a reset, which can
 /// destroy a response the client has not read yet.
@@ -493,18 +504,30 @@ async fn drain<H: Handler>(
     let until = Instant::now() + deadline;
     let tick = Duration::from_millis(5);
     state.shutting_down.set(true);
-    state.for_each_connection(|d| {
-        if d.phase() == Phase::Idle {
-            d.set_phase(Phase::FinSent);
-            d.shutdown(libc::SHUT_WR);
-        }
-    });
-    let busy = || {
+    let fin = |phase: Phase| {
+        state.for_each_connection(|d| {
+            if d.phase() == phase {
+                d.set_phase(Phase::FinSent);
+                d.shutdown(libc::SHUT_WR);
+            }
+        })
+    };
+    let count = |phase: Phase| {
         let mut n = 0;
-        state.for_each_connection(|d| n += usize::from(d.phase() == Phase::Busy));
+        state.for_each_connection(|d| n += usize::from(d.phase() == phase));
         n
     };
-    while busy() > 0 && Instant::now() < until {
+    fin(Phase::Idle);
+    let fresh_until = Instant::now() + FRESH_GRACE;
+    loop {
+        let now = Instant::now();
+        if now >= fresh_until || now >= until {
+            // What is still fresh sent nothing in its grace: close it as idle.
+            fin(Phase::Fresh);
+        }
+        if now >= until || count(Phase::Busy) + count(Phase::Fresh) == 0 {
+            break;
+        }
         glommio::timer::sleep(tick).await;
     }
     // Requests on this shard may still wait on another shard's handler:

@@ -30,6 +30,10 @@ pub(crate) enum Phase {
     Busy,
     /// Waiting for the first byte of the next request, nothing unanswered.
     Idle,
+    /// Accepted and waiting for the first byte of its first request: the
+    /// client connected to send one, so the drain gives it a moment to
+    /// arrive before sending a FIN (see `server::FRESH_GRACE`).
+    Fresh,
     /// Was idle when the drain began and got a FIN; closes when the client does.
     FinSent,
     /// Answered its last request; half-closed, discarding what still arrives.

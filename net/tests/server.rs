@@ -470,6 +470,32 @@ fn graceful_shutdown_finishes_in_flight_requests_and_refuses_new_ones() {
 }
 
 #[test]
+fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
+    let server = TestServer::start(config(2));
+    // Accepted (the shard accepts at once; 200 ms is ample), nothing sent yet:
+    // the client connected to send a request and is about to.
+    let mut late = server.connect();
+    let mut silent = server.connect();
+    thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    server.handle().shutdown();
+    thread::sleep(Duration::from_millis(50));
+    late.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = late.read_response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(late.is_closed());
+    // One that never sends is closed cleanly after the grace, not kept.
+    assert!(silent.is_closed());
+    server.stop().expect("clean join");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn shutdown_deadline_bounds_slow_requests() {
     let server = TestServer::start(ServerConfig {
         shutdown_deadline: Duration::from_millis(300),
