@@ -306,8 +306,10 @@ fn sigterm_lets_in_flight_execute_finish() {
             })
         })
         .collect();
-    eventually("an /execute running", || {
-        (agent.health()["active_queries"].as_u64() >= Some(1)).then_some(())
+    // All three read and running (four workers per shard), so each is in
+    // flight when the signal lands, not still in the listener's queue.
+    eventually("every /execute running", || {
+        (agent.health()["active_queries"].as_u64() >= Some(3)).then_some(())
     });
     let status = agent.terminate();
     for w in workers {
