@@ -512,9 +512,12 @@ async fn drain<H: Handler>(
             }
         })
     };
-    let count = |phase: Phase| {
+    // Connections the drain still waits for: busy, or fresh in their grace.
+    let waited_for = || {
         let mut n = 0;
-        state.for_each_connection(|d| n += usize::from(d.phase() == phase));
+        state.for_each_connection(|d| {
+            n += usize::from(matches!(d.phase(), Phase::Busy | Phase::Fresh))
+        });
         n
     };
     fin(Phase::Idle);
@@ -525,7 +528,7 @@ async fn drain<H: Handler>(
             // What is still fresh sent nothing in its grace: close it as idle.
             fin(Phase::Fresh);
         }
-        if now >= until || count(Phase::Busy) + count(Phase::Fresh) == 0 {
+        if now >= until || waited_for() == 0 {
             break;
         }
         glommio::timer::sleep(tick).await;
