@@ -496,6 +496,52 @@ fn a_connection_accepted_before_shutdown_gets_its_first_request_answered() {
 }
 
 #[test]
+fn hundreds_of_silent_or_vanishing_connections_cannot_hold_shutdown() {
+    let server = TestServer::start(config(2));
+    // An attacker's pattern at shutdown: many connections that connect and
+    // never speak (each would be owed the fresh grace), some that send half
+    // a head and some that vanish right after connecting.
+    let mut silent: Vec<_> = (0..300).map(|_| server.connect()).collect();
+    let mut half: Vec<_> = (0..20)
+        .map(|_| {
+            let mut c = server.connect();
+            c.send(b"GET /hello HTTP/1.1\r\nHo");
+            c
+        })
+        .collect();
+    for _ in 0..50 {
+        drop(server.connect());
+    }
+    let mut late = server.connect();
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    server.handle().shutdown();
+    late.send(b"GET /hello HTTP/1.1\r\nHost: t\r\n\r\n");
+    let r = late.read_response();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("connection"), Some("close"));
+    // Every silent one is closed after one shared grace, not one grace each.
+    for c in &mut silent {
+        assert!(c.is_closed());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "silent connections held shutdown for {:?}",
+        started.elapsed()
+    );
+    server.stop().expect("clean join");
+    // Half heads are cut by the header timeout or the shutdown deadline.
+    for c in &mut half {
+        assert!(c.is_closed());
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
 fn shutdown_deadline_bounds_slow_requests() {
     let server = TestServer::start(ServerConfig {
         shutdown_deadline: Duration::from_millis(300),
