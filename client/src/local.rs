@@ -46,7 +46,9 @@ impl LocalExecutor {
 
     /// For a policy enforcement point: as [`Self::open_with`], and SQL can
     /// reach nothing outside the database (no file, no network: external
-    /// access off) and no extension is downloaded or loaded on demand.
+    /// access off), no extension is downloaded or loaded on demand, and no
+    /// statement can change a setting afterwards (`lock_configuration`, as
+    /// the agents lock theirs).
     pub fn open_locked(
         path: Option<&std::path::Path>,
         read_only: bool,
@@ -56,7 +58,14 @@ impl LocalExecutor {
             .and_then(|c| c.with("autoinstall_known_extensions", "false"))
             .and_then(|c| c.enable_external_access(false))
             .map_err(|e| ClientError::Local(format!("bad DuckDB setting: {e}")))?;
-        Self::open_configured(path, read_only, cfg)
+        let local = Self::open_configured(path, read_only, cfg)?;
+        local
+            .db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .execute_batch("SET lock_configuration = true")
+            .map_err(|e| ClientError::Local(format!("cannot lock the configuration: {e}")))?;
+        Ok(local)
     }
 
     fn open_configured(

@@ -9,14 +9,19 @@
 //! `client` crate only for the resolver's types); the server reaches engines
 //! only through the `client` crate (agents over HTTP, local DuckDB).
 
+pub mod access;
+pub mod disclose;
+pub mod functions;
 pub mod policy;
 pub mod rewrite;
 pub mod rewrite_cache;
 mod rewrite_shape;
 pub mod server;
 pub mod store;
+pub mod verify;
 
-pub use policy::{Grantee, Policy, PolicyError, Principal, TableAccess, TableKey};
+pub use access::{AccessControl, Principal, TableAccess, TableKey};
+pub use policy::{Grantee, Policy, PolicyError};
 pub use rewrite::{rewrite, Catalog, RewriteError, Rewritten};
 pub use rewrite_cache::{Generation, RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
 

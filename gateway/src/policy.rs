@@ -1,24 +1,25 @@
-//! The policy model: principals, grants, row filters and column masks, held
-//! in memory, and the one lookup the rewriter needs (for a principal and a
-//! table: is it granted, the combined row filter, the column masks).
+//! The policy model: grants, row filters and column masks, held in memory,
+//! and the implementation of [`AccessControl`], the one lookup the rewriter
+//! and the binder check make (for a principal and a table: is it granted,
+//! the combined row filter, the column masks).
 //!
-//! Owns name canonicalisation: every table name (`catalog.schema.table`,
-//! `schema.table` or `table`, any case, quoted or not) resolves to one
-//! [`TableKey`], with the default schema `main` and the policy's default
-//! catalog filled in. It must never grant by default: a table is readable
-//! only through an explicit grant, and a filter or mask expression that
-//! does not parse, or that holds a subquery, is refused when it is added,
-//! never at query time. Storage of the policy comes later and is not here.
+//! Owns what the admin API's names mean (`catalog.schema.table`,
+//! `schema.table` or `table`, any case: one [`TableKey`], by
+//! [`crate::rewrite::dotted_key`]). It must never grant by default: a table
+//! is readable only through an explicit grant, and a filter or mask
+//! expression that does not parse, holds a subquery or calls a function off
+//! the allow list is refused when it is added, never at query time. The
+//! store keeps the policy; this module only holds one snapshot of it.
 
 use std::collections::HashMap;
-use std::fmt;
 
-use sqlparser::ast::{Expr, Ident, ObjectName, ObjectNamePart};
+use sqlparser::ast::Expr;
 use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::Parser;
 
-/// The schema an unqualified table name lives in.
-pub const DEFAULT_SCHEMA: &str = "main";
+use crate::access::fold;
+pub use crate::access::{AccessControl, Mask, Principal, TableAccess, TableKey};
+use crate::rewrite::{dotted_key, table_key};
 
 /// Errors in building a policy.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -35,40 +36,11 @@ pub enum PolicyError {
     RefusedExpression { expr: String, reason: String },
 }
 
-/// The canonical name of a table: lower-case catalog, schema and table.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TableKey {
-    pub catalog: String,
-    pub schema: String,
-    pub table: String,
-}
-
-impl fmt::Display for TableKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}.{}.{}", self.catalog, self.schema, self.table)
-    }
-}
-
-/// Who is asking: a user and the groups the user belongs to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    pub user: String,
-    pub groups: Vec<String>,
-}
-
-impl Principal {
-    pub fn new(user: &str, groups: &[&str]) -> Self {
-        Principal {
-            user: user.to_lowercase(),
-            groups: groups.iter().map(|g| g.to_lowercase()).collect(),
-        }
-    }
-
-    fn is(&self, grantee: &Grantee) -> bool {
-        match grantee {
-            Grantee::User(u) => *u == self.user,
-            Grantee::Group(g) => self.groups.iter().any(|m| m == g),
-        }
+/// Whether `who` is (or is in) `grantee`.
+fn is(who: &Principal, grantee: &Grantee) -> bool {
+    match grantee {
+        Grantee::User(u) => *u == who.user,
+        Grantee::Group(g) => who.groups.iter().any(|m| m == g),
     }
 }
 
@@ -95,28 +67,6 @@ enum GrantTarget {
     Schema { catalog: String, schema: String },
 }
 
-/// A column mask: the column and the expression that replaces its value.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Mask {
-    /// Lower-case column name.
-    pub column: String,
-    pub expr: Expr,
-    /// Column names the expression uses, lower-case.
-    pub uses: Vec<String>,
-}
-
-/// What one principal may see of one table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TableAccess {
-    /// The principal's row filters combined with OR; `None`: every row.
-    pub filter: Option<Expr>,
-    /// At most one mask per column.
-    pub masks: Vec<Mask>,
-    /// Column names (lower-case) the filter and masks use: the rewriter
-    /// checks that each is a column of the table.
-    pub uses: Vec<String>,
-}
-
 /// The whole policy, in memory.
 #[derive(Debug, Clone)]
 pub struct Policy {
@@ -132,7 +82,7 @@ impl Policy {
     /// database's name, e.g. `memory`).
     pub fn new(default_catalog: &str) -> Self {
         Policy {
-            default_catalog: default_catalog.to_lowercase(),
+            default_catalog: fold(default_catalog),
             grants: Vec::new(),
             filters: HashMap::new(),
             masks: HashMap::new(),
@@ -146,43 +96,13 @@ impl Policy {
     /// Canonical key of a dotted name such as `Main.Users` (no quoting: the
     /// admin side names tables plainly).
     pub fn key(&self, name: &str) -> Result<TableKey, PolicyError> {
-        let parts: Vec<&str> = name.split('.').map(str::trim).collect();
-        self.key_from_parts(&parts)
+        dotted_key(&self.default_catalog, name)
             .ok_or_else(|| PolicyError::BadName(name.to_string()))
     }
 
-    /// Canonical key of a parsed table name; `None` when it has no or more
-    /// than three parts, an empty part or a part that is not an identifier.
-    pub fn key_of(&self, name: &ObjectName) -> Option<TableKey> {
-        let mut parts: Vec<&str> = Vec::with_capacity(name.0.len());
-        for part in &name.0 {
-            match part {
-                ObjectNamePart::Identifier(Ident {
-                    value,
-                    quote_style: None | Some('"'),
-                    ..
-                }) => parts.push(value),
-                _ => return None,
-            }
-        }
-        self.key_from_parts(&parts)
-    }
-
-    fn key_from_parts(&self, parts: &[&str]) -> Option<TableKey> {
-        if parts.iter().any(|p| p.is_empty()) {
-            return None;
-        }
-        let (catalog, schema, table) = match parts {
-            [t] => (self.default_catalog.as_str(), DEFAULT_SCHEMA, *t),
-            [s, t] => (self.default_catalog.as_str(), *s, *t),
-            [c, s, t] => (*c, *s, *t),
-            _ => return None,
-        };
-        Some(TableKey {
-            catalog: catalog.to_lowercase(),
-            schema: schema.to_lowercase(),
-            table: table.to_lowercase(),
-        })
+    /// Canonical key of a parsed table name; `None` when it cannot be read.
+    pub fn key_of(&self, name: &sqlparser::ast::ObjectName) -> Option<TableKey> {
+        table_key(&self.default_catalog, name)
     }
 
     /// Grants SELECT on one table.
@@ -196,8 +116,8 @@ impl Policy {
     pub fn grant_schema(&mut self, to: Grantee, schema: &str) -> Result<(), PolicyError> {
         let parts: Vec<&str> = schema.split('.').map(str::trim).collect();
         let (catalog, schema_name) = match parts.as_slice() {
-            [s] if !s.is_empty() => (self.default_catalog.clone(), s.to_lowercase()),
-            [c, s] if !c.is_empty() && !s.is_empty() => (c.to_lowercase(), s.to_lowercase()),
+            [s] if !s.is_empty() => (self.default_catalog.clone(), fold(s)),
+            [c, s] if !c.is_empty() && !s.is_empty() => (fold(c), fold(s)),
             _ => return Err(PolicyError::BadName(schema.to_string())),
         };
         self.grants.push((
@@ -233,7 +153,7 @@ impl Policy {
         expression: &str,
     ) -> Result<(), PolicyError> {
         let key = self.key(table)?;
-        let column = column.trim().to_lowercase();
+        let column = fold(column.trim());
         if column.is_empty() {
             return Err(PolicyError::BadName(column));
         }
@@ -248,7 +168,7 @@ impl Policy {
     /// Whether `who` may read `table`.
     pub fn is_granted(&self, who: &Principal, table: &TableKey) -> bool {
         self.grants.iter().any(|(g, target)| {
-            who.is(g)
+            is(who, g)
                 && match target {
                     GrantTarget::Table(k) => k == table,
                     GrantTarget::Schema { catalog, schema } => {
@@ -271,7 +191,7 @@ impl Policy {
         let mut uses: Vec<String> = Vec::new();
         let filter = self.filters.get(table).and_then(|fs| {
             fs.iter()
-                .filter(|(g, _, _)| who.is(g))
+                .filter(|(g, _, _)| is(who, g))
                 .map(|(_, e, u)| {
                     uses.extend(u.iter().cloned());
                     Expr::Nested(Box::new(e.clone()))
@@ -288,7 +208,7 @@ impl Policy {
             let users = ms.iter().filter(|(g, _)| matches!(g, Grantee::User(_)));
             let groups = ms.iter().filter(|(g, _)| matches!(g, Grantee::Group(_)));
             for (g, m) in users.chain(groups) {
-                if who.is(g) && !masks.iter().any(|x| x.column == m.column) {
+                if is(who, g) && !masks.iter().any(|x| x.column == m.column) {
                     uses.extend(m.uses.iter().cloned());
                     masks.push(m.clone());
                 }
@@ -299,6 +219,16 @@ impl Policy {
             masks,
             uses,
         })
+    }
+}
+
+impl AccessControl for Policy {
+    fn default_catalog(&self) -> &str {
+        &self.default_catalog
+    }
+
+    fn access(&self, who: &Principal, table: &TableKey) -> Option<TableAccess> {
+        Policy::access(self, who, table)
     }
 }
 

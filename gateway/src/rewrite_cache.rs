@@ -22,10 +22,25 @@
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use crate::policy::{Policy, Principal};
+use crate::access::{AccessControl, Principal};
 use crate::rewrite::{rewrite_tokens, tokenize, Catalog, RewriteError, Rewritten};
 use crate::rewrite_shape::{hash_shape_of, literals, Shape, Template};
 use sqlparser::tokenizer::TokenWithSpan;
+
+/// What [`RewriteCache::lookup`] found.
+pub enum Lookup {
+    /// The rewrite, from the cache or a template.
+    Hit(Arc<Rewritten>),
+    /// Not known: the full rewrite is [`RewriteCache::complete`]'s.
+    Miss(Miss),
+}
+
+/// A statement the cache could not answer: its tokens, and whether its
+/// shape is seen for the second time (so a template is built for it).
+pub struct Miss {
+    tokens: Vec<TokenWithSpan>,
+    learn: bool,
+}
 
 /// Default bound on the cache, in bytes of SQL text held.
 pub const DEFAULT_REWRITE_CACHE_BYTES: u64 = 64 * 1024 * 1024;
@@ -195,22 +210,40 @@ impl RewriteCache {
     }
 
     /// [`rewrite`], answered from the cache when the same principal sent the
-    /// same text under the same `generation`.
+    /// same text under the same `generation`; a miss is rewritten and kept
+    /// unchecked (see [`Self::complete`] for the checked path).
     pub fn rewrite(
         &self,
         generation: Generation,
         sql: &str,
-        policy: &Policy,
+        policy: &dyn AccessControl,
         who: &Principal,
         catalog: &dyn Catalog,
     ) -> Result<Arc<Rewritten>, RewriteError> {
+        match self.lookup(generation, sql, who)? {
+            Lookup::Hit(r) => Ok(r),
+            Lookup::Miss(miss) => {
+                self.complete(miss, generation, sql, policy, who, catalog, |_| Ok(()))
+            }
+        }
+    }
+
+    /// The cheap half of a rewrite, for the caller's own thread: the cached
+    /// rewrite of the same text, or the fill of a proven template of the same
+    /// shape; else the tokens, for [`Self::complete`].
+    pub fn lookup(
+        &self,
+        generation: Generation,
+        sql: &str,
+        who: &Principal,
+    ) -> Result<Lookup, RewriteError> {
         let probe = Probe {
             generation,
             who,
             sql,
         };
         if let Some(hit) = self.entries.get(&probe) {
-            return Ok(hit);
+            return Ok(Lookup::Hit(hit));
         }
         let tokens = tokenize(sql)?;
         let shape = ShapeProbe {
@@ -223,21 +256,44 @@ impl RewriteCache {
             .as_ref()
             .and_then(|e| e.template.as_ref())
             .and_then(|t| t.fill(&literals(&tokens)));
-        let out = match filled {
-            Some(r) => {
-                self.filled
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Arc::new(r)
-            }
-            None => {
-                let kept = (known.is_none() && self.saw(&shape)).then(|| tokens.clone());
-                let out = Arc::new(rewrite_tokens(tokens, policy, who, catalog)?);
-                if let Some(tokens) = kept {
-                    self.learn(generation, who, &tokens, &out, policy, catalog);
-                }
-                out
-            }
-        };
+        if let Some(r) = filled {
+            self.filled
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let out = Arc::new(r);
+            self.keep(generation, sql, who, &out);
+            return Ok(Lookup::Hit(out));
+        }
+        let learn = known.is_none() && self.saw(&shape);
+        Ok(Lookup::Miss(Miss { tokens, learn }))
+    }
+
+    /// The full rewrite of a [`Lookup::Miss`], proven by `verify` before it
+    /// is kept (and before its shape's template is built): a rewrite `verify`
+    /// refuses is neither cached nor returned. May block in `verify`: the
+    /// caller picks the thread.
+    #[allow(clippy::too_many_arguments)]
+    pub fn complete<E: From<RewriteError>>(
+        &self,
+        miss: Miss,
+        generation: Generation,
+        sql: &str,
+        policy: &dyn AccessControl,
+        who: &Principal,
+        catalog: &dyn Catalog,
+        verify: impl FnOnce(&Rewritten) -> Result<(), E>,
+    ) -> Result<Arc<Rewritten>, E> {
+        let Miss { tokens, learn } = miss;
+        let kept = learn.then(|| tokens.clone());
+        let out = Arc::new(rewrite_tokens(tokens, policy, who, catalog)?);
+        verify(&out)?;
+        if let Some(tokens) = kept {
+            self.learn(generation, who, &tokens, &out, policy, catalog);
+        }
+        self.keep(generation, sql, who, &out);
+        Ok(out)
+    }
+
+    fn keep(&self, generation: Generation, sql: &str, who: &Principal, out: &Arc<Rewritten>) {
         self.entries.insert(
             Key {
                 generation,
@@ -247,7 +303,6 @@ impl RewriteCache {
             },
             out.clone(),
         );
-        Ok(out)
     }
 
     /// Records a sight of a shape; true when it was seen before.
@@ -269,7 +324,7 @@ impl RewriteCache {
         who: &Principal,
         tokens: &[TokenWithSpan],
         full: &Rewritten,
-        policy: &Policy,
+        policy: &dyn AccessControl,
         catalog: &dyn Catalog,
     ) {
         let template = Template::build(tokens, full, |t| rewrite_tokens(t, policy, who, catalog));
@@ -318,7 +373,7 @@ impl RewriteCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Grantee;
+    use crate::policy::{Grantee, Policy};
     use crate::rewrite::rewrite;
     use crate::TableKey;
     use std::collections::HashMap;

@@ -30,10 +30,13 @@ use super::http::{self as h, ApiError, Body};
 use super::jobs::{self, JobState, Jobs, PageError, Results};
 use super::metrics::Metrics;
 use super::rows_json;
-use crate::policy::{Policy, Principal};
-use crate::rewrite::RewriteError;
-use crate::rewrite_cache::{Generation, RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
+use crate::access::{AccessControl, Principal};
+use crate::disclose::{self, PolicyText};
+use crate::policy::Policy;
+use crate::rewrite::{RewriteError, Rewritten};
+use crate::rewrite_cache::{Generation, Lookup, RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
 use crate::store::{AuthedPrincipal, Store};
+use crate::verify::VerifyError;
 
 /// The whole gateway.
 pub struct App {
@@ -49,8 +52,9 @@ pub struct App {
     /// The policy built from the snapshot of this revision (built once per
     /// store change, not per query).
     policy: std::sync::Mutex<Option<(i64, Arc<PolicyAt>)>>,
-    /// Rewrites already made, by policy and catalog generation, principal and text.
-    rewrites: RewriteCache,
+    /// Rewrites already made (and proven), by policy and catalog generation,
+    /// principal and text.
+    rewrites: Arc<RewriteCache>,
     started: Instant,
 }
 
@@ -65,21 +69,54 @@ struct QueryBody {
 struct Prepared {
     decision: Decision,
     engine: Arc<dyn Executor>,
-    /// The rewritten SQL.
-    sql: String,
     /// The user's SQL (rewritten again if the query falls back to local).
     user_sql: String,
     audit: Audit,
-    principal: Principal,
-    policy: Arc<PolicyAt>,
+    /// The rewrite sent, and what an engine error may show of it.
+    scope: ErrorScope,
     deadline: Instant,
 }
 
 /// A policy built from one store snapshot, and the process-unique number the
 /// rewrite cache knows it by.
-struct PolicyAt {
+pub(super) struct PolicyAt {
     generation: u64,
     policy: Policy,
+}
+
+/// What a query was rewritten under, kept beside it so that an engine error
+/// raised while it runs (at once, mid-stream, or on a later page) is shown
+/// to its user without the policy ([`crate::disclose`]). Cheap to clone:
+/// only `Arc`s and the principal.
+#[derive(Clone)]
+pub(super) struct ErrorScope {
+    policy: Arc<PolicyAt>,
+    principal: Principal,
+    catalog: Arc<EngineCatalog>,
+    rewritten: Arc<Rewritten>,
+}
+
+impl ErrorScope {
+    /// The text an error of this query must not show.
+    fn policy_text(&self) -> PolicyText {
+        disclose::policy_text(
+            &self.policy.policy,
+            &self.principal,
+            &self.rewritten.tables,
+            &*self.catalog,
+        )
+    }
+
+    /// A client error as this query's user reads it.
+    pub(super) fn user_error(&self, e: ClientError) -> ApiError {
+        match e {
+            ClientError::Execution { code, message } => {
+                let message = disclose::engine_message(&message, &self.policy_text());
+                client_error(ClientError::Execution { code, message })
+            }
+            e => client_error(e),
+        }
+    }
 }
 
 /// The next [`PolicyAt::generation`].
@@ -90,6 +127,7 @@ struct Started {
     decision: Decision,
     rows: QueryRows,
     audit: Audit,
+    scope: ErrorScope,
 }
 
 impl App {
@@ -114,7 +152,7 @@ impl App {
             local,
             default_catalog,
             policy: std::sync::Mutex::new(None),
-            rewrites: RewriteCache::new(DEFAULT_REWRITE_CACHE_BYTES),
+            rewrites: Arc::new(RewriteCache::new(DEFAULT_REWRITE_CACHE_BYTES)),
             started: Instant::now(),
         })
     }
@@ -344,24 +382,17 @@ impl App {
                 .plan(&decision, &policy, &principal, sql, deadline, &mut audit)
                 .await
             {
-                Ok((engine, rewritten)) => {
+                Ok((engine, scope)) => {
                     return Ok(Prepared {
                         decision,
                         engine,
-                        sql: rewritten,
                         user_sql: sql.to_string(),
                         audit,
-                        principal,
-                        policy,
+                        scope,
                         deadline,
                     })
                 }
-                Err(Attempt::Denied(e)) => {
-                    let (kind, err) = rewrite_error(&e);
-                    self.metrics.denied(kind);
-                    audit.finish(Some(&e.to_string()), "denied", None);
-                    return Err(err);
-                }
+                Err(Attempt::Denied(e)) => return Err(self.denied(e, &principal, &mut audit)),
                 Err(Attempt::Failed(e)) => {
                     let endpoint = audit.endpoint.clone().unwrap_or_default();
                     self.metrics.failed(&endpoint, e.kind());
@@ -383,33 +414,32 @@ impl App {
         let Prepared {
             mut decision,
             engine,
-            sql,
             user_sql,
             mut audit,
-            principal,
-            policy,
+            mut scope,
             deadline,
         } = p;
-        let mut result = engine.run(&sql, deadline).await;
+        let mut result = engine.run(&scope.rewritten.sql, deadline).await;
         if let Err(e) = &result {
             let endpoint = audit.endpoint.clone().unwrap_or_default();
             self.metrics.failed(&endpoint, e.kind());
             if may_fall_back(&decision, e) {
                 decision = fallback(&decision, &endpoint, e);
                 audit.routed(&decision);
+                let (policy, principal) = (scope.policy.clone(), scope.principal.clone());
                 result = match self
                     .plan(
                         &decision, &policy, &principal, &user_sql, deadline, &mut audit,
                     )
                     .await
                 {
-                    Ok((local, sql)) => local.run(&sql, deadline).await,
+                    Ok((local, local_scope)) => {
+                        scope = local_scope;
+                        local.run(&scope.rewritten.sql, deadline).await
+                    }
                     Err(Attempt::Failed(e)) => Err(e),
                     Err(Attempt::Denied(e)) => {
-                        let (kind, err) = rewrite_error(&e);
-                        self.metrics.denied(kind);
-                        audit.finish(Some(&e.to_string()), "denied", None);
-                        return Err(err);
+                        return Err(self.denied(e, &principal, &mut audit));
                     }
                 };
                 if let Err(e) = &result {
@@ -426,25 +456,46 @@ impl App {
                     decision,
                     rows,
                     audit,
+                    scope,
                 })
             }
             Err(e) => {
-                audit.finish(None, "failed", Some(&e.to_string()));
-                Err(client_error(e))
+                let err = scope.user_error(e);
+                audit.finish(None, "failed", Some(&err.message));
+                Err(err)
             }
         }
     }
 
-    /// The decided engine, its catalog, and the rewrite for it.
+    /// A refusal: counted, audited, answered; a binder-check mismatch is
+    /// logged as a policy-engine error (the rewriter let through something
+    /// the engine's binder reads otherwise).
+    fn denied(&self, d: Denial, who: &Principal, audit: &mut Audit) -> ApiError {
+        let (kind, err) = denial_error(&d);
+        if let Denial::Verify(VerifyError::Mismatch(m) | VerifyError::Shadow(m)) = &d {
+            tracing::error!(
+                target: "policy_engine",
+                user = %who.user,
+                query_id = %audit.query_id,
+                error = %m,
+                "the binder check refused a rewritten statement"
+            );
+        }
+        self.metrics.denied(kind);
+        audit.finish(Some(&err.message), "denied", None);
+        err
+    }
+
+    /// The decided engine, its catalog, and the proven rewrite for it.
     async fn plan(
         &self,
         decision: &Decision,
-        policy: &PolicyAt,
+        policy: &Arc<PolicyAt>,
         principal: &Principal,
         sql: &str,
         deadline: Instant,
         audit: &mut Audit,
-    ) -> Result<(Arc<dyn Executor>, String), Attempt> {
+    ) -> Result<(Arc<dyn Executor>, ErrorScope), Attempt> {
         let engine: Arc<dyn Executor> =
             self.resolver.executor(decision).map_err(Attempt::Failed)?;
         let mut catalog = self
@@ -452,29 +503,64 @@ impl App {
             .get(&*engine, deadline)
             .await
             .map_err(Attempt::Failed)?;
-        let rewrite = |catalog: &EngineCatalog| {
-            let generation = Generation {
-                policy: policy.generation,
-                catalog: catalog.version,
-            };
-            self.rewrites
-                .rewrite(generation, sql, &policy.policy, principal, catalog)
-        };
-        let rewritten = match rewrite(&catalog) {
-            Err(RewriteError::UnknownTable(_)) => {
+        let rewritten = match self.rewrite(&catalog, policy, principal, sql).await {
+            Err(Denial::Rewrite(RewriteError::UnknownTable(_))) => {
                 // A table created since the catalog was read: read it again, once.
                 catalog = self
                     .catalogs
                     .refresh(&*engine, deadline)
                     .await
                     .map_err(Attempt::Failed)?;
-                rewrite(&catalog)
+                self.rewrite(&catalog, policy, principal, sql).await
             }
             r => r,
         }
         .map_err(Attempt::Denied)?;
         audit.tables = rewritten.tables.iter().map(|t| t.to_string()).collect();
-        Ok((engine, rewritten.sql.clone()))
+        Ok((
+            engine,
+            ErrorScope {
+                policy: policy.clone(),
+                principal: principal.clone(),
+                catalog,
+                rewritten,
+            },
+        ))
+    }
+
+    /// The rewrite of `sql` for `principal` on the engine of `catalog`: from
+    /// the cache or a template on this thread; else rewritten and proven by
+    /// the binder check on the blocking pool (it binds in DuckDB), and only
+    /// then cached.
+    async fn rewrite(
+        &self,
+        catalog: &Arc<EngineCatalog>,
+        policy: &Arc<PolicyAt>,
+        principal: &Principal,
+        sql: &str,
+    ) -> Result<Arc<Rewritten>, Denial> {
+        let generation = Generation {
+            policy: policy.generation,
+            catalog: catalog.version,
+        };
+        let miss = match self.rewrites.lookup(generation, sql, principal)? {
+            Lookup::Hit(r) => return Ok(r),
+            Lookup::Miss(m) => m,
+        };
+        let cache = self.rewrites.clone();
+        let catalog = catalog.clone();
+        let policy = policy.clone();
+        let principal = principal.clone();
+        let sql = sql.to_string();
+        let default_catalog = self.default_catalog.clone();
+        tokio::task::spawn_blocking(move || {
+            let access: &dyn AccessControl = &policy.policy;
+            cache.complete(miss, generation, &sql, access, &principal, &*catalog, |r| {
+                prove(&catalog, &default_catalog, access, &principal, r)
+            })
+        })
+        .await
+        .map_err(|e| Denial::Verify(VerifyError::Shadow(format!("the check's task failed: {e}"))))?
     }
 
     /// `POST /v1/query`: runs and streams the rows in one answer.
@@ -489,13 +575,15 @@ impl App {
             decision,
             mut rows,
             mut audit,
+            scope,
         } = self.execute(prepared).await?;
         // The first page before the status line, so an early failure is still an error status.
         let first = match rows.next_page().await {
             Ok(p) => p,
             Err(e) => {
-                audit.finish(None, "failed", Some(&e.to_string()));
-                return Err(client_error(e));
+                let err = scope.user_error(e);
+                audit.finish(None, "failed", Some(&err.message));
+                return Err(err);
             }
         };
         let mut head = Vec::with_capacity(4096);
@@ -550,8 +638,9 @@ impl App {
                         // The status line is gone: say why in the body, leave the
                         // JSON unclosed and abort the chunked stream (no last
                         // chunk), so no client can take the rows for the result.
-                        audit.finish(None, "failed", Some(&e.to_string()));
-                        let _ = tx.send(Ok(Frame::data(failed_tail(e)))).await;
+                        let err = scope.user_error(e);
+                        audit.finish(None, "failed", Some(&err.message));
+                        let _ = tx.send(Ok(Frame::data(failed_tail(err)))).await;
                         // hyper drops what it has not written when the body fails: let
                         // the tail be taken and flushed first (bounded wait).
                         let until = Instant::now() + TAIL_FLUSH_WAIT;
@@ -626,6 +715,7 @@ impl App {
                     decision,
                     rows,
                     audit,
+                    scope,
                 }) => {
                     let mut inner = j.inner.lock().await;
                     if j.state() != JobState::Running {
@@ -637,7 +727,7 @@ impl App {
                         audit.endpoint.clone().unwrap_or_default(),
                         decision.to_string(),
                     ));
-                    inner.results = Some(Results::new(rows, audit));
+                    inner.results = Some(Results::new(rows, audit, scope));
                     drop(inner);
                     j.finish_running(JobState::Succeeded);
                 }
@@ -751,11 +841,12 @@ impl App {
                 return Err(ApiError::new(StatusCode::GONE, "PAGE_GONE", e.to_string()))
             }
             Err(PageError::Engine(e)) => {
+                let err = res.scope.user_error(e);
                 inner.results = None;
-                inner.error = Some((e.kind().to_string(), e.to_string()));
+                inner.error = Some((err.code.to_string(), err.message.clone()));
                 drop(inner);
                 job.state.send_replace(JobState::Failed);
-                return Err(client_error(e));
+                return Err(err);
             }
         };
         let rows_len: usize = page.rows.iter().map(|r| r.len() + 1).sum();
@@ -794,8 +885,7 @@ const TAIL_FLUSH_WAIT: Duration = Duration::from_secs(1);
 /// after the rows began: the error and its code after the rows, and no
 /// closing brace: the body is never valid JSON, and the stream is then
 /// aborted (docs/gateway.md).
-fn failed_tail(e: ClientError) -> Bytes {
-    let err = client_error(e);
+fn failed_tail(err: ApiError) -> Bytes {
     let mut out = Vec::with_capacity(64 + err.message.len());
     out.extend_from_slice(b"],\"error\":");
     let _ = serde_json::to_writer(&mut out, &err.message);
@@ -827,8 +917,53 @@ fn fallback(d: &Decision, endpoint: &str, e: &ClientError) -> Decision {
 
 /// Why one try failed.
 enum Attempt {
-    Denied(RewriteError),
+    Denied(Denial),
     Failed(ClientError),
+}
+
+/// Why a statement was refused: by the rewriter, or by the binder check.
+#[derive(Debug)]
+enum Denial {
+    Rewrite(RewriteError),
+    Verify(VerifyError),
+}
+
+impl From<RewriteError> for Denial {
+    fn from(e: RewriteError) -> Denial {
+        Denial::Rewrite(e)
+    }
+}
+
+/// The binder check of one rewrite (see [`crate::verify`]): the shadow of
+/// the engine's catalog binds it, and the plan must read each table only
+/// through the derived query the policy gives it. A bind error comes back
+/// as the engine's own message, cut of what would show the policy.
+fn prove(
+    catalog: &EngineCatalog,
+    default_catalog: &str,
+    access: &dyn AccessControl,
+    who: &Principal,
+    r: &Rewritten,
+) -> Result<(), Denial> {
+    let shadow = catalog.shadow(default_catalog).map_err(Denial::Verify)?;
+    let mut derived = Vec::with_capacity(r.tables.len());
+    for key in &r.tables {
+        match crate::rewrite::derived_sql(access, who, key, catalog)? {
+            Some(text) => derived.push((key.clone(), text)),
+            None => {
+                return Err(Denial::Verify(VerifyError::Mismatch(format!(
+                    "{key} is not granted"
+                ))))
+            }
+        }
+    }
+    shadow.check(&r.sql, &derived).map_err(|e| match e {
+        VerifyError::Bind(m) => {
+            let text = disclose::policy_text(access, who, &r.tables, catalog);
+            Denial::Verify(VerifyError::Bind(disclose::engine_message(&m, &text)))
+        }
+        e => Denial::Verify(e),
+    })
 }
 
 #[derive(Serialize)]
@@ -842,6 +977,29 @@ fn not_found(id: &str) -> ApiError {
 }
 
 /// A refusal's metric label and answer.
+fn denial_error(d: &Denial) -> (&'static str, ApiError) {
+    match d {
+        Denial::Rewrite(e) => rewrite_error(e),
+        Denial::Verify(VerifyError::Bind(m)) => (
+            "engine_bind",
+            ApiError::new(StatusCode::BAD_REQUEST, "EXECUTION_ERROR", m.clone()),
+        ),
+        Denial::Verify(VerifyError::Mismatch(_)) => (
+            "policy_engine",
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "SQL_REFUSED",
+                "the statement failed the policy engine's check of its bound plan",
+            ),
+        ),
+        Denial::Verify(VerifyError::Shadow(_)) => (
+            "policy_engine",
+            ApiError::internal("the policy engine could not check the statement"),
+        ),
+    }
+}
+
+/// A rewriter refusal's metric label and answer.
 fn rewrite_error(e: &RewriteError) -> (&'static str, ApiError) {
     let kind = match e {
         RewriteError::NotGranted(_) => "not_granted",
@@ -851,6 +1009,7 @@ fn rewrite_error(e: &RewriteError) -> (&'static str, ApiError) {
         RewriteError::MultipleStatements(_) => "multiple_statements",
         RewriteError::NotAQuery(_) => "not_a_query",
         RewriteError::TableFunction(_) => "table_function",
+        RewriteError::Function { .. } => "function",
         RewriteError::Unsupported(_) => "unsupported",
         RewriteError::TooDeep(_) => "too_deep",
         RewriteError::BadName(_) => "bad_name",

@@ -77,6 +77,8 @@ pub struct Results {
     /// What the window holds, by [`REREAD_BYTES_PER_JOB`]'s count.
     window_bytes: usize,
     pub audit: Audit,
+    /// What an engine error on a later page may show.
+    pub(super) scope: super::app::ErrorScope,
 }
 
 /// What [`Results::page`] hands back.
@@ -98,7 +100,7 @@ pub enum PageError {
 }
 
 impl Results {
-    pub fn new(rows: QueryRows, audit: Audit) -> Results {
+    pub(super) fn new(rows: QueryRows, audit: Audit, scope: super::app::ErrorScope) -> Results {
         Results {
             columns: rows.columns.clone(),
             column_types: rows.column_types.clone(),
@@ -108,6 +110,7 @@ impl Results {
             window_start: 0,
             window_bytes: 0,
             audit,
+            scope,
         }
     }
 

@@ -1,12 +1,12 @@
 //! Unit tests of the rewriter: each SQL form, escape attempts, refusals and
 //! hostile input, and a property test that runs rewritten queries.
 //!
-//! Most SQL here runs on SQLite (rusqlite, a dev-dependency), which reads
-//! these queries, filters and masks as DuckDB does and opens in no time; the
-//! quoting tests ([`quoting`]) run on DuckDB itself (the `duckdb`
-//! dev-dependency the end-to-end tests build their database file with),
-//! because what they prove is how the engine reads the printed text.
+//! Every statement runs on DuckDB, the engine the agents run (the same
+//! bundled build): what these tests prove is how the engine reads the
+//! printed text. The oracle is a database that holds only what the user may
+//! see ([`ann_db`]). Connections are opened once per test thread.
 
+mod binder;
 mod escapes;
 mod property;
 mod quoting;
@@ -14,7 +14,7 @@ mod shapes;
 
 use std::collections::HashMap;
 
-use rusqlite::Connection;
+use duckdb::Connection;
 
 use crate::policy::{Grantee, Policy, Principal, TableKey};
 use crate::rewrite::{rewrite, RewriteError, Rewritten};
@@ -69,17 +69,12 @@ pub(crate) const SCHEMA: &str = "
 CREATE TABLE users (id INTEGER, name TEXT, email TEXT, region TEXT);
 CREATE TABLE orders (id INTEGER, user_id INTEGER, amount INTEGER, region TEXT);
 CREATE TABLE secrets (id INTEGER, payload TEXT);
+CREATE SCHEMA sales;
+CREATE TABLE sales.products (id INTEGER, title TEXT);
+CREATE TABLE sales.items (order_id INTEGER, product_id INTEGER);
 ";
 
-/// The full data: the engine's view.
-pub(crate) fn full_db() -> Connection {
-    let c = Connection::open_in_memory().unwrap();
-    c.execute_batch(SCHEMA).unwrap();
-    c.execute_batch(FULL_DATA).unwrap();
-    c
-}
-
-/// The full data, in SQL both engines accept.
+/// The full data, as the engine holds it.
 pub(crate) const FULL_DATA: &str = "
 INSERT INTO users VALUES
   (1, 'alice', 'alice@secret.eu', 'EU'), (2, 'bob', 'bob@secret.us', 'US'),
@@ -87,43 +82,88 @@ INSERT INTO users VALUES
 INSERT INTO orders VALUES
   (10, 1, 100, 'EU'), (11, 2, 200, 'US'), (12, 3, 300, 'EU'), (13, 4, 400, 'US');
 INSERT INTO secrets VALUES (1, 'launch codes');
+INSERT INTO sales.products VALUES (1, 'widget'), (2, 'gadget');
+INSERT INTO sales.items VALUES (10, 1), (12, 2);
 ";
 
-/// What ann may see, materialised: the oracle for the property test.
-pub(crate) fn ann_db() -> Connection {
-    let c = Connection::open_in_memory().unwrap();
-    c.execute_batch(SCHEMA).unwrap();
-    c.execute_batch(
-        "INSERT INTO users VALUES (1, 'alice', '***', 'EU'), (3, 'carol', '***', 'EU');
-         INSERT INTO orders VALUES (10, 1, 100, 'EU'), (12, 3, 300, 'EU'), (13, 4, 400, 'US');",
-    )
-    .unwrap();
-    c
+thread_local! {
+    static FULL: Connection = {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(FULL_DATA).unwrap();
+        c
+    };
+    static ANN: Connection = {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c.execute_batch(
+            "INSERT INTO users VALUES (1, 'alice', '***', 'EU'), (3, 'carol', '***', 'EU');
+             INSERT INTO orders VALUES (10, 1, 100, 'EU'), (12, 3, 300, 'EU'), (13, 4, 400, 'US');
+             INSERT INTO sales.products VALUES (1, 'widget'), (2, 'gadget');
+             INSERT INTO sales.items VALUES (10, 1), (12, 2);",
+        )
+        .unwrap();
+        c
+    };
+}
+
+/// Runs `f` on the full data: the engine's view (this thread's connection).
+pub(crate) fn on_full_db<T>(f: impl FnOnce(&Connection) -> T) -> T {
+    FULL.with(f)
+}
+
+/// Runs `f` on what ann may see, materialised: the oracle (this thread's
+/// connection).
+pub(crate) fn on_ann_db<T>(f: impl FnOnce(&Connection) -> T) -> T {
+    ANN.with(f)
 }
 
 /// Runs SQL and returns the rows as strings, sorted.
-pub(crate) fn run(c: &Connection, sql: &str) -> rusqlite::Result<Vec<Vec<String>>> {
+pub(crate) fn run(c: &Connection, sql: &str) -> duckdb::Result<Vec<Vec<String>>> {
     let mut st = c.prepare(sql)?;
-    let n = st.column_count();
-    let mut rows = st
-        .query_map([], |r| {
-            (0..n)
-                .map(|i| {
-                    r.get_ref(i).map(|v| match v {
-                        rusqlite::types::ValueRef::Null => "NULL".to_string(),
-                        rusqlite::types::ValueRef::Integer(i) => i.to_string(),
-                        rusqlite::types::ValueRef::Real(f) => f.to_string(),
-                        rusqlite::types::ValueRef::Text(t) => {
-                            String::from_utf8_lossy(t).into_owned()
-                        }
-                        rusqlite::types::ValueRef::Blob(_) => "<blob>".to_string(),
-                    })
-                })
-                .collect::<rusqlite::Result<Vec<String>>>()
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    rows.sort();
-    Ok(rows)
+    let mut out = Vec::new();
+    let mut rows = st.query([])?;
+    while let Some(r) = rows.next()? {
+        let n = r.as_ref().column_count();
+        let mut row = Vec::with_capacity(n);
+        for i in 0..n {
+            let v: duckdb::types::Value = r.get(i)?;
+            row.push(text_of(v));
+        }
+        out.push(row);
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// One DuckDB value as the tests compare it.
+pub(crate) fn text_of(v: duckdb::types::Value) -> String {
+    use duckdb::types::Value as V;
+    match v {
+        V::Null => "NULL".to_string(),
+        V::Text(t) => t,
+        V::Boolean(b) => b.to_string(),
+        V::TinyInt(i) => i.to_string(),
+        V::SmallInt(i) => i.to_string(),
+        V::Int(i) => i.to_string(),
+        V::BigInt(i) => i.to_string(),
+        V::HugeInt(i) => i.to_string(),
+        V::UTinyInt(i) => i.to_string(),
+        V::USmallInt(i) => i.to_string(),
+        V::UInt(i) => i.to_string(),
+        V::UBigInt(i) => i.to_string(),
+        V::Double(f) => f.to_string(),
+        V::Float(f) => f.to_string(),
+        V::List(items) => format!(
+            "[{}]",
+            items
+                .into_iter()
+                .map(text_of)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        other => format!("{other:?}"),
+    }
 }
 
 /// Values ann must never see: unmasked emails, hidden users' names, the
@@ -143,7 +183,7 @@ pub(crate) fn leaks(rows: &[Vec<String>]) -> Option<String> {
 /// Rewrites, runs on the full data, and checks nothing leaks.
 pub(crate) fn run_as_ann(sql: &str) -> Vec<Vec<String>> {
     let r = rw(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
-    let rows = run(&full_db(), &r.sql).unwrap_or_else(|e| panic!("{}: {e}", r.sql));
+    let rows = on_full_db(|c| run(c, &r.sql)).unwrap_or_else(|e| panic!("{}: {e}", r.sql));
     if let Some(v) = leaks(&rows) {
         panic!("leak {v:?} from {sql} rewritten as {}", r.sql);
     }

@@ -6,26 +6,41 @@
 //! Owns the decision of what SQL may travel to an engine. It must never pass
 //! through a construct it does not understand: every AST node kind it does
 //! not handle explicitly is a typed refusal, as are several statements, any
-//! statement but a query, table functions and file readers, and input that
-//! is too large or nested too deeply. It never panics on hostile input.
+//! statement but a query, functions off the allow list ([`crate::functions`]),
+//! table functions but a few pure generators, and input that is too large or
+//! nested too deeply. Every AST node it reads is destructured without `..`,
+//! so that a sqlparser upgrade that adds a field fails to compile here
+//! instead of being skipped. It never panics on hostile input. Which names
+//! are CTEs is [`scope`]'s rule, which table a name means is [`names`]'; the
+//! policy is read only through [`AccessControl`]. What it produces is proven
+//! again by the engine's binder ([`crate::verify`]) before it runs.
+
+mod names;
+mod scope;
+
+pub use names::{dotted_key, function_name, table_key, DEFAULT_SCHEMA};
 
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::OnceLock;
 
 use sqlparser::ast::{
-    AccessExpr, Distinct, Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause,
-    FunctionArguments, GroupByExpr, Ident, JoinConstraint, JoinOperator, LimitClause,
-    NamedWindowExpr, ObjectName, ObjectNamePart, OrderByExpr, OrderByKind, Query, Select,
-    SelectItem, SelectItemQualifiedWildcardKind, SetExpr, Statement, Subscript, TableAlias,
-    TableFactor, TableWithJoins, WildcardAdditionalOptions, WindowFrameBound, WindowSpec,
-    WindowType,
+    AccessExpr, Array, CaseWhen, Cte, DictionaryField, Distinct, Expr, Fetch, Function,
+    FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArgumentList, FunctionArguments,
+    GroupByExpr, Ident, Interval, Join, JoinConstraint, JoinOperator, LambdaFunction, LimitClause,
+    Map, MapEntry, NamedWindowDefinition, NamedWindowExpr, ObjectName, Offset, OrderBy,
+    OrderByExpr, OrderByKind, Query, ReplaceSelectElement, ReplaceSelectItem, Select, SelectItem,
+    SelectItemQualifiedWildcardKind, SetExpr, Statement, Subscript, TableAlias, TableFactor,
+    TableFunctionArgs, TableWithJoins, Values, WildcardAdditionalOptions, WindowFrame,
+    WindowFrameBound, WindowSpec, WindowType, With,
 };
 use sqlparser::dialect::DuckDbDialect;
 use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Token, TokenWithSpan, Tokenizer};
 
-use crate::policy::{Policy, Principal, TableAccess, TableKey};
+use crate::access::{AccessControl, Principal, TableAccess, TableKey};
+use crate::functions::{self, FunctionUse};
+use scope::{RecursiveBody, Scopes};
 
 /// Deepest nesting the parser accepts (parentheses, subqueries, ...).
 pub const MAX_DEPTH: usize = 48;
@@ -35,12 +50,20 @@ pub const MAX_WALK_DEPTH: usize = 256;
 /// Largest SQL text accepted, in bytes.
 pub const MAX_SQL_BYTES: usize = 256 * 1024;
 
-/// The columns of each table, in order, as the engine has them. The caller
-/// provides it (the engine's catalog); masks need the full column list so
-/// that `SELECT *` sees exactly the masked projection.
+/// The columns of each table, in order, as the engine has them, and the
+/// functions its catalog defines. The caller provides it (the engine's
+/// catalog); masks need the full column list so that `SELECT *` sees exactly
+/// the masked projection.
 pub trait Catalog {
     /// The table's columns in order; `None` when the table is unknown.
     fn columns(&self, table: &TableKey) -> Option<&[String]>;
+
+    /// Whether the engine's catalog defines a function or macro of this
+    /// (folded) name itself: a call by that name could reach it instead of
+    /// the built-in the allow list classified.
+    fn defines_function(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 impl Catalog for HashMap<TableKey, Vec<String>> {
@@ -64,6 +87,8 @@ pub enum RewriteError {
     NotAQuery(String),
     #[error("table functions and file readers are refused: {0}")]
     TableFunction(String),
+    #[error("the function {name} is refused: {reason}")]
+    Function { name: String, reason: String },
     #[error("not supported by the policy rewriter: {0}")]
     Unsupported(String),
     #[error("nested more than {0} levels deep")]
@@ -91,14 +116,14 @@ pub struct Rewritten {
     pub tables: Vec<TableKey>,
 }
 
-/// Rewrites `sql` for `who` under `policy`; see the module doc.
+/// Rewrites `sql` for `who` under `access`; see the module doc.
 pub fn rewrite(
     sql: &str,
-    policy: &Policy,
+    access: &dyn AccessControl,
     who: &Principal,
     catalog: &dyn Catalog,
 ) -> Result<Rewritten, RewriteError> {
-    rewrite_tokens(tokenize(sql)?, policy, who, catalog)
+    rewrite_tokens(tokenize(sql)?, access, who, catalog)
 }
 
 /// The tokens of `sql` as the rewriter's parser reads them (DuckDB dialect,
@@ -186,7 +211,7 @@ fn check_quoted_value(value: &str, quote: char, what: &str) -> R {
 /// [`rewrite`] of text already split by [`tokenize`].
 pub(crate) fn rewrite_tokens(
     tokens: Vec<TokenWithSpan>,
-    policy: &Policy,
+    access: &dyn AccessControl,
     who: &Principal,
     catalog: &dyn Catalog,
 ) -> Result<Rewritten, RewriteError> {
@@ -208,11 +233,11 @@ pub(crate) fn rewrite_tokens(
     };
     let mut w = Walker {
         ctx: Some(Ctx {
-            policy,
+            access,
             who,
             catalog,
         }),
-        ctes: Vec::new(),
+        scopes: Scopes::default(),
         tables: Vec::new(),
         idents: Vec::new(),
         depth: 0,
@@ -228,15 +253,15 @@ pub(crate) fn rewrite_tokens(
 }
 
 /// Checks a policy expression (filter or mask): the same walk, with no
-/// subquery or table reference allowed.
-/// Returns the column names it uses (lower-case), which must all be columns
-/// of the table the expression is attached to: an unknown name would
+/// subquery or table reference allowed and functions held to the same allow
+/// list. Returns the column names it uses (folded), which must all be
+/// columns of the table the expression is attached to: an unknown name would
 /// otherwise resolve to a column of an outer query, which the user controls.
 pub(crate) fn check_policy_expr(e: &Expr) -> R<Vec<String>> {
     let mut e = e.clone();
     let mut w = Walker {
         ctx: None,
-        ctes: Vec::new(),
+        scopes: Scopes::default(),
         tables: Vec::new(),
         idents: Vec::new(),
         depth: 0,
@@ -245,6 +270,26 @@ pub(crate) fn check_policy_expr(e: &Expr) -> R<Vec<String>> {
     w.idents.sort();
     w.idents.dedup();
     Ok(w.idents)
+}
+
+/// The derived query that stands for `table` when `who` reads it (what
+/// [`rewrite`] splices in for every reference): the reference the binder
+/// check compares the engine's plan with. `None` when it is not granted.
+pub fn derived_sql(
+    access: &dyn AccessControl,
+    who: &Principal,
+    table: &TableKey,
+    catalog: &dyn Catalog,
+) -> R<Option<String>> {
+    let Some(grant) = access.access(who, table) else {
+        return Ok(None);
+    };
+    let ctx = Ctx {
+        access,
+        who,
+        catalog,
+    };
+    Ok(Some(derived_query(&ctx, table, grant)?.to_string()))
 }
 
 /// A short name for a statement kind: `Copy`, `Pragma`, `Set`, ...
@@ -264,37 +309,16 @@ fn unsupported<T: Debug>(what: &str, t: &T) -> RewriteError {
     RewriteError::Unsupported(format!("{what} {}", kind_of(t)))
 }
 
-/// Functions that read files, other databases or the engine's state: refused
-/// in FROM (where every function is refused) and in expressions.
-fn is_outside_reader(name: &str) -> bool {
-    const EXACT: &[&str] = &[
-        "glob",
-        "query",
-        "query_table",
-        "sniff_csv",
-        "iceberg_scan",
-        "iceberg_metadata",
-        "iceberg_snapshots",
-        "delta_scan",
-        "getenv",
-        "getvariable",
-        "current_setting",
-        "sqlite_scan",
-        "postgres_scan",
-        "postgres_query",
-        "mysql_scan",
-        "mysql_query",
-        "load_extension",
-    ];
-    name.starts_with("read_")
-        || name.starts_with("parquet_")
-        || name.starts_with("duckdb_")
-        || name.starts_with("pragma_")
-        || EXACT.contains(&name)
+fn unsupported_if(cond: bool, what: &str) -> R {
+    if cond {
+        Err(RewriteError::Unsupported(what.to_string()))
+    } else {
+        Ok(())
+    }
 }
 
 struct Ctx<'a> {
-    policy: &'a Policy,
+    access: &'a dyn AccessControl,
     who: &'a Principal,
     catalog: &'a dyn Catalog,
 }
@@ -302,8 +326,8 @@ struct Ctx<'a> {
 struct Walker<'a> {
     /// `None` when checking a policy expression: no table may appear.
     ctx: Option<Ctx<'a>>,
-    /// CTE names in scope, lower-case, innermost last.
-    ctes: Vec<String>,
+    /// CTE names in scope.
+    scopes: Scopes,
     tables: Vec<TableKey>,
     /// Policy mode only: the column names an expression uses.
     idents: Vec<String>,
@@ -334,49 +358,52 @@ impl Walker<'_> {
                 "a subquery in a policy expression".into(),
             ));
         }
-        if !q.locks.is_empty() {
-            return Err(RewriteError::Unsupported("locking clause".into()));
+        let Query {
+            with,
+            body,
+            order_by,
+            limit_clause,
+            fetch,
+            locks,
+            for_clause,
+            settings,
+            format_clause,
+            pipe_operators,
+        } = q;
+        unsupported_if(!locks.is_empty(), "locking clause")?;
+        unsupported_if(
+            for_clause.is_some()
+                || settings.is_some()
+                || format_clause.is_some()
+                || !pipe_operators.is_empty(),
+            "FOR, SETTINGS, FORMAT or pipe clause",
+        )?;
+        let mark = self.scopes.mark();
+        if let Some(with) = with {
+            self.with(with)?;
         }
-        if q.for_clause.is_some()
-            || q.settings.is_some()
-            || q.format_clause.is_some()
-            || !q.pipe_operators.is_empty()
-        {
-            return Err(RewriteError::Unsupported(
-                "FOR, SETTINGS, FORMAT or pipe clause".into(),
-            ));
-        }
-        let mark = self.ctes.len();
-        if let Some(with) = &mut q.with {
-            if with.recursive {
-                // Every CTE of a recursive WITH sees all of them.
-                for cte in &with.cte_tables {
-                    self.ctes.push(cte.alias.name.value.to_lowercase());
-                }
-            }
-            for cte in &mut with.cte_tables {
-                if cte.from.is_some() {
-                    return Err(RewriteError::Unsupported("CTE with FROM".into()));
-                }
-                // A non-recursive CTE's body sees the CTEs before it only; a
-                // reference to its own name there is the real table.
-                self.query(&mut cte.query)?;
-                if !with.recursive {
-                    self.ctes.push(cte.alias.name.value.to_lowercase());
-                }
-            }
-        }
-        self.set_expr(&mut q.body)?;
-        if let Some(ob) = &mut q.order_by {
-            if ob.interpolate.is_some() {
-                return Err(RewriteError::Unsupported("INTERPOLATE".into()));
-            }
-            match &mut ob.kind {
+        self.set_expr(body)?;
+        self.query_tail(order_by, limit_clause, fetch)?;
+        self.scopes.leave(mark);
+        self.leave();
+        Ok(())
+    }
+
+    /// ORDER BY, LIMIT/OFFSET and FETCH of a query, in the query's scope.
+    fn query_tail(
+        &mut self,
+        order_by: &mut Option<OrderBy>,
+        limit_clause: &mut Option<LimitClause>,
+        fetch: &mut Option<Fetch>,
+    ) -> R {
+        if let Some(OrderBy { kind, interpolate }) = order_by {
+            unsupported_if(interpolate.is_some(), "INTERPOLATE")?;
+            match kind {
                 OrderByKind::All(_) => {}
                 OrderByKind::Expressions(v) => self.order_by(v)?,
             }
         }
-        match &mut q.limit_clause {
+        match limit_clause {
             None => {}
             Some(LimitClause::LimitOffset {
                 limit,
@@ -386,8 +413,8 @@ impl Walker<'_> {
                 if let Some(l) = limit {
                     self.expr(l)?;
                 }
-                if let Some(o) = offset {
-                    self.expr(&mut o.value)?;
+                if let Some(Offset { value, rows: _ }) = offset {
+                    self.expr(value)?;
                 }
                 self.exprs(limit_by)?;
             }
@@ -396,12 +423,95 @@ impl Walker<'_> {
                 self.expr(limit)?;
             }
         }
-        if let Some(f) = &mut q.fetch {
-            if let Some(e) = &mut f.quantity {
-                self.expr(e)?;
-            }
+        if let Some(Fetch {
+            with_ties: _,
+            percent: _,
+            quantity: Some(e),
+        }) = fetch
+        {
+            self.expr(e)?;
         }
-        self.ctes.truncate(mark);
+        Ok(())
+    }
+
+    /// The CTEs of a WITH, each walked in the scope DuckDB binds it in
+    /// ([`scope`]) and then declared for the rest of the query.
+    fn with(&mut self, with: &mut With) -> R {
+        let With {
+            with_token: _,
+            recursive,
+            cte_tables,
+        } = with;
+        for cte in cte_tables {
+            let Cte {
+                alias,
+                query,
+                from,
+                materialized: _,
+                closing_paren_token: _,
+            } = cte;
+            unsupported_if(from.is_some(), "CTE with FROM")?;
+            let name = alias.name.value.clone();
+            let self_visible =
+                *recursive && matches!(scope::recursive_body(query), RecursiveBody::Union);
+            if self_visible {
+                self.recursive_union(query, &name)?;
+            } else {
+                // The body sees the CTEs before it only; its own name there
+                // is the real table.
+                self.query(query)?;
+            }
+            self.scopes.declare(&name);
+        }
+        Ok(())
+    }
+
+    /// The body `anchor UNION [ALL] recursive` of a recursive CTE `name`:
+    /// its own WITH on both sides, `name` visible on the right only.
+    fn recursive_union(&mut self, q: &mut Query, name: &str) -> R {
+        self.enter()?;
+        let Query {
+            with,
+            body,
+            order_by,
+            limit_clause,
+            fetch,
+            locks,
+            for_clause,
+            settings,
+            format_clause,
+            pipe_operators,
+        } = q;
+        unsupported_if(
+            !locks.is_empty()
+                || for_clause.is_some()
+                || settings.is_some()
+                || format_clause.is_some()
+                || !pipe_operators.is_empty(),
+            "FOR, SETTINGS, FORMAT, pipe or locking clause",
+        )?;
+        let mark = self.scopes.mark();
+        if let Some(with) = with {
+            self.with(with)?;
+        }
+        let SetExpr::SetOperation {
+            left,
+            op: _,
+            set_quantifier: _,
+            right,
+        } = body.as_mut()
+        else {
+            return Err(RewriteError::Unsupported(
+                "a recursive CTE body that is not a UNION".into(),
+            ));
+        };
+        self.set_expr(left)?;
+        let inner = self.scopes.mark();
+        self.scopes.declare(name);
+        self.set_expr(right)?;
+        self.query_tail(order_by, limit_clause, fetch)?;
+        self.scopes.leave(inner);
+        self.scopes.leave(mark);
         self.leave();
         Ok(())
     }
@@ -412,12 +522,21 @@ impl Walker<'_> {
         match s {
             SetExpr::Select(sel) => self.select(sel)?,
             SetExpr::Query(q) => self.query(q)?,
-            SetExpr::SetOperation { left, right, .. } => {
+            SetExpr::SetOperation {
+                left,
+                op: _,
+                set_quantifier: _,
+                right,
+            } => {
                 self.set_expr(left)?;
                 self.set_expr(right)?;
             }
-            SetExpr::Values(v) => {
-                for row in &mut v.rows {
+            SetExpr::Values(Values {
+                explicit_row: _,
+                value_keyword: _,
+                rows,
+            }) => {
+                for row in rows {
                     self.exprs(&mut row.content)?;
                 }
             }
@@ -432,73 +551,111 @@ impl Walker<'_> {
     }
 
     fn select(&mut self, s: &mut Select) -> R {
-        if !s.optimizer_hints.is_empty()
-            || s.select_modifiers.is_some()
-            || s.top.is_some()
-            || s.exclude.is_some()
-            || !s.lateral_views.is_empty()
-            || s.prewhere.is_some()
-            || !s.connect_by.is_empty()
-            || !s.cluster_by.is_empty()
-            || !s.distribute_by.is_empty()
-            || !s.sort_by.is_empty()
-            || s.value_table_mode.is_some()
-        {
-            return Err(RewriteError::Unsupported(
-                "a SELECT clause outside the supported set (TOP, hints, PREWHERE, CONNECT BY, ...)"
-                    .into(),
-            ));
-        }
-        if s.into.is_some() {
+        let Select {
+            select_token: _,
+            optimizer_hints,
+            distinct,
+            select_modifiers,
+            top,
+            top_before_distinct: _,
+            projection,
+            exclude,
+            into,
+            from,
+            lateral_views,
+            prewhere,
+            selection,
+            connect_by,
+            group_by,
+            cluster_by,
+            distribute_by,
+            sort_by,
+            having,
+            named_window,
+            qualify,
+            window_before_qualify: _,
+            value_table_mode,
+            flavor: _,
+        } = s;
+        unsupported_if(
+            !optimizer_hints.is_empty()
+                || select_modifiers.is_some()
+                || top.is_some()
+                || exclude.is_some()
+                || !lateral_views.is_empty()
+                || prewhere.is_some()
+                || !connect_by.is_empty()
+                || !cluster_by.is_empty()
+                || !distribute_by.is_empty()
+                || !sort_by.is_empty()
+                || value_table_mode.is_some(),
+            "a SELECT clause outside the supported set (TOP, hints, PREWHERE, CONNECT BY, ...)",
+        )?;
+        if into.is_some() {
             return Err(RewriteError::NotAQuery("SELECT INTO".into()));
         }
-        for twj in &mut s.from {
+        for twj in from {
             self.table_with_joins(twj)?;
         }
-        if let Some(Distinct::On(v)) = &mut s.distinct {
-            self.exprs(v)?;
+        match distinct {
+            None | Some(Distinct::Distinct) | Some(Distinct::All) => {}
+            Some(Distinct::On(v)) => self.exprs(v)?,
         }
-        for item in &mut s.projection {
+        for item in projection {
             match item {
                 SelectItem::UnnamedExpr(e)
-                | SelectItem::ExprWithAlias { expr: e, .. }
-                | SelectItem::ExprWithAliases { expr: e, .. } => self.expr(e)?,
+                | SelectItem::ExprWithAlias { expr: e, alias: _ }
+                | SelectItem::ExprWithAliases {
+                    expr: e,
+                    aliases: _,
+                } => self.expr(e)?,
                 SelectItem::QualifiedWildcard(kind, opts) => {
-                    if let SelectItemQualifiedWildcardKind::Expr(e) = kind {
-                        self.expr(e)?;
+                    match kind {
+                        SelectItemQualifiedWildcardKind::Expr(e) => self.expr(e)?,
+                        SelectItemQualifiedWildcardKind::ObjectName(_) => {}
                     }
                     self.wildcard_opts(opts)?;
                 }
                 SelectItem::Wildcard(opts) => self.wildcard_opts(opts)?,
             }
         }
-        if let Some(e) = &mut s.selection {
+        if let Some(e) = selection {
             self.expr(e)?;
         }
-        match &mut s.group_by {
+        match group_by {
             GroupByExpr::All(_) => {}
-            GroupByExpr::Expressions(v, _) => self.exprs(v)?,
+            GroupByExpr::Expressions(v, modifiers) => {
+                unsupported_if(!modifiers.is_empty(), "GROUP BY modifiers")?;
+                self.exprs(v)?
+            }
         }
-        if let Some(e) = &mut s.having {
+        if let Some(e) = having {
             self.expr(e)?;
         }
-        for w in &mut s.named_window {
-            match &mut w.1 {
+        for NamedWindowDefinition(_, w) in named_window {
+            match w {
                 NamedWindowExpr::NamedWindow(_) => {}
                 NamedWindowExpr::WindowSpec(spec) => self.window_spec(spec)?,
             }
         }
-        if let Some(e) = &mut s.qualify {
+        if let Some(e) = qualify {
             self.expr(e)?;
         }
         Ok(())
     }
 
     fn table_with_joins(&mut self, t: &mut TableWithJoins) -> R {
-        self.factor(&mut t.relation)?;
-        for j in &mut t.joins {
-            self.factor(&mut j.relation)?;
-            let constraint = match &mut j.join_operator {
+        let TableWithJoins { relation, joins } = t;
+        self.factor(relation)?;
+        for Join {
+            relation,
+            global,
+            join_operator,
+        } in joins
+        {
+            unsupported_if(*global, "GLOBAL join")?;
+            self.factor(relation)?;
+            let constraint = match join_operator {
                 JoinOperator::Join(c)
                 | JoinOperator::Inner(c)
                 | JoinOperator::Left(c)
@@ -550,9 +707,6 @@ impl Walker<'_> {
                 index_directives,
                 inheritance,
             } => {
-                if args.is_some() {
-                    return Err(RewriteError::TableFunction(name.to_string()));
-                }
                 if !with_hints.is_empty()
                     || version.is_some()
                     || *with_ordinality
@@ -566,46 +720,82 @@ impl Walker<'_> {
                         "table options (hints, time travel, sample, partitions) on {name}"
                     )));
                 }
-                if self.is_cte(name) {
-                    self.leave();
-                    return Ok(());
+                if let Some(TableFunctionArgs { args, settings }) = args {
+                    unsupported_if(settings.is_some(), "SETTINGS on a table function")?;
+                    self.table_function(name, args)?;
+                } else if !self.scopes.is_cte(name) {
+                    let derived = self.secure_table(name, alias.take())?;
+                    *f = derived;
                 }
-                let derived = self.secure_table(name, alias.take())?;
-                *f = derived;
             }
             TableFactor::Derived {
-                subquery, sample, ..
+                lateral: _,
+                subquery,
+                alias: _,
+                sample,
             } => {
-                if sample.is_some() {
-                    return Err(RewriteError::Unsupported("sample on a subquery".into()));
-                }
+                unsupported_if(sample.is_some(), "sample on a subquery")?;
                 self.query(subquery)?;
             }
             TableFactor::NestedJoin {
-                table_with_joins, ..
+                table_with_joins,
+                alias: _,
             } => self.table_with_joins(table_with_joins)?,
-            TableFactor::TableFunction { expr, .. } => {
+            TableFactor::UNNEST {
+                alias: _,
+                array_exprs,
+                with_offset,
+                with_offset_alias,
+                with_ordinality,
+            } => {
+                unsupported_if(
+                    *with_offset || with_offset_alias.is_some() || *with_ordinality,
+                    "UNNEST WITH OFFSET or ORDINALITY",
+                )?;
+                self.function_allowed("unnest", FunctionUse::Table)?;
+                self.exprs(array_exprs)?;
+            }
+            TableFactor::TableFunction { expr, alias: _ } => {
                 return Err(RewriteError::TableFunction(expr.to_string()))
             }
             TableFactor::Function { name, .. } => {
                 return Err(RewriteError::TableFunction(name.to_string()))
             }
-            TableFactor::UNNEST { .. } => return Err(RewriteError::TableFunction("UNNEST".into())),
             other => return Err(unsupported("table factor", other)),
         }
         self.leave();
         Ok(())
     }
 
-    /// Whether an unqualified name is a CTE in scope.
-    fn is_cte(&self, name: &ObjectName) -> bool {
-        match name.0.as_slice() {
-            [ObjectNamePart::Identifier(id)] => {
-                let n = id.value.to_lowercase();
-                self.ctes.contains(&n)
+    /// `FROM name(args)`: only a table function on the allow list (pure
+    /// generators such as `range`), with its arguments walked.
+    fn table_function(&mut self, name: &ObjectName, args: &mut [FunctionArg]) -> R {
+        let Some(n) = function_name(name) else {
+            return Err(RewriteError::TableFunction(name.to_string()));
+        };
+        self.function_allowed(&n, FunctionUse::Table)
+            .map_err(|e| match e {
+                RewriteError::Function { .. } => RewriteError::TableFunction(n.clone()),
+                e => e,
+            })?;
+        self.function_args(args)
+    }
+
+    /// Refuses a call the allow list does not allow, or whose name the
+    /// engine's own catalog defines (a macro there would be reached instead).
+    fn function_allowed(&self, name: &str, usage: FunctionUse) -> R {
+        if let Some(ctx) = &self.ctx {
+            if ctx.catalog.defines_function(name) {
+                return Err(RewriteError::Function {
+                    name: name.to_string(),
+                    reason: "the engine's catalog defines a function of that name".into(),
+                });
             }
-            _ => false,
         }
+        functions::check(name, usage).map_err(|reason| RewriteError::Function {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        })
     }
 
     /// The derived table that stands for a granted table.
@@ -615,12 +805,10 @@ impl Walker<'_> {
                 "a table in a policy expression".into(),
             ));
         };
-        let key = ctx
-            .policy
-            .key_of(name)
+        let key = table_key(ctx.access.default_catalog(), name)
             .ok_or_else(|| RewriteError::BadName(name.to_string()))?;
         let access = ctx
-            .policy
+            .access
             .access(ctx.who, &key)
             .ok_or_else(|| RewriteError::NotGranted(key.clone()))?;
         let subquery = derived_query(ctx, &key, access)?;
@@ -628,7 +816,7 @@ impl Walker<'_> {
             Some(a) => a,
             None => {
                 let last = match name.0.last() {
-                    Some(ObjectNamePart::Identifier(id)) => id.clone(),
+                    Some(sqlparser::ast::ObjectNamePart::Identifier(id)) => id.clone(),
                     _ => return Err(RewriteError::BadName(name.to_string())),
                 };
                 TableAlias {
@@ -649,11 +837,14 @@ impl Walker<'_> {
     }
 
     fn order_by(&mut self, v: &mut [OrderByExpr]) -> R {
-        for o in v {
-            if o.with_fill.is_some() {
-                return Err(RewriteError::Unsupported("WITH FILL".into()));
-            }
-            self.expr(&mut o.expr)?;
+        for OrderByExpr {
+            expr,
+            options: _,
+            with_fill,
+        } in v
+        {
+            unsupported_if(with_fill.is_some(), "WITH FILL")?;
+            self.expr(expr)?;
         }
         Ok(())
     }
@@ -673,19 +864,48 @@ impl Walker<'_> {
     }
 
     fn wildcard_opts(&mut self, o: &mut WildcardAdditionalOptions) -> R {
-        if let Some(r) = &mut o.opt_replace {
-            for item in &mut r.items {
-                self.expr(&mut item.expr)?;
+        let WildcardAdditionalOptions {
+            wildcard_token: _,
+            opt_ilike,
+            opt_exclude: _,
+            opt_except,
+            opt_replace,
+            opt_rename: _,
+            opt_alias,
+        } = o;
+        unsupported_if(
+            opt_ilike.is_some() || opt_except.is_some() || opt_alias.is_some(),
+            "ILIKE, EXCEPT or AS on a wildcard (use EXCLUDE)",
+        )?;
+        if let Some(ReplaceSelectItem { items }) = opt_replace {
+            for item in items {
+                let ReplaceSelectElement {
+                    expr,
+                    column_name: _,
+                    as_keyword: _,
+                } = item.as_mut();
+                self.expr(expr)?;
             }
         }
         Ok(())
     }
 
     fn window_spec(&mut self, w: &mut WindowSpec) -> R {
-        self.exprs(&mut w.partition_by)?;
-        self.order_by(&mut w.order_by)?;
-        if let Some(frame) = &mut w.window_frame {
-            for b in std::iter::once(&mut frame.start_bound).chain(frame.end_bound.as_mut()) {
+        let WindowSpec {
+            window_name: _,
+            partition_by,
+            order_by,
+            window_frame,
+        } = w;
+        self.exprs(partition_by)?;
+        self.order_by(order_by)?;
+        if let Some(WindowFrame {
+            units: _,
+            start_bound,
+            end_bound,
+        }) = window_frame
+        {
+            for b in std::iter::once(start_bound).chain(end_bound.as_mut()) {
                 match b {
                     WindowFrameBound::CurrentRow => {}
                     WindowFrameBound::Preceding(e) | WindowFrameBound::Following(e) => {
@@ -697,42 +917,64 @@ impl Walker<'_> {
         Ok(())
     }
 
+    fn function_args(&mut self, args: &mut [FunctionArg]) -> R {
+        for a in args {
+            let arg = match a {
+                FunctionArg::Named {
+                    name: _,
+                    arg,
+                    operator: _,
+                } => arg,
+                FunctionArg::ExprNamed {
+                    name,
+                    arg,
+                    operator: _,
+                } => {
+                    self.expr(name)?;
+                    arg
+                }
+                FunctionArg::Unnamed(arg) => arg,
+            };
+            match arg {
+                FunctionArgExpr::Expr(e) => self.expr(e)?,
+                FunctionArgExpr::QualifiedWildcard(_) | FunctionArgExpr::Wildcard => {}
+                FunctionArgExpr::WildcardWithOptions(o) => self.wildcard_opts(o)?,
+            }
+        }
+        Ok(())
+    }
+
     fn function(&mut self, f: &mut Function) -> R {
-        let mut last = None;
-        for part in &f.name.0 {
-            match part {
-                ObjectNamePart::Identifier(id) => last = Some(id.value.to_lowercase()),
-                other => return Err(unsupported("function name", other)),
-            }
-        }
-        if let Some(n) = &last {
-            if is_outside_reader(n) {
-                return Err(RewriteError::TableFunction(n.clone()));
-            }
-        }
-        if !matches!(f.parameters, FunctionArguments::None) {
-            return Err(RewriteError::Unsupported("parametric function".into()));
-        }
-        match &mut f.args {
+        let Function {
+            name,
+            uses_odbc_syntax,
+            parameters,
+            args,
+            within_group,
+            filter,
+            null_treatment: _,
+            over,
+        } = f;
+        unsupported_if(*uses_odbc_syntax, "ODBC function syntax")?;
+        let n = function_name(name).ok_or_else(|| RewriteError::Function {
+            name: name.to_string(),
+            reason: "call functions by their plain name".into(),
+        })?;
+        self.function_allowed(&n, FunctionUse::Scalar)?;
+        unsupported_if(
+            !matches!(parameters, FunctionArguments::None),
+            "parametric function",
+        )?;
+        match args {
             FunctionArguments::None => {}
             FunctionArguments::Subquery(q) => self.query(q)?,
-            FunctionArguments::List(list) => {
-                for a in &mut list.args {
-                    let arg = match a {
-                        FunctionArg::Named { arg, .. } => arg,
-                        FunctionArg::ExprNamed { name, arg, .. } => {
-                            self.expr(name)?;
-                            arg
-                        }
-                        FunctionArg::Unnamed(arg) => arg,
-                    };
-                    match arg {
-                        FunctionArgExpr::Expr(e) => self.expr(e)?,
-                        FunctionArgExpr::QualifiedWildcard(_) | FunctionArgExpr::Wildcard => {}
-                        FunctionArgExpr::WildcardWithOptions(o) => self.wildcard_opts(o)?,
-                    }
-                }
-                for c in &mut list.clauses {
+            FunctionArguments::List(FunctionArgumentList {
+                duplicate_treatment: _,
+                args,
+                clauses,
+            }) => {
+                self.function_args(args)?;
+                for c in clauses {
                     match c {
                         FunctionArgumentClause::IgnoreOrRespectNulls(_) => {}
                         FunctionArgumentClause::Where(e) | FunctionArgumentClause::Limit(e) => {
@@ -744,9 +986,9 @@ impl Walker<'_> {
                 }
             }
         }
-        self.order_by(&mut f.within_group)?;
-        self.opt(&mut f.filter)?;
-        match &mut f.over {
+        self.order_by(within_group)?;
+        self.opt(filter)?;
+        match over {
             None | Some(WindowType::NamedWindow(_)) => {}
             Some(WindowType::WindowSpec(spec)) => self.window_spec(spec)?,
         }
@@ -759,7 +1001,7 @@ impl Walker<'_> {
         match e {
             Expr::Identifier(id) => {
                 if self.ctx.is_none() {
-                    self.idents.push(id.value.to_lowercase());
+                    self.idents.push(crate::access::fold(&id.value));
                 }
             }
             Expr::CompoundIdentifier(_) if self.ctx.is_none() => {
@@ -799,24 +1041,42 @@ impl Walker<'_> {
             | Expr::IsUnknown(x)
             | Expr::IsNotUnknown(x)
             | Expr::Nested(x)
-            | Expr::UnaryOp { expr: x, .. }
-            | Expr::Cast { expr: x, .. }
-            | Expr::Extract { expr: x, .. }
-            | Expr::Ceil { expr: x, .. }
-            | Expr::Floor { expr: x, .. }
-            | Expr::Collate { expr: x, .. }
-            | Expr::Named { expr: x, .. }
-            | Expr::Prefixed { value: x, .. } => self.expr(x)?,
+            | Expr::UnaryOp { op: _, expr: x }
+            | Expr::Cast {
+                kind: _,
+                expr: x,
+                data_type: _,
+                format: None,
+            }
+            | Expr::Extract {
+                field: _,
+                syntax: _,
+                expr: x,
+            }
+            | Expr::Ceil { expr: x, field: _ }
+            | Expr::Floor { expr: x, field: _ }
+            | Expr::Collate {
+                expr: x,
+                collation: _,
+            }
+            | Expr::Named { expr: x, name: _ } => self.expr(x)?,
             Expr::IsDistinctFrom(a, b)
             | Expr::IsNotDistinctFrom(a, b)
             | Expr::BinaryOp {
-                left: a, right: b, ..
+                left: a,
+                op: _,
+                right: b,
             }
             | Expr::AnyOp {
-                left: a, right: b, ..
+                left: a,
+                compare_op: _,
+                right: b,
+                is_some: _,
             }
             | Expr::AllOp {
-                left: a, right: b, ..
+                left: a,
+                compare_op: _,
+                right: b,
             }
             | Expr::AtTimeZone {
                 timestamp: a,
@@ -824,47 +1084,65 @@ impl Walker<'_> {
             }
             | Expr::Position { expr: a, r#in: b }
             | Expr::RLike {
+                negated: _,
                 expr: a,
                 pattern: b,
-                ..
+                regexp: _,
             } => {
                 self.expr(a)?;
                 self.expr(b)?;
             }
             Expr::Like {
+                negated: _,
+                any,
                 expr,
                 pattern,
                 escape_char,
-                ..
             }
             | Expr::ILike {
+                negated: _,
+                any,
                 expr,
                 pattern,
                 escape_char,
-                ..
+            } => {
+                unsupported_if(*any, "LIKE ANY")?;
+                self.expr(expr)?;
+                self.expr(pattern)?;
+                self.opt(escape_char)?;
             }
-            | Expr::SimilarTo {
+            Expr::SimilarTo {
+                negated: _,
                 expr,
                 pattern,
                 escape_char,
-                ..
             } => {
                 self.expr(expr)?;
                 self.expr(pattern)?;
                 self.opt(escape_char)?;
             }
             Expr::Between {
-                expr, low, high, ..
+                expr,
+                negated: _,
+                low,
+                high,
             } => {
                 self.expr(expr)?;
                 self.expr(low)?;
                 self.expr(high)?;
             }
-            Expr::In { expr, target, .. } => {
+            Expr::In {
+                expr,
+                target,
+                negated: _,
+                global,
+            } => {
+                unsupported_if(*global, "GLOBAL IN")?;
                 self.expr(expr)?;
                 match target {
                     sqlparser::ast::InTarget::List(v) => self.exprs(v)?,
                     sqlparser::ast::InTarget::Subquery(q) => self.query(q)?,
+                    sqlparser::ast::InTarget::Unnest(e) => self.expr(e)?,
                     other => return Err(unsupported("IN target", other)),
                 }
             }
@@ -872,17 +1150,18 @@ impl Walker<'_> {
                 expr,
                 substring_from,
                 substring_for,
-                ..
+                special: _,
+                shorthand: _,
             } => {
                 self.expr(expr)?;
                 self.opt(substring_from)?;
                 self.opt(substring_for)?;
             }
             Expr::Trim {
-                expr,
+                trim_where: _,
                 trim_what,
+                expr,
                 trim_characters,
-                ..
             } => {
                 self.expr(expr)?;
                 self.opt(trim_what)?;
@@ -903,40 +1182,54 @@ impl Walker<'_> {
             }
             Expr::Function(f) => self.function(f)?,
             Expr::Case {
+                case_token: _,
+                end_token: _,
                 operand,
                 conditions,
                 else_result,
-                ..
             } => {
                 self.opt(operand)?;
-                for c in conditions {
-                    self.expr(&mut c.condition)?;
-                    self.expr(&mut c.result)?;
+                for CaseWhen { condition, result } in conditions {
+                    self.expr(condition)?;
+                    self.expr(result)?;
                 }
                 self.opt(else_result)?;
             }
-            Expr::Exists { subquery, .. } | Expr::Subquery(subquery) => self.query(subquery)?,
+            Expr::Exists {
+                subquery,
+                negated: _,
+            }
+            | Expr::Subquery(subquery) => self.query(subquery)?,
             Expr::GroupingSets(vv) | Expr::Cube(vv) | Expr::Rollup(vv) => {
                 for v in vv {
                     self.exprs(v)?;
                 }
             }
             Expr::Tuple(v) => self.exprs(v)?,
-            Expr::Struct { values, .. } => self.exprs(values)?,
             Expr::Dictionary(fields) => {
-                for f in fields {
-                    self.expr(&mut f.value)?;
+                for DictionaryField { key: _, value } in fields {
+                    self.expr(value)?;
                 }
             }
-            Expr::Map(m) => {
-                for en in &mut m.entries {
-                    self.expr(&mut en.key)?;
-                    self.expr(&mut en.value)?;
+            Expr::Map(Map { entries }) => {
+                for MapEntry { key, value } in entries {
+                    self.expr(key)?;
+                    self.expr(value)?;
                 }
             }
-            Expr::Array(a) => self.exprs(&mut a.elem)?,
-            Expr::Interval(i) => self.expr(&mut i.value)?,
-            Expr::Lambda(l) => self.expr(&mut l.body)?,
+            Expr::Array(Array { elem, named: _ }) => self.exprs(elem)?,
+            Expr::Interval(Interval {
+                value,
+                leading_field: _,
+                leading_precision: _,
+                last_field: _,
+                fractional_seconds_precision: _,
+            }) => self.expr(value)?,
+            Expr::Lambda(LambdaFunction {
+                params: _,
+                body,
+                syntax: _,
+            }) => self.expr(body)?,
             other => return Err(unsupported("expression", other)),
         }
         self.leave();
@@ -965,21 +1258,21 @@ fn template(masked: bool) -> &'static Query {
     })
 }
 
-/// The derived table's query for one granted table.
+/// The derived table's query for one granted table: its full name, its
+/// filter, its masked projection.
 fn derived_query(ctx: &Ctx<'_>, key: &TableKey, access: TableAccess) -> R<Query> {
-    let masked = !access.masks.is_empty();
+    let TableAccess {
+        filter,
+        masks,
+        uses,
+    } = access;
+    let masked = !masks.is_empty();
     let mut q = template(masked).clone();
     let SetExpr::Select(sel) = q.body.as_mut() else {
         unreachable!("the template is a plain SELECT")
     };
-    let mut parts = Vec::with_capacity(3);
-    if key.catalog != ctx.policy.default_catalog() {
-        parts.push(quoted(&key.catalog)?);
-    }
-    parts.push(quoted(&key.schema)?);
-    parts.push(quoted(&key.table)?);
     if let TableFactor::Table { name, .. } = &mut sel.from[0].relation {
-        *name = ObjectName(parts);
+        *name = names::full_name(key, quoted_ident)?;
     }
     // Only tables the catalog lists are sent: a name the engine does not
     // know could reach something else (DuckDB's replacement scans read a
@@ -988,18 +1281,19 @@ fn derived_query(ctx: &Ctx<'_>, key: &TableKey, access: TableAccess) -> R<Query>
         .catalog
         .columns(key)
         .ok_or_else(|| RewriteError::UnknownTable(key.clone()))?;
-    for used in &access.uses {
-        if !cols.iter().any(|c| c.eq_ignore_ascii_case(used)) {
+    let has = |name: &str| cols.iter().any(|c| crate::access::fold(c) == name);
+    for used in &uses {
+        if !has(used) {
             return Err(RewriteError::PolicyUsesUnknownColumn {
                 table: key.clone(),
                 column: used.clone(),
             });
         }
     }
-    sel.selection = access.filter;
+    sel.selection = filter;
     if masked {
-        for m in &access.masks {
-            if !cols.iter().any(|c| c.to_lowercase() == m.column) {
+        for m in &masks {
+            if !has(&m.column) {
                 return Err(RewriteError::MaskOnUnknownColumn {
                     table: key.clone(),
                     column: m.column.clone(),
@@ -1009,9 +1303,9 @@ fn derived_query(ctx: &Ctx<'_>, key: &TableKey, access: TableAccess) -> R<Query>
         sel.projection = cols
             .iter()
             .map(|c| {
-                let lc = c.to_lowercase();
+                let folded = crate::access::fold(c);
                 let id = quoted_ident(c)?;
-                Ok(match access.masks.iter().find(|m| m.column == lc) {
+                Ok(match masks.iter().find(|m| m.column == folded) {
                     Some(m) => SelectItem::ExprWithAlias {
                         expr: m.expr.clone(),
                         alias: id,
@@ -1030,8 +1324,4 @@ fn derived_query(ctx: &Ctx<'_>, key: &TableKey, access: TableAccess) -> R<Query>
 fn quoted_ident(s: &str) -> R<Ident> {
     check_quoted_value(s, '"', "a catalog name")?;
     Ok(Ident::with_quote('"', s))
-}
-
-fn quoted(s: &str) -> R<ObjectNamePart> {
-    quoted_ident(s).map(ObjectNamePart::Identifier)
 }

@@ -1,0 +1,219 @@
+//! The shadow database: an in-memory DuckDB holding every catalog, schema
+//! and table of one engine's catalog, with the same columns and no rows, in
+//! which statements are bound and their plans read back as JSON.
+//!
+//! Owns its connections (a small pool, one per concurrent check) and the
+//! reference plans of the derived queries it has bound (by their text).
+//! Locked like the agents' engines: no file, no network, no extension loaded
+//! on demand, and no setting can change after it is built.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+
+use super::plan::{self, Reference};
+use super::VerifyError;
+use crate::access::TableKey;
+
+/// One table of the engine's catalog: its key and its columns with their
+/// DuckDB type names, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShadowTable {
+    pub key: TableKey,
+    pub columns: Vec<(String, String)>,
+}
+
+/// Most connections kept idle; more are opened under load and closed after.
+const IDLE_CONNECTIONS: usize = 8;
+
+/// See the module doc.
+pub struct Shadow {
+    root: Mutex<duckdb::Connection>,
+    idle: Mutex<Vec<duckdb::Connection>>,
+    references: Mutex<HashMap<String, Arc<Reference>>>,
+}
+
+/// The statement the check runs: the plan of `$1`, bound, not optimized.
+const SERIALIZE_SQL: &str =
+    "SELECT json_serialize_plan($1::VARCHAR, skip_null := true, skip_empty := true)";
+
+fn shadow_err(e: impl std::fmt::Display) -> VerifyError {
+    VerifyError::Shadow(e.to_string())
+}
+
+/// `name` as a quoted identifier.
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl std::fmt::Debug for Shadow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shadow").finish_non_exhaustive()
+    }
+}
+
+impl Shadow {
+    /// Builds the shadow of an engine whose default catalog is
+    /// `default_catalog` and whose tables are `tables`. A column whose type
+    /// the shadow cannot create (a type defined in the engine's catalog) is
+    /// made `VARCHAR`: the check reads which tables are scanned and how,
+    /// which no column type changes.
+    pub fn build(default_catalog: &str, tables: &[ShadowTable]) -> Result<Shadow, VerifyError> {
+        let cfg = duckdb::Config::default()
+            .enable_autoload_extension(false)
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+            .map_err(shadow_err)?;
+        let conn = duckdb::Connection::open_in_memory_with_flags(cfg).map_err(shadow_err)?;
+        let mut catalogs: Vec<&str> = tables.iter().map(|t| t.key.catalog.as_str()).collect();
+        catalogs.push(default_catalog);
+        catalogs.sort_unstable();
+        catalogs.dedup();
+        for c in &catalogs {
+            if *c != "memory" {
+                conn.execute_batch(&format!("ATTACH ':memory:' AS {}", ident(c)))
+                    .map_err(shadow_err)?;
+            }
+        }
+        conn.execute_batch(&format!("USE {}", ident(default_catalog)))
+            .map_err(shadow_err)?;
+        let mut schemas: Vec<(&str, &str)> = tables
+            .iter()
+            .map(|t| (t.key.catalog.as_str(), t.key.schema.as_str()))
+            .collect();
+        schemas.sort_unstable();
+        schemas.dedup();
+        for (c, s) in schemas {
+            conn.execute_batch(&format!(
+                "CREATE SCHEMA IF NOT EXISTS {}.{}",
+                ident(c),
+                ident(s)
+            ))
+            .map_err(shadow_err)?;
+        }
+        for t in tables {
+            let name = format!(
+                "{}.{}.{}",
+                ident(&t.key.catalog),
+                ident(&t.key.schema),
+                ident(&t.key.table)
+            );
+            let cols = |typed: bool| {
+                t.columns
+                    .iter()
+                    .map(|(c, ty)| format!("{} {}", ident(c), if typed { ty } else { "VARCHAR" }))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            if conn
+                .execute_batch(&format!("CREATE TABLE {name} ({})", cols(true)))
+                .is_err()
+            {
+                conn.execute_batch(&format!("CREATE TABLE {name} ({})", cols(false)))
+                    .map_err(shadow_err)?;
+            }
+        }
+        conn.execute_batch("SET enable_external_access = false; SET lock_configuration = true;")
+            .map_err(shadow_err)?;
+        Ok(Shadow {
+            root: Mutex::new(conn),
+            idle: Mutex::new(Vec::new()),
+            references: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Runs `f` on a connection of the pool.
+    fn with_conn<T>(
+        &self,
+        f: impl FnOnce(&duckdb::Connection) -> Result<T, VerifyError>,
+    ) -> Result<T, VerifyError> {
+        let taken = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let conn = match taken {
+            Some(c) => c,
+            None => self
+                .root
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .try_clone()
+                .map_err(shadow_err)?,
+        };
+        let out = f(&conn);
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < IDLE_CONNECTIONS {
+            idle.push(conn);
+        }
+        out
+    }
+
+    /// The bound, unoptimized plans of `sql`, one per statement, as DuckDB
+    /// serializes them; a bind or parse failure as [`VerifyError::Bind`].
+    pub fn plans(&self, sql: &str) -> Result<Vec<Value>, VerifyError> {
+        let text: String = self.with_conn(|c| {
+            let mut stmt = c.prepare_cached(SERIALIZE_SQL).map_err(shadow_err)?;
+            stmt.query_row([sql], |r| r.get::<_, String>(0))
+                .map_err(shadow_err)
+        })?;
+        let mut doc: Value = serde_json::from_str(&text).map_err(shadow_err)?;
+        if doc.get("error").and_then(Value::as_bool) != Some(false) {
+            let message = doc
+                .get("error_message")
+                .and_then(Value::as_str)
+                .unwrap_or("the statement does not bind");
+            let kind = doc.get("error_type").and_then(Value::as_str).unwrap_or("");
+            return Err(VerifyError::Bind(plan::error_text(kind, message)));
+        }
+        match doc.get_mut("plans").map(Value::take) {
+            Some(Value::Array(plans)) => Ok(plans),
+            _ => Err(VerifyError::Shadow("a plan without plans".into())),
+        }
+    }
+
+    /// The reference subtree of one derived query, bound once per text.
+    fn reference(&self, derived_sql: &str) -> Result<Arc<Reference>, VerifyError> {
+        if let Some(r) = self
+            .references
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(derived_sql)
+        {
+            return Ok(r.clone());
+        }
+        let mut plans = self.plans(derived_sql).map_err(|e| match e {
+            VerifyError::Bind(m) => {
+                VerifyError::Mismatch(format!("a derived query does not bind: {m}"))
+            }
+            e => e,
+        })?;
+        if plans.len() != 1 {
+            return Err(VerifyError::Mismatch(
+                "a derived query is not one statement".into(),
+            ));
+        }
+        let r = Arc::new(Reference::of(plans.remove(0))?);
+        self.references
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(derived_sql.to_string(), r.clone());
+        Ok(r)
+    }
+
+    /// Binds `sql` and proves it against the derived query of each table
+    /// it may read (`derived`: the principal's granted tables the rewrite
+    /// touched, each with the text [`crate::rewrite::derived_sql`] gives).
+    pub fn check(&self, sql: &str, derived: &[(TableKey, String)]) -> Result<(), VerifyError> {
+        let mut plans = self.plans(sql)?;
+        if plans.len() != 1 {
+            return Err(VerifyError::Mismatch(format!(
+                "{} statements bound: exactly one is allowed",
+                plans.len()
+            )));
+        }
+        let mut refs: Vec<(&TableKey, Arc<Reference>)> = Vec::with_capacity(derived.len());
+        for (key, text) in derived {
+            refs.push((key, self.reference(text)?));
+        }
+        plan::prove(&plans.remove(0), &|key: &TableKey| {
+            refs.iter().find(|(k, _)| *k == key).map(|(_, r)| r.clone())
+        })
+    }
+}
