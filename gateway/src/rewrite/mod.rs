@@ -601,7 +601,25 @@ impl Walker<'_> {
             None | Some(Distinct::Distinct) | Some(Distinct::All) => {}
             Some(Distinct::On(v)) => self.exprs(v)?,
         }
-        for item in projection {
+        for item in projection.iter_mut() {
+            if let SelectItem::UnnamedExpr(e) = item {
+                // DuckDB names an unnamed column after its expression's text:
+                // once a granted table inside it is replaced by its derived
+                // query, that text would show the policy (filter, masks) in
+                // the column's name. Such a column keeps the name of the
+                // text the user wrote.
+                let written = e.clone();
+                let spliced = self.tables.len();
+                self.expr(e)?;
+                if self.tables.len() > spliced {
+                    let name = written.to_string().replace('"', "");
+                    *item = SelectItem::ExprWithAlias {
+                        expr: e.clone(),
+                        alias: Ident::with_quote('"', name),
+                    };
+                }
+                continue;
+            }
             match item {
                 SelectItem::UnnamedExpr(e)
                 | SelectItem::ExprWithAlias { expr: e, alias: _ }
@@ -758,9 +776,13 @@ impl Walker<'_> {
             TableFactor::TableFunction { expr, alias: _ } => {
                 return Err(RewriteError::TableFunction(expr.to_string()))
             }
-            TableFactor::Function { name, .. } => {
-                return Err(RewriteError::TableFunction(name.to_string()))
-            }
+            TableFactor::Function {
+                lateral: _,
+                name,
+                args: _,
+                with_ordinality: _,
+                alias: _,
+            } => return Err(RewriteError::TableFunction(name.to_string())),
             other => return Err(unsupported("table factor", other)),
         }
         self.leave();
