@@ -8,6 +8,7 @@
 
 mod binder;
 mod escapes;
+mod evaluation;
 mod property;
 mod quoting;
 mod shapes;
