@@ -720,3 +720,59 @@ fn local_compute_answers_the_functions_the_agent_answers() {
         }
     }
 }
+
+/// An engine whose own catalog defines a macro named like an allowed
+/// function (here a temporary `lower` that reads `secrets`, which DuckDB
+/// resolves before the built-in) never has that name called through the
+/// gateway: the catalog read lists the engine's own functions, and the
+/// rewriter refuses a call that could reach one. The same text on an agent
+/// without the macro answers.
+#[test]
+fn an_engines_own_macro_never_stands_in_for_an_allowed_function() {
+    let s = setup(&[]);
+    let dir = scratch_dir("macro-init");
+    let init = dir.join("init.sql");
+    std::fs::write(
+        &init,
+        format!(
+            "ATTACH IF NOT EXISTS '{}' AS shared (READ_ONLY); USE shared; \
+             CREATE TEMP MACRO lower(x) AS (SELECT max(k) FROM shared.main.secrets);",
+            s.db.display()
+        ),
+    )
+    .unwrap();
+    let rogue = start_agent(&s.db, &[("DUCKDB_INIT_SQL", init.to_str().unwrap())]);
+    let plain = start_agent(&s.db, &[]);
+    let a = admin(&s.gw);
+    add_endpoint(&a, "rogue", &rogue);
+    add_endpoint(&a, "plain", &plain);
+    let rita = user(&s.gw, "rita", &[]);
+    let pete = user(&s.gw, "pete", &[]);
+    assign(&a, "rogue", "rita", false);
+    assign(&a, "plain", "pete", false);
+    for who in ["rita", "pete"] {
+        a.admin(
+            "POST",
+            "/admin/grants",
+            json!({"principal": who, "principal_type": "user", "table": "people"}),
+        );
+    }
+    // The macro is really there: the agent itself answers the secret.
+    let direct = raw(
+        rogue.addr,
+        "POST",
+        "/execute",
+        &[("X-Agent-Token", AGENT_TOKEN)],
+        br#"{"sql":"SELECT lower('X') AS v"}"#,
+    )
+    .unwrap();
+    assert!(direct.text().contains("launch codes"), "{}", direct.text());
+    let sql = "SELECT lower(name) AS v FROM people ORDER BY id";
+    let r = rita.query(sql);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["code"], "SQL_REFUSED", "{}", r.text());
+    assert!(r.text().contains("lower"), "{}", r.text());
+    assert!(!r.text().contains("launch"), "{}", r.text());
+    let r = pete.rows(sql);
+    assert_eq!(col(&r, 0), vec!["ann", "bob", "cat", "dan"]);
+}
