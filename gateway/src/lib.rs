@@ -1,7 +1,11 @@
-//! The gateway: the policy model ([`policy`]), the SQL rewriter that applies
-//! it ([`rewrite`]), the store that keeps endpoints, assignments, principals
-//! and the policy in a database ([`store`]), and the `compute-gateway` server
-//! ([`server`]: HTTP API, routing through the resolver, audit, metrics).
+//! The gateway: the access-control interface ([`access`]) and the policy
+//! model behind it ([`policy`]), the SQL rewriter that applies it
+//! ([`rewrite`], with the function allow list [`functions`]), the binder
+//! check that proves each rewrite on the engine ([`verify`]), the store that
+//! keeps endpoints, assignments, principals and the policy in a database
+//! ([`store`]), the one query path every door shares ([`query`]: routing
+//! through the resolver, audit, metrics), and the doors (the HTTP API,
+//! [`server`]).
 //!
 //! This crate owns deciding what SQL may reach an engine for a principal and
 //! never lets a statement through that it has not fully understood. The
@@ -13,6 +17,7 @@ pub mod access;
 pub mod disclose;
 pub mod functions;
 pub mod policy;
+pub mod query;
 pub mod rewrite;
 pub mod rewrite_cache;
 mod rewrite_shape;

@@ -159,6 +159,7 @@ fn two_users_see_their_rows_and_masks_one_remote_one_local() {
         v["decision"] == "denied" && v["reason"].as_str().unwrap_or("").contains("secrets")
     });
     assert_eq!(denied["user"], "alice");
+    assert_eq!(denied["door"], "http");
     let allowed = s.gw.wait_log("audit", |v| {
         v["decision"] == "allowed" && v["user"] == "bob" && v["outcome"] == "answered"
     });

@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use client::resolver::Resolver;
 use client::{Executor, LocalExecutor, Value};
+use gateway::query::QueryService;
 use gateway::server::app::App;
 use gateway::server::config::{Config, LogLevel};
 use gateway::store::Store;
@@ -73,7 +74,7 @@ fn main() -> ExitCode {
         cfg.log_level,
         LogLevel::Info | LogLevel::Debug | LogLevel::Trace
     )
-    .then(gateway::server::audit::start_sink)
+    .then(gateway::query::audit::start_sink)
     .flatten();
     // One thread by default: a query's request, its agent call and its answer
     // then never wake another thread (the profile in docs/benchmarks.md).
@@ -140,7 +141,15 @@ async fn run(cfg: Config) -> Result<(), String> {
         admin_bootstrap = cfg.admin_token.is_some(),
         "compute-gateway listening"
     );
-    let app = App::new(cfg, store, resolver, local, default_catalog);
+    let query = Arc::new(QueryService::new(
+        store,
+        resolver,
+        local,
+        default_catalog,
+        cfg.query_timeout,
+        cfg.catalog_ttl,
+    ));
+    let app = App::new(cfg, query);
     let _reaper = app.jobs.spawn_reaper();
     let handler = {
         let app = app.clone();

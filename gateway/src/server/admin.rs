@@ -99,7 +99,7 @@ pub async fn route(
     segs: &[&str],
     method: &Method,
 ) -> Result<Response<Body>, ApiError> {
-    let s = &app.store;
+    let s = &app.query.store;
     let r = match (segs, method) {
         (["compute-endpoints"], &Method::GET) => ok(s.list_endpoints().await),
         (["compute-endpoints"], &Method::POST) => {
@@ -111,7 +111,7 @@ pub async fn route(
             let b: EndpointPatch = app.body(req).await?;
             let r = s.update_endpoint(name, b).await;
             // A new URL is another engine: read its tables again.
-            app.catalogs.clear();
+            app.query.catalogs.clear();
             ok(r)
         }
         (["compute-endpoints", name], &Method::DELETE) => deleted(s.delete_endpoint(name).await),
@@ -203,16 +203,21 @@ pub async fn route(
 
 /// The resolver's view of the endpoint, and a live probe of its `/health`.
 async fn endpoint_health(app: &Arc<App>, name: &str) -> Result<Response<Body>, ApiError> {
-    let row = app.store.get_endpoint(name).await.map_err(store_error)?;
+    let row = app
+        .query
+        .store
+        .get_endpoint(name)
+        .await
+        .map_err(store_error)?;
     if row.kind == EndpointType::Local {
         return Ok(h::json_response(
             StatusCode::OK,
             &serde_json::json!({"name": row.name, "type": row.kind, "status": row.status, "up": true, "detail": "local compute (this gateway's DuckDB)"}),
         ));
     }
-    app.resolver.reload_if_changed();
-    let known = app.resolver.health().get(&row.name);
-    let probe = match app.resolver.client(&row.name) {
+    app.query.resolver.reload_if_changed();
+    let known = app.query.resolver.health().get(&row.name);
+    let probe = match app.query.resolver.client(&row.name) {
         None => serde_json::json!({"error": "no client for this endpoint (not loaded yet)"}),
         Some(c) => match c.health(HEALTH_PROBE_TIMEOUT).await {
             Ok(h) => serde_json::to_value(h).unwrap_or_default(),

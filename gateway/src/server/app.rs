@@ -16,45 +16,26 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use client::resolver::{Decision, Resolver, Rule, Target};
-use client::{ClientError, Executor, LocalExecutor, QueryRows, Via};
+use client::Via;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
 use hyper::body::{Frame, Incoming};
 use serde::{Deserialize, Serialize};
 
-use super::audit::{self, Audit};
-use super::catalog::{Catalogs, EngineCatalog};
 use super::config::Config;
 use super::http::{self as h, ApiError, Body};
 use super::jobs::{self, JobState, Jobs, PageError, Results};
-use super::metrics::Metrics;
 use super::rows_json;
-use crate::access::{AccessControl, Principal};
-use crate::disclose::{self, PolicyText};
-use crate::policy::Policy;
-use crate::rewrite::{RewriteError, Rewritten};
-use crate::rewrite_cache::{Generation, Lookup, RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
-use crate::store::{AuthedPrincipal, Store};
-use crate::verify::VerifyError;
+use crate::query::audit;
+use crate::query::{Door, QueryService, Started};
+use crate::store::AuthedPrincipal;
 
-/// The whole gateway.
+/// The HTTP door: its configuration, the query path it shares with the
+/// other doors, and the jobs of its `/v1/queries` lifecycle.
 pub struct App {
     pub cfg: Config,
-    pub store: Store,
-    pub resolver: Arc<Resolver>,
-    pub local: Arc<LocalExecutor>,
-    pub catalogs: Catalogs,
+    pub query: Arc<QueryService>,
     pub jobs: Arc<Jobs>,
-    pub metrics: Metrics,
-    /// The catalog unqualified names belong to.
-    pub default_catalog: String,
-    /// The policy built from the snapshot of this revision (built once per
-    /// store change, not per query).
-    policy: std::sync::Mutex<Option<(i64, Arc<PolicyAt>)>>,
-    /// Rewrites already made (and proven), by policy and catalog generation,
-    /// principal and text.
-    rewrites: Arc<RewriteCache>,
     started: Instant,
 }
 
@@ -65,94 +46,16 @@ struct QueryBody {
     sql: String,
 }
 
-/// A query routed and rewritten, ready to run.
-struct Prepared {
-    decision: Decision,
-    engine: Arc<dyn Executor>,
-    /// The user's SQL (rewritten again if the query falls back to local).
-    user_sql: String,
-    audit: Audit,
-    /// The rewrite sent, and what an engine error may show of it.
-    scope: ErrorScope,
-    deadline: Instant,
-}
-
-/// A policy built from one store snapshot, and the process-unique number the
-/// rewrite cache knows it by.
-pub(super) struct PolicyAt {
-    generation: u64,
-    policy: Policy,
-}
-
-/// What a query was rewritten under, kept beside it so that an engine error
-/// raised while it runs (at once, mid-stream, or on a later page) is shown
-/// to its user without the policy ([`crate::disclose`]). Cheap to clone:
-/// only `Arc`s and the principal.
-#[derive(Clone)]
-pub(super) struct ErrorScope {
-    policy: Arc<PolicyAt>,
-    principal: Principal,
-    catalog: Arc<EngineCatalog>,
-    rewritten: Arc<Rewritten>,
-}
-
-impl ErrorScope {
-    /// The text an error of this query must not show.
-    fn policy_text(&self) -> PolicyText {
-        disclose::policy_text(
-            &self.policy.policy,
-            &self.principal,
-            &self.rewritten.tables,
-            &*self.catalog,
-        )
-    }
-
-    /// A client error as this query's user reads it.
-    pub(super) fn user_error(&self, e: ClientError) -> ApiError {
-        match e {
-            ClientError::Execution { code, message } => {
-                let message = disclose::engine_message(&message, &self.policy_text());
-                client_error(ClientError::Execution { code, message })
-            }
-            e => client_error(e),
-        }
-    }
-}
-
-/// The next [`PolicyAt::generation`].
-static NEXT_POLICY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// A query running, its rows streaming.
-struct Started {
-    decision: Decision,
-    rows: QueryRows,
-    audit: Audit,
-    scope: ErrorScope,
-}
-
 impl App {
-    pub fn new(
-        cfg: Config,
-        store: Store,
-        resolver: Arc<Resolver>,
-        local: Arc<LocalExecutor>,
-        default_catalog: String,
-    ) -> Arc<App> {
+    pub fn new(cfg: Config, query: Arc<QueryService>) -> Arc<App> {
         Arc::new(App {
-            catalogs: Catalogs::new(cfg.catalog_ttl),
             jobs: Arc::new(Jobs::new(
                 cfg.max_jobs_per_user,
                 cfg.max_jobs_total,
                 cfg.job_ttl,
             )),
-            metrics: Metrics::default(),
             cfg,
-            store,
-            resolver,
-            local,
-            default_catalog,
-            policy: std::sync::Mutex::new(None),
-            rewrites: Arc::new(RewriteCache::new(DEFAULT_REWRITE_CACHE_BYTES)),
+            query,
             started: Instant::now(),
         })
     }
@@ -178,7 +81,9 @@ impl App {
             (["metrics"], &Method::GET) => Ok(h::bytes_response(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                self.metrics.render(self.jobs.len(), &self.rewrites),
+                self.query
+                    .metrics
+                    .render(self.jobs.len(), self.query.rewrites()),
             )),
             (["v1", "query"], &Method::POST) => {
                 let who = self.authenticate(req.headers())?;
@@ -287,14 +192,7 @@ impl App {
 
     /// The caller's principal, from its bearer token.
     fn authenticate(&self, headers: &http::HeaderMap) -> Result<AuthedPrincipal, ApiError> {
-        let who = h::bearer(headers).and_then(|t| self.store.authenticate_now(t));
-        match who {
-            Some(p) => Ok(p),
-            None => {
-                self.metrics.unauthorized();
-                Err(ApiError::unauthorized())
-            }
-        }
+        Ok(self.query.authenticate(h::bearer(headers))?)
     }
 
     fn health(&self) -> Response<Body> {
@@ -313,254 +211,11 @@ impl App {
                 status: "ok",
                 uptime_seconds: self.started.elapsed().as_secs(),
                 jobs: self.jobs.len(),
-                default_catalog: self.default_catalog.clone(),
-                endpoints: self.resolver.config().endpoints.len(),
-                resolver_reload_error: self.resolver.last_reload_error(),
+                default_catalog: self.query.default_catalog.clone(),
+                endpoints: self.query.resolver.config().endpoints.len(),
+                resolver_reload_error: self.query.resolver.last_reload_error(),
             },
         )
-    }
-
-    /// The policy of the store's current snapshot.
-    fn policy(&self) -> Result<Arc<PolicyAt>, ApiError> {
-        let snapshot = self.store.snapshot();
-        let mut cache = self.policy.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((rev, p)) = cache.as_ref() {
-            if *rev == snapshot.revision {
-                return Ok(p.clone());
-            }
-        }
-        // The store validated every expression on write: a failure here is a bug
-        // or a hand-edited database; refuse every query rather than guess.
-        let policy = snapshot.policy(&self.default_catalog).map_err(|e| {
-            tracing::error!(error = %e, revision = snapshot.revision, "the stored policy does not load");
-            ApiError::internal(format!("the stored policy does not load: {e}"))
-        })?;
-        let p = Arc::new(PolicyAt {
-            generation: NEXT_POLICY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            policy,
-        });
-        *cache = Some((snapshot.revision, p.clone()));
-        Ok(p)
-    }
-
-    /// Authenticated principal -> routed and rewritten for its engine (or
-    /// refused). Falls back to local compute, once, when the chosen agent
-    /// cannot be reached for its catalog and the caller's assignment allows
-    /// `fallback_local`.
-    async fn prepare(
-        &self,
-        who: &AuthedPrincipal,
-        sql: &str,
-        query_id: &str,
-    ) -> Result<Prepared, ApiError> {
-        let mut audit = Audit::new(query_id, &who.user, &who.groups);
-        let deadline = audit.started() + self.cfg.query_timeout;
-        let principal = Principal {
-            user: who.user.clone(),
-            groups: who.groups.clone(),
-        };
-        let policy = match self.policy() {
-            Ok(p) => p,
-            Err(e) => {
-                audit.finish(None, "failed", Some(&e.message));
-                return Err(e);
-            }
-        };
-        self.resolver.reload_if_changed();
-        let mut decision = match self.resolver.resolve(&who.user, &who.groups) {
-            Ok(d) => d,
-            Err(e) => {
-                self.metrics.failed("none", e.kind());
-                audit.finish(None, "failed", Some(&e.to_string()));
-                return Err(client_error(e));
-            }
-        };
-        let mut fell_back = false;
-        loop {
-            audit.routed(&decision);
-            match self
-                .plan(&decision, &policy, &principal, sql, deadline, &mut audit)
-                .await
-            {
-                Ok((engine, scope)) => {
-                    return Ok(Prepared {
-                        decision,
-                        engine,
-                        user_sql: sql.to_string(),
-                        audit,
-                        scope,
-                        deadline,
-                    })
-                }
-                Err(Attempt::Denied(e)) => return Err(self.denied(e, &principal, &mut audit)),
-                Err(Attempt::Failed(e)) => {
-                    let endpoint = audit.endpoint.clone().unwrap_or_default();
-                    self.metrics.failed(&endpoint, e.kind());
-                    if !fell_back && may_fall_back(&decision, &e) {
-                        fell_back = true;
-                        decision = fallback(&decision, &endpoint, &e);
-                        continue;
-                    }
-                    audit.finish(None, "failed", Some(&e.to_string()));
-                    return Err(client_error(e));
-                }
-            }
-        }
-    }
-
-    /// Runs a prepared query; when the agent cannot be reached and the
-    /// assignment allows it, once more on local compute.
-    async fn execute(&self, p: Prepared) -> Result<Started, ApiError> {
-        let Prepared {
-            mut decision,
-            engine,
-            user_sql,
-            mut audit,
-            mut scope,
-            deadline,
-        } = p;
-        let mut result = engine.run(&scope.rewritten.sql, deadline).await;
-        if let Err(e) = &result {
-            let endpoint = audit.endpoint.clone().unwrap_or_default();
-            self.metrics.failed(&endpoint, e.kind());
-            if may_fall_back(&decision, e) {
-                decision = fallback(&decision, &endpoint, e);
-                audit.routed(&decision);
-                let (policy, principal) = (scope.policy.clone(), scope.principal.clone());
-                result = match self
-                    .plan(
-                        &decision, &policy, &principal, &user_sql, deadline, &mut audit,
-                    )
-                    .await
-                {
-                    Ok((local, local_scope)) => {
-                        scope = local_scope;
-                        local.run(&scope.rewritten.sql, deadline).await
-                    }
-                    Err(Attempt::Failed(e)) => Err(e),
-                    Err(Attempt::Denied(e)) => {
-                        return Err(self.denied(e, &principal, &mut audit));
-                    }
-                };
-                if let Err(e) = &result {
-                    self.metrics.failed("local", e.kind());
-                }
-            }
-        }
-        match result {
-            Ok(rows) => {
-                let endpoint = audit.endpoint.clone().unwrap_or_default();
-                self.metrics.routed(&endpoint, decision.rule.as_str());
-                self.metrics.latency(&endpoint, audit.started().elapsed());
-                Ok(Started {
-                    decision,
-                    rows,
-                    audit,
-                    scope,
-                })
-            }
-            Err(e) => {
-                let err = scope.user_error(e);
-                audit.finish(None, "failed", Some(&err.message));
-                Err(err)
-            }
-        }
-    }
-
-    /// A refusal: counted, audited, answered; a binder-check mismatch is
-    /// logged as a policy-engine error (the rewriter let through something
-    /// the engine's binder reads otherwise).
-    fn denied(&self, d: Denial, who: &Principal, audit: &mut Audit) -> ApiError {
-        let (kind, err) = denial_error(&d);
-        if let Denial::Verify(VerifyError::Mismatch(m) | VerifyError::Shadow(m)) = &d {
-            tracing::error!(
-                target: "policy_engine",
-                user = %who.user,
-                query_id = %audit.query_id,
-                error = %m,
-                "the binder check refused a rewritten statement"
-            );
-        }
-        self.metrics.denied(kind);
-        audit.finish(Some(&err.message), "denied", None);
-        err
-    }
-
-    /// The decided engine, its catalog, and the proven rewrite for it.
-    async fn plan(
-        &self,
-        decision: &Decision,
-        policy: &Arc<PolicyAt>,
-        principal: &Principal,
-        sql: &str,
-        deadline: Instant,
-        audit: &mut Audit,
-    ) -> Result<(Arc<dyn Executor>, ErrorScope), Attempt> {
-        let engine: Arc<dyn Executor> =
-            self.resolver.executor(decision).map_err(Attempt::Failed)?;
-        let mut catalog = self
-            .catalogs
-            .get(&*engine, deadline)
-            .await
-            .map_err(Attempt::Failed)?;
-        let rewritten = match self.rewrite(&catalog, policy, principal, sql).await {
-            Err(Denial::Rewrite(RewriteError::UnknownTable(_))) => {
-                // A table created since the catalog was read: read it again, once.
-                catalog = self
-                    .catalogs
-                    .refresh(&*engine, deadline)
-                    .await
-                    .map_err(Attempt::Failed)?;
-                self.rewrite(&catalog, policy, principal, sql).await
-            }
-            r => r,
-        }
-        .map_err(Attempt::Denied)?;
-        audit.tables = rewritten.tables.iter().map(|t| t.to_string()).collect();
-        Ok((
-            engine,
-            ErrorScope {
-                policy: policy.clone(),
-                principal: principal.clone(),
-                catalog,
-                rewritten,
-            },
-        ))
-    }
-
-    /// The rewrite of `sql` for `principal` on the engine of `catalog`: from
-    /// the cache or a template on this thread; else rewritten and proven by
-    /// the binder check on the blocking pool (it binds in DuckDB), and only
-    /// then cached.
-    async fn rewrite(
-        &self,
-        catalog: &Arc<EngineCatalog>,
-        policy: &Arc<PolicyAt>,
-        principal: &Principal,
-        sql: &str,
-    ) -> Result<Arc<Rewritten>, Denial> {
-        let generation = Generation {
-            policy: policy.generation,
-            catalog: catalog.version,
-        };
-        let miss = match self.rewrites.lookup(generation, sql, principal)? {
-            Lookup::Hit(r) => return Ok(r),
-            Lookup::Miss(m) => m,
-        };
-        let cache = self.rewrites.clone();
-        let catalog = catalog.clone();
-        let policy = policy.clone();
-        let principal = principal.clone();
-        let sql = sql.to_string();
-        let default_catalog = self.default_catalog.clone();
-        tokio::task::spawn_blocking(move || {
-            let access: &dyn AccessControl = &policy.policy;
-            cache.complete(miss, generation, &sql, access, &principal, &*catalog, |r| {
-                prove(&catalog, &default_catalog, access, &principal, r)
-            })
-        })
-        .await
-        .map_err(|e| Denial::Verify(VerifyError::Shadow(format!("the check's task failed: {e}"))))?
     }
 
     /// `POST /v1/query`: runs and streams the rows in one answer.
@@ -570,20 +225,19 @@ impl App {
         sql: String,
     ) -> Result<Response<Body>, ApiError> {
         let id = jobs::new_query_id();
-        let prepared = self.prepare(&who, &sql, &id).await?;
         let Started {
             decision,
             mut rows,
             mut audit,
             scope,
-        } = self.execute(prepared).await?;
+        } = self.query.run(&who, &sql, &id, Door::Http).await?;
         // The first page before the status line, so an early failure is still an error status.
         let first = match rows.next_page().await {
             Ok(p) => p,
             Err(e) => {
                 let err = scope.user_error(e);
                 audit.finish(None, "failed", Some(&err.message));
-                return Err(err);
+                return Err(err.into());
             }
         };
         let mut head = Vec::with_capacity(4096);
@@ -640,7 +294,7 @@ impl App {
                         // chunk), so no client can take the rows for the result.
                         let err = scope.user_error(e);
                         audit.finish(None, "failed", Some(&err.message));
-                        let _ = tx.send(Ok(Frame::data(failed_tail(err)))).await;
+                        let _ = tx.send(Ok(Frame::data(failed_tail(err.into())))).await;
                         // hyper drops what it has not written when the body fails: let
                         // the tail be taken and flushed first (bounded wait).
                         let until = Instant::now() + TAIL_FLUSH_WAIT;
@@ -685,7 +339,7 @@ impl App {
         let job = match self.jobs.create(&who.user) {
             Ok(j) => j,
             Err(e) => {
-                self.metrics.rejected_busy();
+                self.query.metrics.rejected_busy();
                 return Err(ApiError::new(
                     StatusCode::TOO_MANY_REQUESTS,
                     "TOO_MANY_QUERIES",
@@ -693,11 +347,11 @@ impl App {
                 ));
             }
         };
-        let mut prepared = match self.prepare(&who, &sql, &job.id).await {
+        let mut prepared = match self.query.prepare(&who, &sql, &job.id, Door::Http).await {
             Ok(p) => p,
             Err(e) => {
                 self.jobs.remove(&job.id, &job.owner);
-                return Err(e);
+                return Err(e.into());
             }
         };
         // A cancel or delete while the query runs aborts the task that holds
@@ -710,7 +364,7 @@ impl App {
         let me = self.clone();
         let j = job.clone();
         let task = tokio::spawn(async move {
-            match me.execute(prepared).await {
+            match me.query.execute(prepared).await {
                 Ok(Started {
                     decision,
                     rows,
@@ -841,7 +495,7 @@ impl App {
                 return Err(ApiError::new(StatusCode::GONE, "PAGE_GONE", e.to_string()))
             }
             Err(PageError::Engine(e)) => {
-                let err = res.scope.user_error(e);
+                let err: ApiError = res.scope.user_error(e).into();
                 inner.results = None;
                 inner.error = Some((err.code.to_string(), err.message.clone()));
                 drop(inner);
@@ -894,78 +548,6 @@ fn failed_tail(err: ApiError) -> Bytes {
     Bytes::from(out)
 }
 
-/// Whether a failure on the decided engine may move the query to local
-/// compute: the agent could not be reached or is overloaded, and the caller's
-/// assignment allows `fallback_local`.
-fn may_fall_back(d: &Decision, e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::Transport { .. } | ClientError::Overloaded { .. }
-    ) && matches!(d.target, Target::Remote { .. })
-        && d.assignment.as_ref().is_some_and(|a| a.fallback_local)
-}
-
-/// The local decision that replaces `d` after `e`.
-fn fallback(d: &Decision, endpoint: &str, e: &ClientError) -> Decision {
-    Decision {
-        target: Target::Local,
-        rule: Rule::FallbackLocal,
-        assignment: d.assignment.clone(),
-        detail: format!("endpoint {endpoint} failed: {e}"),
-    }
-}
-
-/// Why one try failed.
-enum Attempt {
-    Denied(Denial),
-    Failed(ClientError),
-}
-
-/// Why a statement was refused: by the rewriter, or by the binder check.
-#[derive(Debug)]
-enum Denial {
-    Rewrite(RewriteError),
-    Verify(VerifyError),
-}
-
-impl From<RewriteError> for Denial {
-    fn from(e: RewriteError) -> Denial {
-        Denial::Rewrite(e)
-    }
-}
-
-/// The binder check of one rewrite (see [`crate::verify`]): the shadow of
-/// the engine's catalog binds it, and the plan must read each table only
-/// through the derived query the policy gives it. A bind error comes back
-/// as the engine's own message, cut of what would show the policy.
-fn prove(
-    catalog: &EngineCatalog,
-    default_catalog: &str,
-    access: &dyn AccessControl,
-    who: &Principal,
-    r: &Rewritten,
-) -> Result<(), Denial> {
-    let shadow = catalog.shadow(default_catalog).map_err(Denial::Verify)?;
-    let mut derived = Vec::with_capacity(r.tables.len());
-    for key in &r.tables {
-        match crate::rewrite::derived_sql(access, who, key, catalog)? {
-            Some(text) => derived.push((key.clone(), text)),
-            None => {
-                return Err(Denial::Verify(VerifyError::Mismatch(format!(
-                    "{key} is not granted"
-                ))))
-            }
-        }
-    }
-    shadow.check(&r.sql, &derived).map_err(|e| match e {
-        VerifyError::Bind(m) => {
-            let text = disclose::policy_text(access, who, &r.tables, catalog);
-            Denial::Verify(VerifyError::Bind(disclose::engine_message(&m, &text)))
-        }
-        e => Denial::Verify(e),
-    })
-}
-
 #[derive(Serialize)]
 struct IdStatus<'a> {
     query_id: &'a str,
@@ -974,83 +556,6 @@ struct IdStatus<'a> {
 
 fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no query {id}"))
-}
-
-/// A refusal's metric label and answer.
-fn denial_error(d: &Denial) -> (&'static str, ApiError) {
-    match d {
-        Denial::Rewrite(e) => rewrite_error(e),
-        Denial::Verify(VerifyError::Bind(m)) => (
-            "engine_bind",
-            ApiError::new(StatusCode::BAD_REQUEST, "EXECUTION_ERROR", m.clone()),
-        ),
-        Denial::Verify(VerifyError::Mismatch(_)) => (
-            "policy_engine",
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "SQL_REFUSED",
-                "the statement failed the policy engine's check of its bound plan",
-            ),
-        ),
-        Denial::Verify(VerifyError::Shadow(_)) => (
-            "policy_engine",
-            ApiError::internal("the policy engine could not check the statement"),
-        ),
-    }
-}
-
-/// A rewriter refusal's metric label and answer.
-fn rewrite_error(e: &RewriteError) -> (&'static str, ApiError) {
-    let kind = match e {
-        RewriteError::NotGranted(_) => "not_granted",
-        RewriteError::TooLarge { .. } => "too_large",
-        RewriteError::Parse(_) => "parse",
-        RewriteError::Empty => "empty",
-        RewriteError::MultipleStatements(_) => "multiple_statements",
-        RewriteError::NotAQuery(_) => "not_a_query",
-        RewriteError::TableFunction(_) => "table_function",
-        RewriteError::Function { .. } => "function",
-        RewriteError::Unsupported(_) => "unsupported",
-        RewriteError::TooDeep(_) => "too_deep",
-        RewriteError::BadName(_) => "bad_name",
-        RewriteError::UnknownTable(_) => "unknown_table",
-        RewriteError::MaskOnUnknownColumn { .. } | RewriteError::PolicyUsesUnknownColumn { .. } => {
-            "bad_policy"
-        }
-    };
-    let err = match e {
-        RewriteError::NotGranted(_) => {
-            ApiError::new(StatusCode::FORBIDDEN, "ACCESS_DENIED", e.to_string())
-        }
-        _ => ApiError::new(StatusCode::BAD_REQUEST, "SQL_REFUSED", e.to_string()),
-    };
-    (kind, err)
-}
-
-/// A client error as the caller's answer.
-pub fn client_error(e: ClientError) -> ApiError {
-    let msg = e.to_string();
-    match e {
-        ClientError::Execution { .. } | ClientError::BadRequest { .. } => {
-            ApiError::new(StatusCode::BAD_REQUEST, "EXECUTION_ERROR", msg)
-        }
-        ClientError::Timeout => ApiError::new(StatusCode::GATEWAY_TIMEOUT, "QUERY_TIMEOUT", msg),
-        ClientError::Canceled { .. } => ApiError::new(StatusCode::CONFLICT, "CANCELED", msg),
-        ClientError::Overloaded { .. } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ENGINE_OVERLOADED", msg)
-        }
-        ClientError::Unavailable { .. } => {
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ENDPOINT_UNAVAILABLE", msg)
-        }
-        ClientError::Transport { .. }
-        | ClientError::Protocol { .. }
-        | ClientError::Auth { .. }
-        | ClientError::NotFound { .. }
-        | ClientError::NotReady { .. } => {
-            ApiError::new(StatusCode::BAD_GATEWAY, "ENGINE_UNREACHABLE", msg)
-        }
-        ClientError::Config(_) | ClientError::Local(_) => ApiError::internal(msg),
-    }
 }
 
 /// `page_token` values arrive URL-encoded (`=` as `%3D`).

@@ -25,6 +25,26 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Serialize;
 
+/// The HTTP status of each kind of query-path failure (the one place the
+/// HTTP door maps them; the code and message carry over as they are).
+impl From<crate::query::QueryError> for ApiError {
+    fn from(e: crate::query::QueryError) -> ApiError {
+        use crate::query::ErrorKind as K;
+        let status = match e.kind {
+            K::Unauthorized => StatusCode::UNAUTHORIZED,
+            K::AccessDenied => StatusCode::FORBIDDEN,
+            K::Refused | K::Engine => StatusCode::BAD_REQUEST,
+            K::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            K::Canceled => StatusCode::CONFLICT,
+            K::Overloaded | K::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            K::TooManyQueries => StatusCode::TOO_MANY_REQUESTS,
+            K::Unreachable => StatusCode::BAD_GATEWAY,
+            K::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.code, e.message)
+    }
+}
+
 /// The response body type: a whole buffer, or a stream of chunks (results).
 pub type Body = BoxBody<Bytes, std::io::Error>;
 

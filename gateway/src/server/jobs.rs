@@ -21,8 +21,8 @@ use client::wire::page_token;
 use client::{ClientError, QueryRows};
 use tokio::sync::watch;
 
-use super::audit::{Audit, Ending, StopReason, EXPIRED};
 use super::rows_json;
+use crate::query::audit::{Audit, Ending, StopReason, EXPIRED};
 
 /// Rows per results page when the caller does not say.
 pub const DEFAULT_PAGE_ROWS: usize = 1000;
@@ -78,7 +78,7 @@ pub struct Results {
     window_bytes: usize,
     pub audit: Audit,
     /// What an engine error on a later page may show.
-    pub(super) scope: super::app::ErrorScope,
+    pub(super) scope: crate::query::ErrorScope,
 }
 
 /// What [`Results::page`] hands back.
@@ -100,7 +100,7 @@ pub enum PageError {
 }
 
 impl Results {
-    pub(super) fn new(rows: QueryRows, audit: Audit, scope: super::app::ErrorScope) -> Results {
+    pub(super) fn new(rows: QueryRows, audit: Audit, scope: crate::query::ErrorScope) -> Results {
         Results {
             columns: rows.columns.clone(),
             column_types: rows.column_types.clone(),

@@ -5,7 +5,8 @@
 //! writes them in batches ([`start_sink`]), so the query path neither
 //! formats JSON nor wakes a thread per line.
 //!
-//! Owns the line's fields: `query_id` (the gateway's), `user`, `groups`,
+//! Owns the line's fields: `query_id` (the gateway's), `door` (`http`,
+//! `pgwire`, `flight`), `user`, `groups`,
 //! `tables`, `decision` (`allowed` | `denied`), `reason` (why denied, or why
 //! it failed), `endpoint` and `rule` and `routing` (the resolver's decision in
 //! words), `fallback`, `outcome`, `rows`, `duration_ms`. It never logs SQL
@@ -62,6 +63,8 @@ impl StopReason {
 /// A query's audit record, logged once: by [`Audit::finish`], or on drop.
 pub struct Audit {
     pub query_id: String,
+    /// The door the query came through.
+    pub door: &'static str,
     pub user: String,
     pub groups: Vec<String>,
     pub tables: Vec<String>,
@@ -77,9 +80,10 @@ pub struct Audit {
 }
 
 impl Audit {
-    pub fn new(query_id: &str, user: &str, groups: &[String]) -> Audit {
+    pub fn new(query_id: &str, user: &str, groups: &[String], door: &'static str) -> Audit {
         Audit {
             query_id: query_id.to_string(),
+            door,
             user: user.to_string(),
             groups: groups.to_vec(),
             tables: Vec::new(),
@@ -129,6 +133,7 @@ impl Audit {
             sink.send(Line {
                 at: SystemTime::now(),
                 query_id: std::mem::take(&mut self.query_id),
+                door: self.door,
                 user: std::mem::take(&mut self.user),
                 groups: std::mem::take(&mut self.groups),
                 tables: std::mem::take(&mut self.tables),
@@ -147,6 +152,7 @@ impl Audit {
         tracing::info!(
             target: "audit",
             query_id = %self.query_id,
+            door = self.door,
             user = %self.user,
             groups = %self.groups.join(","),
             tables = %self.tables.join(","),
@@ -213,6 +219,7 @@ impl Sink {
 struct Line {
     at: SystemTime,
     query_id: String,
+    door: &'static str,
     user: String,
     groups: Vec<String>,
     tables: Vec<String>,
@@ -236,6 +243,7 @@ impl Line {
             message: &'static str,
             target: &'static str,
             query_id: &'a str,
+            door: &'a str,
             user: &'a str,
             groups: String,
             tables: String,
@@ -257,6 +265,7 @@ impl Line {
             message: "query",
             target: "audit",
             query_id: &self.query_id,
+            door: self.door,
             user: &self.user,
             groups: self.groups.join(","),
             tables: self.tables.join(","),

@@ -2,7 +2,7 @@
 //! every table as the engine that will run the query has them (local DuckDB
 //! or an agent), and the functions its own catalog defines, read through the
 //! same [`Executor`] the query uses, cached, and re-read after
-//! [`CATALOG_TTL`](super::config) or when a query names a table the cached
+//! [`CATALOG_TTL`](crate::server::config) or when a query names a table the cached
 //! list lacks. Each catalog also carries the shadow database the binder
 //! check binds statements in ([`crate::verify::Shadow`]), built on first
 //! use, off the runtime's threads.

@@ -1,0 +1,518 @@
+//! The one query path every door goes through (HTTP's `POST /v1/query` and
+//! jobs, the PostgreSQL wire, Flight SQL): authenticate, the policy of the
+//! store's snapshot, the resolver's routing decision, the engine's catalog,
+//! the rewrite and the binder check, the run with its fallback to local
+//! compute, the audit line (with the door named), the metrics.
+//!
+//! Owns the order of those steps and what a failure of each means
+//! ([`QueryError`], which each door maps to its own protocol in one place).
+//! It never speaks a protocol: rows leave as the engine's [`QueryRows`], for
+//! the door to encode. It never runs SQL the rewriter did not produce and
+//! the binder check did not prove, never blocks a runtime thread on DuckDB
+//! or the store, and reads the store's in-memory snapshot (an `Arc` clone,
+//! no database round trip per query).
+
+pub mod audit;
+pub mod catalog;
+pub mod error;
+pub mod metrics;
+
+pub use error::{Denial, ErrorKind, QueryError};
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use client::resolver::{Decision, Resolver, Rule, Target};
+use client::{ClientError, Executor, LocalExecutor, QueryRows};
+
+use crate::access::{AccessControl, Principal};
+use crate::disclose::{self, PolicyText};
+use crate::policy::Policy;
+use crate::rewrite::{RewriteError, Rewritten};
+use crate::rewrite_cache::{Generation, Lookup, RewriteCache, DEFAULT_REWRITE_CACHE_BYTES};
+use crate::store::{AuthedPrincipal, Store};
+use crate::verify::VerifyError;
+use audit::Audit;
+use catalog::{Catalogs, EngineCatalog};
+use metrics::Metrics;
+
+/// Which door a query came through (the audit line's `door`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Door {
+    /// The HTTP/JSON API (`POST /v1/query`, `/v1/queries`).
+    Http,
+    /// The PostgreSQL wire protocol.
+    Pgwire,
+    /// Arrow Flight SQL.
+    Flight,
+}
+
+impl Door {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Door::Http => "http",
+            Door::Pgwire => "pgwire",
+            Door::Flight => "flight",
+        }
+    }
+}
+
+/// The query path's shared state; one per process, shared by every door.
+pub struct QueryService {
+    pub store: Store,
+    pub resolver: Arc<Resolver>,
+    pub local: Arc<LocalExecutor>,
+    pub catalogs: Catalogs,
+    pub metrics: Metrics,
+    /// The catalog unqualified names belong to.
+    pub default_catalog: String,
+    /// How long a query may take, from its first step to its last row.
+    query_timeout: Duration,
+    /// The policy built from the snapshot of this revision (built once per
+    /// store change, not per query).
+    policy: Mutex<Option<(i64, Arc<PolicyAt>)>>,
+    /// Rewrites already made (and proven), by policy and catalog generation,
+    /// principal and text.
+    rewrites: Arc<RewriteCache>,
+}
+
+/// A query routed and rewritten, ready to run.
+pub struct Prepared {
+    pub decision: Decision,
+    engine: Arc<dyn Executor>,
+    /// The user's SQL (rewritten again if the query falls back to local).
+    user_sql: String,
+    pub audit: Audit,
+    /// The rewrite sent, and what an engine error may show of it.
+    scope: ErrorScope,
+    deadline: Instant,
+}
+
+/// A query running, its rows streaming.
+pub struct Started {
+    pub decision: Decision,
+    pub rows: QueryRows,
+    pub audit: Audit,
+    pub scope: ErrorScope,
+}
+
+/// A policy built from one store snapshot, and the process-unique number the
+/// rewrite cache knows it by.
+pub struct PolicyAt {
+    generation: u64,
+    policy: Policy,
+}
+
+/// The next [`PolicyAt::generation`].
+static NEXT_POLICY: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// What a query was rewritten under, kept beside it so that an engine error
+/// raised while it runs (at once, mid-stream, or on a later page) is shown
+/// to its user without the policy ([`crate::disclose`]). Cheap to clone:
+/// only `Arc`s and the principal.
+#[derive(Clone)]
+pub struct ErrorScope {
+    policy: Arc<PolicyAt>,
+    principal: Principal,
+    catalog: Arc<EngineCatalog>,
+    rewritten: Arc<Rewritten>,
+}
+
+impl ErrorScope {
+    /// The text an error of this query must not show.
+    fn policy_text(&self) -> PolicyText {
+        disclose::policy_text(
+            &self.policy.policy,
+            &self.principal,
+            &self.rewritten.tables,
+            &*self.catalog,
+        )
+    }
+
+    /// A client error as this query's user reads it.
+    pub fn user_error(&self, e: ClientError) -> QueryError {
+        match e {
+            ClientError::Execution { code, message } => {
+                let message = disclose::engine_message(&message, &self.policy_text());
+                ClientError::Execution { code, message }.into()
+            }
+            e => e.into(),
+        }
+    }
+
+    /// The rewritten statement (what the engine runs).
+    pub fn sql(&self) -> &str {
+        &self.rewritten.sql
+    }
+}
+
+impl QueryService {
+    pub fn new(
+        store: Store,
+        resolver: Arc<Resolver>,
+        local: Arc<LocalExecutor>,
+        default_catalog: String,
+        query_timeout: Duration,
+        catalog_ttl: Duration,
+    ) -> QueryService {
+        QueryService {
+            store,
+            resolver,
+            local,
+            catalogs: Catalogs::new(catalog_ttl),
+            metrics: Metrics::default(),
+            default_catalog,
+            query_timeout,
+            policy: Mutex::new(None),
+            rewrites: Arc::new(RewriteCache::new(DEFAULT_REWRITE_CACHE_BYTES)),
+        }
+    }
+
+    /// The rewrite cache (for `/metrics`).
+    pub fn rewrites(&self) -> &RewriteCache {
+        &self.rewrites
+    }
+
+    /// The principal a bearer token (an API token) names.
+    pub fn authenticate(&self, token: Option<&str>) -> Result<AuthedPrincipal, QueryError> {
+        match token.and_then(|t| self.store.authenticate_now(t)) {
+            Some(p) => Ok(p),
+            None => {
+                self.metrics.unauthorized();
+                Err(QueryError::unauthorized())
+            }
+        }
+    }
+
+    /// The principal of `user` when `token` is one of that user's API tokens
+    /// (a door whose protocol sends a user name and a password: the token is
+    /// the password). Another user's token is refused like a wrong one.
+    pub fn authenticate_user(
+        &self,
+        user: &str,
+        token: &str,
+    ) -> Result<AuthedPrincipal, QueryError> {
+        match self.store.authenticate_now(token) {
+            Some(p) if p.user == user.to_lowercase() => Ok(p),
+            _ => {
+                self.metrics.unauthorized();
+                Err(QueryError::unauthorized())
+            }
+        }
+    }
+
+    /// [`Self::prepare`] then [`Self::execute`].
+    pub async fn run(
+        &self,
+        who: &AuthedPrincipal,
+        sql: &str,
+        query_id: &str,
+        door: Door,
+    ) -> Result<Started, QueryError> {
+        let p = self.prepare(who, sql, query_id, door).await?;
+        self.execute(p).await
+    }
+
+    /// The policy of the store's current snapshot.
+    pub fn policy(&self) -> Result<Arc<PolicyAt>, QueryError> {
+        let snapshot = self.store.snapshot();
+        let mut cache = self.policy.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((rev, p)) = cache.as_ref() {
+            if *rev == snapshot.revision {
+                return Ok(p.clone());
+            }
+        }
+        // The store validated every expression on write: a failure here is a bug
+        // or a hand-edited database; refuse every query rather than guess.
+        let policy = snapshot.policy(&self.default_catalog).map_err(|e| {
+            tracing::error!(error = %e, revision = snapshot.revision, "the stored policy does not load");
+            QueryError::internal(format!("the stored policy does not load: {e}"))
+        })?;
+        let p = Arc::new(PolicyAt {
+            generation: NEXT_POLICY.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            policy,
+        });
+        *cache = Some((snapshot.revision, p.clone()));
+        Ok(p)
+    }
+
+    /// Authenticated principal -> routed and rewritten for its engine (or
+    /// refused). Falls back to local compute, once, when the chosen agent
+    /// cannot be reached for its catalog and the caller's assignment allows
+    /// `fallback_local`.
+    pub async fn prepare(
+        &self,
+        who: &AuthedPrincipal,
+        sql: &str,
+        query_id: &str,
+        door: Door,
+    ) -> Result<Prepared, QueryError> {
+        let mut audit = Audit::new(query_id, &who.user, &who.groups, door.as_str());
+        let deadline = audit.started() + self.query_timeout;
+        let principal = Principal {
+            user: who.user.clone(),
+            groups: who.groups.clone(),
+        };
+        let policy = match self.policy() {
+            Ok(p) => p,
+            Err(e) => {
+                audit.finish(None, "failed", Some(&e.message));
+                return Err(e);
+            }
+        };
+        self.resolver.reload_if_changed();
+        let mut decision = match self.resolver.resolve(&who.user, &who.groups) {
+            Ok(d) => d,
+            Err(e) => {
+                self.metrics.failed("none", e.kind());
+                audit.finish(None, "failed", Some(&e.to_string()));
+                return Err(e.into());
+            }
+        };
+        let mut fell_back = false;
+        loop {
+            audit.routed(&decision);
+            match self
+                .plan(&decision, &policy, &principal, sql, deadline, &mut audit)
+                .await
+            {
+                Ok((engine, scope)) => {
+                    return Ok(Prepared {
+                        decision,
+                        engine,
+                        user_sql: sql.to_string(),
+                        audit,
+                        scope,
+                        deadline,
+                    })
+                }
+                Err(Attempt::Denied(e)) => return Err(self.denied(e, &principal, &mut audit)),
+                Err(Attempt::Failed(e)) => {
+                    let endpoint = audit.endpoint.clone().unwrap_or_default();
+                    self.metrics.failed(&endpoint, e.kind());
+                    if !fell_back && may_fall_back(&decision, &e) {
+                        fell_back = true;
+                        decision = fallback(&decision, &endpoint, &e);
+                        continue;
+                    }
+                    audit.finish(None, "failed", Some(&e.to_string()));
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+
+    /// Runs a prepared query; when the agent cannot be reached and the
+    /// assignment allows it, once more on local compute.
+    pub async fn execute(&self, p: Prepared) -> Result<Started, QueryError> {
+        let Prepared {
+            mut decision,
+            engine,
+            user_sql,
+            mut audit,
+            mut scope,
+            deadline,
+        } = p;
+        let mut result = engine.run(&scope.rewritten.sql, deadline).await;
+        if let Err(e) = &result {
+            let endpoint = audit.endpoint.clone().unwrap_or_default();
+            self.metrics.failed(&endpoint, e.kind());
+            if may_fall_back(&decision, e) {
+                decision = fallback(&decision, &endpoint, e);
+                audit.routed(&decision);
+                let (policy, principal) = (scope.policy.clone(), scope.principal.clone());
+                result = match self
+                    .plan(
+                        &decision, &policy, &principal, &user_sql, deadline, &mut audit,
+                    )
+                    .await
+                {
+                    Ok((local, local_scope)) => {
+                        scope = local_scope;
+                        local.run(&scope.rewritten.sql, deadline).await
+                    }
+                    Err(Attempt::Failed(e)) => Err(e),
+                    Err(Attempt::Denied(e)) => {
+                        return Err(self.denied(e, &principal, &mut audit));
+                    }
+                };
+                if let Err(e) = &result {
+                    self.metrics.failed("local", e.kind());
+                }
+            }
+        }
+        match result {
+            Ok(rows) => {
+                let endpoint = audit.endpoint.clone().unwrap_or_default();
+                self.metrics.routed(&endpoint, decision.rule.as_str());
+                self.metrics.latency(&endpoint, audit.started().elapsed());
+                Ok(Started {
+                    decision,
+                    rows,
+                    audit,
+                    scope,
+                })
+            }
+            Err(e) => {
+                let err = scope.user_error(e);
+                audit.finish(None, "failed", Some(&err.message));
+                Err(err)
+            }
+        }
+    }
+
+    /// A refusal: counted, audited, answered; a binder-check mismatch is
+    /// logged as a policy-engine error (the rewriter let through something
+    /// the engine's binder reads otherwise).
+    fn denied(&self, d: Denial, who: &Principal, audit: &mut Audit) -> QueryError {
+        let (kind, err) = d.answer();
+        if let Denial::Verify(VerifyError::Mismatch(m) | VerifyError::Shadow(m)) = &d {
+            tracing::error!(
+                target: "policy_engine",
+                user = %who.user,
+                query_id = %audit.query_id,
+                error = %m,
+                "the binder check refused a rewritten statement"
+            );
+        }
+        self.metrics.denied(kind);
+        audit.finish(Some(&err.message), "denied", None);
+        err
+    }
+
+    /// The decided engine, its catalog, and the proven rewrite for it.
+    async fn plan(
+        &self,
+        decision: &Decision,
+        policy: &Arc<PolicyAt>,
+        principal: &Principal,
+        sql: &str,
+        deadline: Instant,
+        audit: &mut Audit,
+    ) -> Result<(Arc<dyn Executor>, ErrorScope), Attempt> {
+        let engine: Arc<dyn Executor> =
+            self.resolver.executor(decision).map_err(Attempt::Failed)?;
+        let mut catalog = self
+            .catalogs
+            .get(&*engine, deadline)
+            .await
+            .map_err(Attempt::Failed)?;
+        let rewritten = match self.rewrite(&catalog, policy, principal, sql).await {
+            Err(Denial::Rewrite(RewriteError::UnknownTable(_))) => {
+                // A table created since the catalog was read: read it again, once.
+                catalog = self
+                    .catalogs
+                    .refresh(&*engine, deadline)
+                    .await
+                    .map_err(Attempt::Failed)?;
+                self.rewrite(&catalog, policy, principal, sql).await
+            }
+            r => r,
+        }
+        .map_err(Attempt::Denied)?;
+        audit.tables = rewritten.tables.iter().map(|t| t.to_string()).collect();
+        Ok((
+            engine,
+            ErrorScope {
+                policy: policy.clone(),
+                principal: principal.clone(),
+                catalog,
+                rewritten,
+            },
+        ))
+    }
+
+    /// The rewrite of `sql` for `principal` on the engine of `catalog`: from
+    /// the cache or a template on this thread; else rewritten and proven by
+    /// the binder check on the blocking pool (it binds in DuckDB), and only
+    /// then cached.
+    async fn rewrite(
+        &self,
+        catalog: &Arc<EngineCatalog>,
+        policy: &Arc<PolicyAt>,
+        principal: &Principal,
+        sql: &str,
+    ) -> Result<Arc<Rewritten>, Denial> {
+        let generation = Generation {
+            policy: policy.generation,
+            catalog: catalog.version,
+        };
+        let miss = match self.rewrites.lookup(generation, sql, principal)? {
+            Lookup::Hit(r) => return Ok(r),
+            Lookup::Miss(m) => m,
+        };
+        let cache = self.rewrites.clone();
+        let catalog = catalog.clone();
+        let policy = policy.clone();
+        let principal = principal.clone();
+        let sql = sql.to_string();
+        let default_catalog = self.default_catalog.clone();
+        tokio::task::spawn_blocking(move || {
+            let access: &dyn AccessControl = &policy.policy;
+            cache.complete(miss, generation, &sql, access, &principal, &*catalog, |r| {
+                prove(&catalog, &default_catalog, access, &principal, r)
+            })
+        })
+        .await
+        .map_err(|e| Denial::Verify(VerifyError::Shadow(format!("the check's task failed: {e}"))))?
+    }
+}
+
+/// Whether a failure on the decided engine may move the query to local
+/// compute: the agent could not be reached or is overloaded, and the caller's
+/// assignment allows `fallback_local`.
+fn may_fall_back(d: &Decision, e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Transport { .. } | ClientError::Overloaded { .. }
+    ) && matches!(d.target, Target::Remote { .. })
+        && d.assignment.as_ref().is_some_and(|a| a.fallback_local)
+}
+
+/// The local decision that replaces `d` after `e`.
+fn fallback(d: &Decision, endpoint: &str, e: &ClientError) -> Decision {
+    Decision {
+        target: Target::Local,
+        rule: Rule::FallbackLocal,
+        assignment: d.assignment.clone(),
+        detail: format!("endpoint {endpoint} failed: {e}"),
+    }
+}
+
+/// Why one try failed.
+enum Attempt {
+    Denied(Denial),
+    Failed(ClientError),
+}
+
+/// The binder check of one rewrite (see [`crate::verify`]): the shadow of
+/// the engine's catalog binds it, and the plan must read each table only
+/// through the derived query the policy gives it. A bind error comes back
+/// as the engine's own message, cut of what would show the policy.
+fn prove(
+    catalog: &EngineCatalog,
+    default_catalog: &str,
+    access: &dyn AccessControl,
+    who: &Principal,
+    r: &Rewritten,
+) -> Result<(), Denial> {
+    let shadow = catalog.shadow(default_catalog).map_err(Denial::Verify)?;
+    let mut derived = Vec::with_capacity(r.tables.len());
+    for key in &r.tables {
+        match crate::rewrite::derived_sql(access, who, key, catalog)? {
+            Some(text) => derived.push((key.clone(), text)),
+            None => {
+                return Err(Denial::Verify(VerifyError::Mismatch(format!(
+                    "{key} is not granted"
+                ))))
+            }
+        }
+    }
+    shadow.check(&r.sql, &derived).map_err(|e| match e {
+        VerifyError::Bind(m) => {
+            let text = disclose::policy_text(access, who, &r.tables, catalog);
+            Denial::Verify(VerifyError::Bind(disclose::engine_message(&m, &text)))
+        }
+        e => Denial::Verify(e),
+    })
+}
