@@ -23,6 +23,7 @@ pub mod rewrite_cache;
 mod rewrite_shape;
 pub mod server;
 pub mod store;
+pub mod tls;
 pub mod verify;
 
 pub use access::{AccessControl, Principal, TableAccess, TableKey};

@@ -131,6 +131,8 @@ async fn run(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", cfg.listen_addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let header_timeout = cfg.request_timeout;
+    let cfg_tls = cfg.tls.clone();
+    let tls_reload = cfg.tls_reload;
     tracing::info!(
         listen_addr = %addr,
         store = ?store.backend(),
@@ -159,7 +161,16 @@ async fn run(cfg: Config) -> Result<(), String> {
             },
         )
     };
-    let server = gateway::server::http::serve(listener, header_timeout, handler);
+    let tls = match &cfg_tls {
+        None => None,
+        Some(files) => {
+            let tls = gateway::tls::Tls::load(&files.cert, &files.key)
+                .map_err(|e| format!("TLS_CERT/TLS_KEY: {e}"))?;
+            Some(tls)
+        }
+    };
+    let _tls_watch = tls.as_ref().map(|t| t.spawn_watch(tls_reload));
+    let server = gateway::server::http::serve(listener, header_timeout, tls.clone(), handler);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
     tokio::select! {

@@ -77,6 +77,23 @@ pub struct Config {
     /// runtime (no cross-thread wake-ups per request), more a work-stealing
     /// runtime with that many workers.
     pub worker_threads: usize,
+    /// The certificate chain and key every door serves TLS with; `None`:
+    /// plain connections only.
+    pub tls: Option<TlsFiles>,
+    /// How often the TLS files are checked for a change (SIGHUP reloads at once).
+    pub tls_reload: Duration,
+    /// The PostgreSQL wire door's address; `None`: off.
+    pub pgwire_addr: Option<SocketAddr>,
+    /// Whether the PostgreSQL door takes a password over a plain (not TLS)
+    /// connection from a loopback address.
+    pub pgwire_plain_loopback: bool,
+}
+
+/// The PEM files of the TLS certificate chain and its key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 struct Setting {
@@ -105,6 +122,11 @@ const SETTINGS: &[Setting] = &[
     Setting { var: "STORE_REFRESH", flag: "store-refresh", default: Some("2s"), help: "How often the store is re-read for changes made by other gateways (Go duration)" },
     Setting { var: "WORKER_THREADS", flag: "worker-threads", default: Some("1"), help: "Threads serving HTTP and the query path: 1 runs everything on one thread (fewest wake-ups per query, see docs/benchmarks.md), more use a work-stealing runtime. Store calls and local DuckDB run on their own threads either way" },
     Setting { var: "LOG_LEVEL", flag: "log-level", default: Some("info"), help: "error, warn, info, debug or trace" },
+    Setting { var: "TLS_CERT", flag: "tls-cert", default: None, help: "PEM certificate chain every door serves TLS with (with TLS_KEY); unset: plain connections" },
+    Setting { var: "TLS_KEY", flag: "tls-key", default: None, help: "PEM private key of TLS_CERT" },
+    Setting { var: "TLS_RELOAD", flag: "tls-reload", default: Some("10s"), help: "How often TLS_CERT and TLS_KEY are checked for a change and reloaded; SIGHUP reloads at once (Go duration)" },
+    Setting { var: "PGWIRE_ADDR", flag: "pgwire-addr", default: None, help: "Address of the PostgreSQL wire door (host:port); unset: off" },
+    Setting { var: "PGWIRE_PLAIN_LOOPBACK", flag: "pgwire-plain-loopback", default: Some("false"), help: "Accept a password (an API token) over a plain, non-TLS PostgreSQL connection from a loopback address; other plain connections are always refused" },
 ];
 
 /// The clap command: every setting as `--flag` with its variable as fallback.
@@ -226,7 +248,35 @@ impl Config {
                 "at least 1024",
             ));
         }
+        let tls = match (get("TLS_CERT"), get("TLS_KEY")) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: PathBuf::from(cert),
+                key: PathBuf::from(key),
+            }),
+            (Some(_), None) => return Err(invalid("TLS_KEY", "", "set when TLS_CERT is")),
+            (None, Some(_)) => return Err(invalid("TLS_CERT", "", "set when TLS_KEY is")),
+        };
+        let pgwire_addr = match get("PGWIRE_ADDR") {
+            None => None,
+            Some(a) => Some(
+                a.parse::<SocketAddr>()
+                    .map_err(|_| invalid("PGWIRE_ADDR", &a, "host:port"))?,
+            ),
+        };
+        let pgwire_plain_loopback =
+            parse_go_bool(&req("PGWIRE_PLAIN_LOOPBACK")).ok_or_else(|| {
+                invalid(
+                    "PGWIRE_PLAIN_LOOPBACK",
+                    &req("PGWIRE_PLAIN_LOOPBACK"),
+                    "a boolean: true/false, 1/0, t/f",
+                )
+            })?;
         Ok(Config {
+            tls,
+            tls_reload: duration("TLS_RELOAD")?,
+            pgwire_addr,
+            pgwire_plain_loopback,
             listen_addr,
             database_url,
             duckdb_path,

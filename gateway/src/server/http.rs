@@ -190,10 +190,13 @@ pub fn query_param<'a>(query: Option<&'a str>, name: &str) -> Option<&'a str> {
 }
 
 /// Serves `handler` on every connection accepted on `listener` until the
-/// process ends. Each connection gets the header-read timeout; keep-alive is on.
+/// process ends, over TLS when `tls` is given (the handshake must finish
+/// within the header-read timeout too). Each connection gets the header-read
+/// timeout; keep-alive is on.
 pub async fn serve<H, F>(
     listener: tokio::net::TcpListener,
     header_timeout: Duration,
+    tls: Option<Arc<crate::tls::Tls>>,
     handler: Arc<H>,
 ) where
     H: Fn(http::Request<Incoming>, SocketAddr) -> F + Send + Sync + 'static,
@@ -211,17 +214,40 @@ pub async fn serve<H, F>(
         };
         let _ = stream.set_nodelay(true);
         let handler = handler.clone();
+        let acceptor = tls.as_ref().map(|t| t.http());
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let fut = handler(req, peer);
                 async move { Ok::<_, Infallible>(fut.await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(64 * 1024)
-                .serve_connection(TokioIo::new(stream), svc);
-            if let Err(e) = conn.await {
+            let builder = {
+                let mut b = hyper::server::conn::http1::Builder::new();
+                b.timer(TokioTimer::new())
+                    .header_read_timeout(header_timeout)
+                    .max_buf_size(64 * 1024);
+                b
+            };
+            let result = match acceptor {
+                None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            builder
+                                .serve_connection(TokioIo::new(tls_stream), svc)
+                                .await
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

@@ -26,6 +26,11 @@ pub const PATIENCE: Duration = Duration::from_secs(60);
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// The `compute-gateway` binary the tests run.
+pub fn gateway_bin() -> PathBuf {
+    bin("compute-gateway", "COMPUTE_GATEWAY_BIN")
+}
+
 fn bin(name: &str, var: &str) -> PathBuf {
     if let Ok(p) = std::env::var(var) {
         return PathBuf::from(p);
@@ -58,8 +63,16 @@ pub struct Proc {
     pub log_path: PathBuf,
 }
 
+/// Whether a server on this address answers its readiness probe.
+pub type Ready<'a> = &'a dyn Fn(SocketAddr) -> bool;
+
+/// The plain probe: `GET /health` answers 200.
+fn health_ok(addr: SocketAddr) -> bool {
+    raw(addr, "GET", "/health", &[], b"").is_ok_and(|r| r.status == 200)
+}
+
 impl Proc {
-    fn spawn(bin: PathBuf, envs: &[(String, String)], tag: &str) -> Option<Proc> {
+    fn spawn(bin: PathBuf, envs: &[(String, String)], tag: &str, ready: Ready) -> Option<Proc> {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let log_path = scratch_dir(tag).join("log");
@@ -89,7 +102,7 @@ impl Proc {
                 p.child = None;
                 return None;
             }
-            if raw(p.addr, "GET", "/health", &[], b"").is_ok_and(|r| r.status == 200) {
+            if ready(p.addr) {
                 return Some(p);
             }
             assert!(Instant::now() < deadline, "{tag} not ready: {}", p.log());
@@ -97,9 +110,9 @@ impl Proc {
         }
     }
 
-    fn start(bin: PathBuf, envs: &[(String, String)], tag: &str) -> Proc {
+    fn start(bin: PathBuf, envs: &[(String, String)], tag: &str, ready: Ready) -> Proc {
         for _ in 0..5 {
-            if let Some(p) = Proc::spawn(bin.clone(), envs, tag) {
+            if let Some(p) = Proc::spawn(bin.clone(), envs, tag, ready) {
                 return p;
             }
         }
@@ -176,11 +189,26 @@ pub fn start_agent(db: &Path, extra: &[(&str, &str)]) -> Proc {
         ("DUCKDB_INIT_SQL".into(), init.display().to_string()),
     ];
     envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Proc::start(bin("compute-agent", "COMPUTE_AGENT_BIN"), &envs, "agent")
+    Proc::start(
+        bin("compute-agent", "COMPUTE_AGENT_BIN"),
+        &envs,
+        "agent",
+        &health_ok,
+    )
 }
 
 /// A gateway on `database_url` whose local DuckDB opens `db` read-only.
 pub fn start_gateway(database_url: &str, db: &Path, extra: &[(&str, &str)]) -> Proc {
+    start_gateway_ready(database_url, db, extra, &health_ok)
+}
+
+/// As [`start_gateway`], ready when `ready` says so (a TLS probe, say).
+pub fn start_gateway_ready(
+    database_url: &str,
+    db: &Path,
+    extra: &[(&str, &str)],
+    ready: Ready,
+) -> Proc {
     let mut envs: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), database_url.into()),
         ("DUCKDB_PATH".into(), db.display().to_string()),
@@ -191,11 +219,7 @@ pub fn start_gateway(database_url: &str, db: &Path, extra: &[(&str, &str)]) -> P
         ("LOG_LEVEL".into(), "info".into()),
     ];
     envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    Proc::start(
-        bin("compute-gateway", "COMPUTE_GATEWAY_BIN"),
-        &envs,
-        "gateway",
-    )
+    Proc::start(gateway_bin(), &envs, "gateway", ready)
 }
 
 /// Builds the shared database file: `people(id, name, email, region)`.
