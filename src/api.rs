@@ -310,6 +310,7 @@ impl Api {
         let opts = RunOptions {
             timeout: q.timeout,
             format,
+            params: q.params.clone(),
         };
         match self.shard.execute_with(&q.sql, opts).await {
             Ok(result) if result.arrow().is_some() => {
@@ -352,6 +353,7 @@ impl Api {
         let opts = RunOptions {
             timeout: q.timeout,
             format,
+            params: q.params.clone(),
         };
         let sql = q.sql.into_owned();
         // The inline first page is JSON; an Arrow job answers 202 and serves

@@ -1,4 +1,5 @@
-//! Request bodies of `POST /execute` and `POST /queries`: `{"sql": "...", "request_id": "..."}`,
+//! Request bodies of `POST /execute` and `POST /queries`: `{"sql": "...", "request_id": "...",
+//! "timeout_ms": n, "format": "json"|"arrow", "params": [...]}`,
 //! parsed in place with simd-json.
 //!
 //! Owns body validation and its error kinds. The returned strings borrow the request
@@ -6,6 +7,7 @@
 
 use std::borrow::Cow;
 
+use executor::params::{Param, Params};
 use executor::ResultFormat;
 use simd_json::prelude::*;
 
@@ -18,6 +20,9 @@ pub struct QueryBody<'a> {
     pub timeout: Option<std::time::Duration>,
     /// `format`: `"json"` or `"arrow"`; `None` when absent (the route decides).
     pub format: Option<ResultFormat>,
+    /// `params`: values bound to the statement's placeholders (`$1`, `?`),
+    /// in order; empty when absent.
+    pub params: Params,
 }
 
 /// Why a body was rejected: `Parse` is 400 PARSE_ERROR, the rest 400 VALIDATION_ERROR.
@@ -39,7 +44,12 @@ pub enum BodyError {
     BadTimeout,
     #[error("format must be \"json\" or \"arrow\"")]
     BadFormat,
+    #[error("params must be an array of JSON scalars (null, booleans, numbers, strings), at most {MAX_PARAMS}")]
+    BadParams,
 }
+
+/// Most parameters one statement may carry.
+pub const MAX_PARAMS: usize = 65_535;
 
 impl BodyError {
     pub fn code(&self) -> &'static str {
@@ -114,12 +124,44 @@ pub fn parse_query(body: &mut [u8]) -> Result<QueryBody<'_>, Rejected> {
             None => return Err(reject(BodyError::BadFormat, request_id.as_ref())),
         },
     };
+    let params = match obj.remove("params") {
+        None => Params::default(),
+        Some(v) if v.is_null() => Params::default(),
+        Some(simd_json::BorrowedValue::Array(items)) if items.len() <= MAX_PARAMS => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items.iter() {
+                out.push(
+                    param_of(item).ok_or_else(|| reject(BodyError::BadParams, request_id.as_ref()))?,
+                );
+            }
+            Params::from(out)
+        }
+        Some(_) => return Err(reject(BodyError::BadParams, request_id.as_ref())),
+    };
     Ok(QueryBody {
         sql,
         request_id,
         timeout,
         format,
+        params,
     })
+}
+
+/// One parameter from its JSON scalar; `None` for an array or object.
+fn param_of(v: &simd_json::BorrowedValue<'_>) -> Option<Param> {
+    if v.is_null() {
+        return Some(Param::Null);
+    }
+    if let Some(b) = v.as_bool() {
+        return Some(Param::Bool(b));
+    }
+    if let Some(i) = v.as_i64() {
+        return Some(Param::Int(i));
+    }
+    if let Some(f) = v.as_f64() {
+        return Some(Param::Float(f));
+    }
+    v.as_str().map(|s| Param::Text(s.to_string()))
 }
 
 /// Best-effort `request_id` of an optional body (e.g. `POST .../cancel`): anything

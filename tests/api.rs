@@ -514,3 +514,46 @@ fn a_caller_vanishing_mid_wait_leaves_a_findable_job() {
         (h["stored_jobs"] == 0 && h["active_queries"] == 0).then_some(())
     });
 }
+
+/// `params`: values bound to the statement's placeholders on `/execute` and
+/// on a submitted job, never spliced into the text (a value that reads like
+/// SQL stays a value); a body whose params are not an array of scalars is
+/// refused.
+#[test]
+fn params_are_bound_as_values() {
+    let agent = Agent::start(&[]);
+    let mut c = agent.client();
+    let r = c.post(
+        "/execute",
+        &json!({"sql": "SELECT $1::INTEGER + 1 AS a, $2 AS b, $3 AS c, $4 IS NULL AS d, $5 AS e",
+                "params": [41, "x'; SELECT 1; --", true, null, 2.5]}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["rows"],
+        json!([[42, "x'; SELECT 1; --", true, true, 2.5]])
+    );
+    // A text value cast by the placeholder's use, as a literal would be.
+    let r = c.post(
+        "/execute",
+        &json!({"sql": "SELECT i FROM range(10) t(i) WHERE i > $1 ORDER BY i", "params": ["7"]}),
+    );
+    assert_eq!(r.json()["rows"], json!([[8], [9]]), "{}", r.text());
+    // On the job lifecycle too.
+    let r = c.post(
+        "/queries",
+        &json!({"sql": "SELECT $1 || $2 AS s", "params": ["a", "b"]}),
+    );
+    let id = r.json()["query_id"].as_str().unwrap().to_string();
+    let st = c.wait_terminal(&id);
+    assert_eq!(st["status"], "SUCCEEDED", "{st}");
+    let rows = c.get(&format!("/queries/{id}/results")).json();
+    assert_eq!(rows["rows"], json!([["ab"]]));
+    // Missing or extra parameters are the engine's error; bad shapes are refused.
+    c.post("/execute", &json!({"sql": "SELECT $1 + $2", "params": [1]}))
+        .expect_error(500, "EXECUTION_ERROR");
+    for bad in [json!({"a": 1}), json!([[1]]), json!([{"x": 1}]), json!("1")] {
+        c.post("/execute", &json!({"sql": "SELECT $1", "params": bad}))
+            .expect_error(400, "VALIDATION_ERROR");
+    }
+}

@@ -334,6 +334,41 @@ pub struct Prepared {
 unsafe impl Send for Prepared {}
 
 impl Prepared {
+    /// Binds `value` to placeholder `index` (1-based); DuckDB casts it to the
+    /// placeholder's type as it would a literal of the value's type.
+    pub fn bind(&mut self, index: usize, value: &crate::params::Param) -> Result<(), String> {
+        use crate::params::Param;
+        let idx = index as ffi::idx_t;
+        // SAFETY: a successfully prepared statement, used by its worker only;
+        // a string is passed with its length (it may hold NUL bytes) and
+        // copied by DuckDB before the call returns.
+        let state = unsafe {
+            match value {
+                Param::Null => ffi::duckdb_bind_null(self.raw, idx),
+                Param::Bool(b) => ffi::duckdb_bind_boolean(self.raw, idx, *b),
+                Param::Int(i) => ffi::duckdb_bind_int64(self.raw, idx, *i),
+                Param::Float(f) => ffi::duckdb_bind_double(self.raw, idx, *f),
+                Param::Text(s) => ffi::duckdb_bind_varchar_length(
+                    self.raw,
+                    idx,
+                    s.as_ptr().cast::<c_char>(),
+                    s.len() as ffi::idx_t,
+                ),
+            }
+        };
+        if state == ffi::DuckDBSuccess {
+            Ok(())
+        } else {
+            // SAFETY: the statement's own error text (valid while it lives).
+            let msg = unsafe { borrowed_cstr(ffi::duckdb_prepare_error(self.raw)) };
+            Err(if msg.is_empty() {
+                format!("cannot bind parameter ${index}")
+            } else {
+                msg
+            })
+        }
+    }
+
     /// Runs the statement; a SELECT streams (its rows are produced as
     /// [`QueryOutput::next_chunk`] asks for them, so nothing is materialized
     /// ahead of the reader), other statements complete here. The result

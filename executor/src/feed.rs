@@ -50,6 +50,8 @@ pub(crate) struct Work {
     pub deadline: Option<Instant>,
     /// How the result is encoded.
     pub format: ResultFormat,
+    /// Values bound to its placeholders.
+    pub params: crate::params::Params,
 }
 
 /// A statement handed to a worker.
@@ -62,6 +64,8 @@ pub(crate) struct Flight {
     pub max_bytes: usize,
     /// How the worker encodes the result.
     pub format: ResultFormat,
+    /// Values bound to its placeholders.
+    pub params: crate::params::Params,
     /// The worker it was handed to (set by the feed).
     pub worker: Option<usize>,
     /// The `/execute` caller's reply (jobs answer through the table).
@@ -159,6 +163,7 @@ impl Feed {
             ticket: flight.ticket.clone(),
             max_bytes: flight.max_bytes,
             format: flight.format,
+            params: flight.params.clone(),
             reply: tx,
         };
         let mut worker = None;

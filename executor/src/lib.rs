@@ -35,6 +35,7 @@ mod error;
 mod expiry;
 mod feed;
 mod job;
+pub mod params;
 pub mod json;
 mod priority;
 mod request_index;

@@ -59,12 +59,14 @@ pub enum Waited {
 }
 
 /// Per-statement options.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunOptions {
     /// The caller's timeout (`timeout_ms`); capped by `QUERY_TIMEOUT` when set.
     pub timeout: Option<Duration>,
     /// How the result is kept and served (`format`, JSON by default).
     pub format: ResultFormat,
+    /// Values bound to the statement's placeholders (`params`).
+    pub params: crate::params::Params,
 }
 
 /// How often stopped statements are interrupted again until they answer.
@@ -219,6 +221,7 @@ impl Shard {
             }
             let target = self.core.engine.shard_for_new_work(self.core.index);
             let rid = rid.clone();
+            let opts = opts.clone();
             let created = self
                 .on_owner(
                     target,
@@ -272,6 +275,7 @@ impl Shard {
             }
             let target = self.core.engine.shard_for_new_work(self.core.index);
             let rid = rid.clone();
+            let opts = opts.clone();
             let waited = self
                 .on_owner(target, move |core| async move {
                     match core.create(sql, rid, opts)? {
@@ -492,7 +496,7 @@ impl Core {
         Err(JobError::Overloaded { retry_after_s })
     }
 
-    fn run_options(&self, opts: RunOptions, now: Instant) -> (Option<Duration>, Option<Instant>) {
+    fn run_options(&self, opts: &RunOptions, now: Instant) -> (Option<Duration>, Option<Instant>) {
         let timeout = self.engine.effective_timeout(opts.timeout);
         (timeout, timeout.map(|t| now + t))
     }
@@ -505,7 +509,7 @@ impl Core {
         self.check_open()?;
         self.check_overload(false)?;
         let now = Instant::now();
-        let (timeout, deadline) = self.run_options(opts, now);
+        let (timeout, deadline) = self.run_options(&opts, now);
         let (tx, rx) = oneshot::channel();
         let seq = self.feed.borrow_mut().push(Work {
             owner: Owner::Execute { sql, reply: tx },
@@ -513,6 +517,7 @@ impl Core {
             timeout,
             deadline,
             format: opts.format,
+            params: opts.params,
         });
         ShardCounters::add(&self.counters().queued_executes, 1);
         let mut guard = ExecuteGuard {
@@ -552,13 +557,14 @@ impl Core {
             return Ok(Created::RequestIdTaken(lost.sql.unwrap_or_default()));
         }
         let now = Instant::now();
-        let (timeout, deadline) = self.run_options(opts, now);
+        let (timeout, deadline) = self.run_options(&opts, now);
         let seq = self.feed.borrow_mut().push(Work {
             owner: Owner::Job(id),
             enqueued: now,
             timeout,
             deadline,
             format: opts.format,
+            params: opts.params,
         });
         if let Some(job) = self.table.borrow_mut().get_mut(&id) {
             job.feed_seq = Some(seq);
@@ -801,6 +807,7 @@ impl Core {
                 deadline: work.deadline,
                 max_bytes: self.result_cap(job.is_some()),
                 format: work.format,
+                params: work.params.clone(),
                 worker: None,
                 reply,
             };

@@ -125,6 +125,8 @@ pub(crate) struct Task {
     pub max_bytes: usize,
     /// How its result is encoded.
     pub format: ResultFormat,
+    /// Values bound to its placeholders.
+    pub params: crate::params::Params,
     pub reply: oneshot::Sender<Outcome>,
 }
 
@@ -219,6 +221,7 @@ fn run(seat: Seat, cfg: &Config, rx: Receiver<Task>) {
                     c,
                     &mut cache,
                     &task.sql,
+                    &task.params,
                     task.max_bytes,
                     task.format,
                     &cfg.keywords,
@@ -291,6 +294,7 @@ fn execute(
     conn: &mut Connection,
     cache: &mut StatementCache,
     sql: &str,
+    params: &[crate::params::Param],
     max_bytes: usize,
     format: ResultFormat,
     keywords: &HashSet<String>,
@@ -300,7 +304,16 @@ fn execute(
         keywords,
         format,
     };
-    cache.run(conn, sql, &enc)
+    if params.is_empty() {
+        return cache.run(conn, sql, &enc);
+    }
+    // Parameters need one prepared statement to bind to: prepared here, once,
+    // outside the cache (whose plans are shared by parameterless texts).
+    let mut stmt = conn.prepare(sql).map_err(ExecFailure::Failed)?;
+    for (i, p) in params.iter().enumerate() {
+        stmt.bind(i + 1, p).map_err(ExecFailure::Failed)?;
+    }
+    stream::run_prepared(&mut stmt, &enc)
 }
 
 /// Prepared statements kept per connection.
