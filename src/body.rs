@@ -131,7 +131,8 @@ pub fn parse_query(body: &mut [u8]) -> Result<QueryBody<'_>, Rejected> {
             let mut out = Vec::with_capacity(items.len());
             for item in items.iter() {
                 out.push(
-                    param_of(item).ok_or_else(|| reject(BodyError::BadParams, request_id.as_ref()))?,
+                    param_of(item)
+                        .ok_or_else(|| reject(BodyError::BadParams, request_id.as_ref()))?,
                 );
             }
             Params::from(out)

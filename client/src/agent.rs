@@ -28,7 +28,7 @@ pub use arrow::{ArrowPages, ArrowRun, ARROW_STREAM_MEDIA_TYPE};
 
 use crate::error::ClientError;
 use crate::rows::{BoxFuture, Executor, QueryRows, Via, PAGES_BUFFERED};
-use crate::value::{decode_rows, ColumnType, Row};
+use crate::value::{decode_rows, ColumnType, Param, Row};
 use crate::wire::{
     ErrorBody, ExecuteResponse, Health, IdStatus, JobState, QueryRequest, QueryStatus, ResultsPage,
     SubmitAnswer,
@@ -419,6 +419,7 @@ impl AgentClient {
     async fn submit_inner(
         &self,
         sql: &str,
+        params: &[Param],
         request_id: &str,
         wait: Option<Duration>,
         deadline: Instant,
@@ -434,6 +435,7 @@ impl AgentClient {
         let body: Bytes = serde_json::to_vec(&QueryRequest {
             sql: sql.to_string(),
             request_id: Some(request_id.to_string()),
+            params: params.to_vec(),
         })
         .map_err(|e| self.bad_json(e))?
         .into();
@@ -479,7 +481,10 @@ impl AgentClient {
         request_id: &str,
         deadline: Instant,
     ) -> Result<IdStatus, ClientError> {
-        match self.submit_inner(sql, request_id, None, deadline).await? {
+        match self
+            .submit_inner(sql, &[], request_id, None, deadline)
+            .await?
+        {
             Submit::Accepted(s) => Ok(s),
             Submit::Finished(st, _, _) => Ok(IdStatus {
                 query_id: st.query_id,
@@ -677,12 +682,14 @@ impl AgentClient {
     pub async fn execute(
         &self,
         sql: &str,
+        params: &[Param],
         request_id: &str,
         deadline: Instant,
     ) -> Result<QueryRows, ClientError> {
         let body: Bytes = serde_json::to_vec(&QueryRequest {
             sql: sql.to_string(),
             request_id: Some(request_id.to_string()),
+            params: params.to_vec(),
         })
         .map_err(|e| self.bad_json(e))?
         .into();
@@ -741,18 +748,30 @@ impl AgentClient {
     /// `deadline`, or when the returned future or the [`QueryRows`] is dropped, the
     /// job is canceled and consumed on the agent.
     pub async fn run(&self, sql: &str, deadline: Instant) -> Result<QueryRows, ClientError> {
+        self.run_params(sql, &[], deadline).await
+    }
+
+    /// [`AgentClient::run`] with `params` bound to the statement's placeholders.
+    pub async fn run_params(
+        &self,
+        sql: &str,
+        params: &[Param],
+        deadline: Instant,
+    ) -> Result<QueryRows, ClientError> {
         let request_id = uuid::Uuid::new_v4().to_string();
         if !self.uses_lifecycle() {
-            return self.execute(sql, &request_id, deadline).await;
+            return self.execute(sql, params, &request_id, deadline).await;
         }
         // Until the submit answers, only the request id names the job: a caller that
         // drops the future meanwhile leaves it to this guard to find and end it.
         let mut submit_guard = SubmitGuard {
             client: self.clone(),
-            armed: Some((sql.to_string(), request_id.clone())),
+            armed: Some((sql.to_string(), params.to_vec(), request_id.clone())),
         };
         let wait = self.poll_wait(deadline);
-        let submitted = self.submit_inner(sql, &request_id, wait, deadline).await;
+        let submitted = self
+            .submit_inner(sql, params, &request_id, wait, deadline)
+            .await;
         // A timeout, a broken connection or an answer that could not be read (too
         // large, not JSON) may leave a job behind: the guard ends it. Refusals
         // (400, 401, 429, 503) queued nothing.
@@ -767,7 +786,7 @@ impl AgentClient {
         let (st, first, consumed) = match submitted? {
             Submit::NoLifecycle => {
                 self.remember_no_lifecycle();
-                return self.execute(sql, &request_id, deadline).await;
+                return self.execute(sql, params, &request_id, deadline).await;
             }
             Submit::Finished(st, first, consumed) => (*st, first, consumed),
             Submit::Accepted(s) => {
@@ -953,12 +972,13 @@ impl Executor for AgentClient {
         &self.inner.cfg.name
     }
 
-    fn run<'a>(
+    fn run_params<'a>(
         &'a self,
         sql: &'a str,
+        params: &'a [Param],
         deadline: Instant,
     ) -> BoxFuture<'a, Result<QueryRows, ClientError>> {
-        Box::pin(AgentClient::run(self, sql, deadline))
+        Box::pin(AgentClient::run_params(self, sql, params, deadline))
     }
 }
 
@@ -982,20 +1002,23 @@ impl JobGuard {
 /// cancel and delete. Armed only while that submit is in flight.
 struct SubmitGuard {
     client: AgentClient,
-    /// The statement and its request id.
-    armed: Option<(String, String)>,
+    /// The statement, its parameters and its request id.
+    armed: Option<(String, Vec<Param>, String)>,
 }
 
 impl Drop for SubmitGuard {
     fn drop(&mut self) {
-        let Some((sql, request_id)) = self.armed.take() else {
+        let Some((sql, params, request_id)) = self.armed.take() else {
             return;
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let client = self.client.clone();
             rt.spawn(async move {
                 let deadline = client.cleanup_deadline();
-                let id = match client.submit_inner(&sql, &request_id, None, deadline).await {
+                let id = match client
+                    .submit_inner(&sql, &params, &request_id, None, deadline)
+                    .await
+                {
                     Ok(Submit::Accepted(s)) => s.query_id,
                     Ok(Submit::Finished(st, _, _)) => st.query_id,
                     _ => return,

@@ -21,4 +21,4 @@ pub use agent::{AgentClient, AgentConfig, ArrowPages, ArrowRun, Page};
 pub use error::ClientError;
 pub use local::LocalExecutor;
 pub use rows::{Executor, QueryRows, Via};
-pub use value::{ColumnType, Row, Value};
+pub use value::{ColumnType, Param, Row, Value};

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ClientError;
 use crate::rows::{BoxFuture, Executor, QueryRows, Via, PAGES_BUFFERED};
-use crate::value::{Row, Value};
+use crate::value::{Param, Row, Value};
 
 /// Rows per page handed to the caller.
 pub const LOCAL_PAGE_ROWS: usize = 2048;
@@ -94,6 +94,28 @@ impl LocalExecutor {
 
     /// Runs one statement; see [`Executor::run`].
     pub async fn run(&self, sql: &str, deadline: Instant) -> Result<QueryRows, ClientError> {
+        self.run_params(sql, &[], deadline).await
+    }
+
+    /// Runs DDL or settings on the database (several statements, no rows),
+    /// blocking: call it off the async runtime's threads. For a database the
+    /// process builds itself (a catalog sandbox), never for users' SQL.
+    pub fn execute_batch(&self, sql: &str) -> Result<(), ClientError> {
+        self.db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .execute_batch(sql)
+            .map_err(|e| ClientError::Local(e.to_string()))
+    }
+
+    /// [`LocalExecutor::run`] with `params` bound to the statement's
+    /// placeholders, as values.
+    pub async fn run_params(
+        &self,
+        sql: &str,
+        params: &[Param],
+        deadline: Instant,
+    ) -> Result<QueryRows, ClientError> {
         let conn = self
             .db
             .lock()
@@ -104,13 +126,14 @@ impl LocalExecutor {
         let (meta_tx, meta_rx) = oneshot::channel();
         let (tx, rx) = mpsc::channel(PAGES_BUFFERED);
         let sql = sql.to_string();
+        let params = params.to_vec();
         // Dropped when the DuckDB thread ends: disarms the deadline watchdog.
         let (done_tx, done_rx) = oneshot::channel::<()>();
         std::thread::Builder::new()
             .name("local-duckdb".into())
             .spawn(move || {
                 let _done = done_tx;
-                produce(conn, sql, deadline, meta_tx, tx)
+                produce(conn, sql, params, deadline, meta_tx, tx)
             })
             .map_err(|e| ClientError::Local(format!("cannot start a thread: {e}")))?;
         // Interrupt at the deadline unless the statement is done by then.
@@ -156,6 +179,7 @@ type Meta = Result<(Vec<String>, Vec<String>), ClientError>;
 fn produce(
     conn: duckdb::Connection,
     sql: String,
+    params: Vec<Param>,
     deadline: Instant,
     meta_tx: oneshot::Sender<Meta>,
     tx: mpsc::Sender<Result<Vec<Row>, ClientError>>,
@@ -178,7 +202,8 @@ fn produce(
             return;
         }
     };
-    let mut rows = match stmt.query([]) {
+    let bound: Vec<Dv> = params.iter().map(param_value).collect();
+    let mut rows = match stmt.query(duckdb::params_from_iter(bound.iter())) {
         Ok(r) => r,
         Err(e) => {
             let _ = meta_tx.send(Err(fail(e)));
@@ -225,6 +250,17 @@ fn produce(
     }
     if !page.is_empty() {
         let _ = tx.blocking_send(Ok(page));
+    }
+}
+
+/// A parameter as duckdb-rs binds it.
+fn param_value(p: &Param) -> Dv {
+    match p {
+        Param::Null => Dv::Null,
+        Param::Bool(b) => Dv::Boolean(*b),
+        Param::Int(i) => Dv::BigInt(*i),
+        Param::Float(f) => Dv::Double(*f),
+        Param::Text(s) => Dv::Text(s.clone()),
     }
 }
 
@@ -360,11 +396,12 @@ impl Executor for LocalExecutor {
         "local"
     }
 
-    fn run<'a>(
+    fn run_params<'a>(
         &'a self,
         sql: &'a str,
+        params: &'a [Param],
         deadline: Instant,
     ) -> BoxFuture<'a, Result<QueryRows, ClientError>> {
-        Box::pin(LocalExecutor::run(self, sql, deadline))
+        Box::pin(LocalExecutor::run_params(self, sql, params, deadline))
     }
 }

@@ -46,6 +46,16 @@ pub trait Executor: Send + Sync {
         &'a self,
         sql: &'a str,
         deadline: Instant,
+    ) -> BoxFuture<'a, Result<QueryRows, ClientError>> {
+        self.run_params(sql, &[], deadline)
+    }
+    /// [`Executor::run`] with `params` bound to the statement's placeholders, in
+    /// order, as values.
+    fn run_params<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [crate::value::Param],
+        deadline: Instant,
     ) -> BoxFuture<'a, Result<QueryRows, ClientError>>;
 }
 

@@ -119,6 +119,18 @@ pub enum Value {
 /// A row: one value per column.
 pub type Row = Vec<Value>;
 
+/// A value bound to a statement's placeholder (`$1`, `?`): sent beside the
+/// SQL text as a JSON scalar (the agent's `params`), never spliced into it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum Param {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
 /// Decodes the text of one JSON cell as `ty`. Never fails: a cell that does not fit
 /// comes back as text (JSON strings) or JSON.
 pub fn decode(ty: &ColumnType, raw: &str) -> Value {

@@ -10,11 +10,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 /// Body of `POST /execute` and `POST /queries`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct QueryRequest {
     pub sql: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub request_id: Option<String>,
+    /// Values bound to the statement's placeholders; absent when none.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub params: Vec<crate::value::Param>,
 }
 
 /// 202 of `POST /queries`, and 200 of cancel / delete.

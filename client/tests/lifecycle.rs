@@ -487,3 +487,64 @@ fn a_short_run_is_one_round_trip() {
     });
     a.wait_health("every job deleted", |h| h["stored_jobs"] == 0);
 }
+
+/// Parameters reach the engine as values, on the lifecycle, on `/execute`
+/// and on local compute alike; a value that reads like SQL stays a value.
+#[test]
+fn parameters_are_bound_as_values_on_every_path() {
+    use client::{Executor, LocalExecutor, Param};
+    let a = Agent::start(&[]);
+    let rt = runtime();
+    rt.block_on(async {
+        let lifecycle = client_for(&a);
+        let mut cfg = AgentConfig::new("a", &a.url(), TOKEN);
+        cfg.cursor_mode = false;
+        let execute = AgentClient::new(cfg).unwrap();
+        let local = LocalExecutor::open(None).unwrap();
+        let sql = "SELECT $1::BIGINT + 1 AS n, $2 AS s, $3 AS b, $4 IS NULL AS z, $5 AS f";
+        let params = [
+            Param::Int(41),
+            Param::Text("'); DROP TABLE x; --".into()),
+            Param::Bool(true),
+            Param::Null,
+            Param::Float(2.5),
+        ];
+        let engines: [&dyn Executor; 3] = [&lifecycle, &execute, &*local];
+        for e in engines {
+            let rows = e
+                .run_params(sql, &params, after(PATIENCE))
+                .await
+                .unwrap_or_else(|err| panic!("{}: {err}", e.name()))
+                .collect()
+                .await
+                .unwrap();
+            assert_eq!(
+                rows,
+                vec![vec![
+                    Value::Int(42),
+                    Value::Text("'); DROP TABLE x; --".into()),
+                    Value::Bool(true),
+                    Value::Bool(true),
+                    Value::Float(2.5),
+                ]],
+                "{}",
+                e.name()
+            );
+        }
+        // A missing parameter is the engine's error, not a panic.
+        for e in [&lifecycle as &dyn Executor, &execute, &*local] {
+            let r = e
+                .run_params("SELECT $1 + $2", &[Param::Int(1)], after(PATIENCE))
+                .await;
+            let err = match r {
+                Ok(rows) => rows.collect().await.err(),
+                Err(e) => Some(e),
+            };
+            assert!(
+                matches!(err, Some(ClientError::Execution { .. })),
+                "{}: {err:?}",
+                e.name()
+            );
+        }
+    });
+}

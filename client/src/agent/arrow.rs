@@ -392,7 +392,7 @@ impl AgentClient {
             if refuses_format(self, &r) {
                 self.remember_no_arrow();
                 return self
-                    .execute(sql, request_id, deadline)
+                    .execute(sql, &[], request_id, deadline)
                     .await
                     .map(ArrowRun::Rows);
             }

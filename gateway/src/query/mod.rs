@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use client::resolver::{Decision, Resolver, Rule, Target};
-use client::{ClientError, Executor, LocalExecutor, QueryRows};
+use client::{ClientError, Executor, LocalExecutor, Param, QueryRows};
 
 use crate::access::{AccessControl, Principal};
 use crate::disclose::{self, PolicyText};
@@ -85,7 +85,18 @@ pub struct Prepared {
     pub audit: Audit,
     /// The rewrite sent, and what an engine error may show of it.
     scope: ErrorScope,
+    /// Values bound to the statement's placeholders, sent beside it.
+    params: Vec<Param>,
     deadline: Instant,
+}
+
+impl Prepared {
+    /// Binds values to the statement's placeholders (`$1`, ...): they travel
+    /// to the engine beside the rewritten text, never spliced into it.
+    pub fn bind(mut self, params: Vec<Param>) -> Prepared {
+        self.params = params;
+        self
+    }
 }
 
 /// A query running, its rows streaming.
@@ -283,6 +294,7 @@ impl QueryService {
                         user_sql: sql.to_string(),
                         audit,
                         scope,
+                        params: Vec::new(),
                         deadline,
                     })
                 }
@@ -311,9 +323,12 @@ impl QueryService {
             user_sql,
             mut audit,
             mut scope,
+            params,
             deadline,
         } = p;
-        let mut result = engine.run(&scope.rewritten.sql, deadline).await;
+        let mut result = engine
+            .run_params(&scope.rewritten.sql, &params, deadline)
+            .await;
         if let Err(e) = &result {
             let endpoint = audit.endpoint.clone().unwrap_or_default();
             self.metrics.failed(&endpoint, e.kind());
@@ -329,7 +344,9 @@ impl QueryService {
                 {
                     Ok((local, local_scope)) => {
                         scope = local_scope;
-                        local.run(&scope.rewritten.sql, deadline).await
+                        local
+                            .run_params(&scope.rewritten.sql, &params, deadline)
+                            .await
                     }
                     Err(Attempt::Failed(e)) => Err(e),
                     Err(Attempt::Denied(e)) => {
