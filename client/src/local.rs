@@ -6,8 +6,9 @@
 //! own thread, and its rows travel in pages of typed values through the bounded
 //! channel of [`QueryRows`], so the Rust side holds a few pages, not the result
 //! (DuckDB itself may materialize the result it hands duckdb-rs). The deadline
-//! interrupts the statement; a dropped [`QueryRows`] stops the thread at its next
-//! page. It never runs SQL on a runtime worker thread and never touches the network.
+//! interrupts the statement, and so does dropping the run or its [`QueryRows`]
+//! (a canceled or abandoned query stops at once, not at its next page). It never
+//! runs SQL on a runtime worker thread and never touches the network.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -27,6 +28,9 @@ pub const LOCAL_PAGE_ROWS: usize = 2048;
 /// Embedded DuckDB.
 pub struct LocalExecutor {
     db: Mutex<duckdb::Connection>,
+    /// Run on each statement's connection before it (a sandbox's `USE`: the
+    /// default catalog is a connection's, not the database's).
+    session_sql: std::sync::OnceLock<String>,
 }
 
 impl LocalExecutor {
@@ -68,6 +72,20 @@ impl LocalExecutor {
         Ok(local)
     }
 
+    /// A scratch in-memory database for the gateway's own use (a catalog
+    /// sandbox): no file or network access, no extension loaded on demand,
+    /// one thread, a small memory budget. Its configuration is not locked
+    /// yet: the caller builds it ([`Self::execute_batch`]) and then locks it.
+    pub fn open_sandbox() -> Result<Arc<LocalExecutor>, ClientError> {
+        let cfg = duckdb::Config::default()
+            .enable_autoload_extension(false)
+            .and_then(|c| c.with("autoinstall_known_extensions", "false"))
+            .and_then(|c| c.threads(1))
+            .and_then(|c| c.max_memory("256MB"))
+            .map_err(|e| ClientError::Local(format!("bad DuckDB setting: {e}")))?;
+        Self::open_configured(None, false, cfg)
+    }
+
     fn open_configured(
         path: Option<&std::path::Path>,
         read_only: bool,
@@ -89,6 +107,7 @@ impl LocalExecutor {
         .map_err(fail)?;
         Ok(Arc::new(LocalExecutor {
             db: Mutex::new(conn),
+            session_sql: std::sync::OnceLock::new(),
         }))
     }
 
@@ -106,6 +125,12 @@ impl LocalExecutor {
             .unwrap_or_else(|p| p.into_inner())
             .execute_batch(sql)
             .map_err(|e| ClientError::Local(e.to_string()))
+    }
+
+    /// Sets the SQL each statement's connection runs first (once; a second
+    /// call is ignored).
+    pub fn set_session_sql(&self, sql: &str) {
+        let _ = self.session_sql.set(sql.to_string());
     }
 
     /// [`LocalExecutor::run`] with `params` bound to the statement's
@@ -127,20 +152,43 @@ impl LocalExecutor {
         let (tx, rx) = mpsc::channel(PAGES_BUFFERED);
         let sql = sql.to_string();
         let params = params.to_vec();
+        let session = self.session_sql.get().cloned();
         // Dropped when the DuckDB thread ends: disarms the deadline watchdog.
         let (done_tx, done_rx) = oneshot::channel::<()>();
+        let watched = tx.clone();
         std::thread::Builder::new()
             .name("local-duckdb".into())
             .spawn(move || {
                 let _done = done_tx;
-                produce(conn, sql, params, deadline, meta_tx, tx)
+                if let Some(session) = session {
+                    if let Err(e) = conn.execute_batch(&session) {
+                        let _ = meta_tx.send(Err(ClientError::Local(format!(
+                            "cannot set up the connection: {e}"
+                        ))));
+                        return;
+                    }
+                }
+                // A panic in the conversion must end the stream with an
+                // error, never as a shorter result that looks complete.
+                let on_panic = tx.clone();
+                let run = std::panic::AssertUnwindSafe(|| {
+                    produce(conn, sql, params, deadline, meta_tx, tx)
+                });
+                if std::panic::catch_unwind(run).is_err() {
+                    let _ = on_panic.blocking_send(Err(ClientError::Local(
+                        "the local engine failed while reading the result".into(),
+                    )));
+                }
             })
             .map_err(|e| ClientError::Local(format!("cannot start a thread: {e}")))?;
-        // Interrupt at the deadline unless the statement is done by then.
+        // Interrupt at the deadline, or as soon as nobody waits for the rows
+        // (this future or its QueryRows dropped: a cancel, a client gone), unless
+        // the statement is done by then.
         let watchdog_interrupt = interrupt.clone();
         tokio::spawn(async move {
             tokio::select! {
                 _ = tokio::time::sleep_until(deadline.into()) => watchdog_interrupt.interrupt(),
+                _ = watched.closed() => watchdog_interrupt.interrupt(),
                 _ = done_rx => {}
             }
         });
@@ -226,6 +274,12 @@ fn produce(
             Ok(Some(row)) => {
                 let mut out = Vec::with_capacity(types.len());
                 for (i, ty) in types.iter().enumerate() {
+                    // A column of DuckDB's NULL type (`SELECT NULL`) holds
+                    // nothing duckdb-rs can read (it panics on one).
+                    if *ty == DataType::Null {
+                        out.push(Value::Null);
+                        continue;
+                    }
                     let v = row.get::<_, Dv>(i).map(|v| convert(v, ty));
                     out.push(v.unwrap_or(Value::Null));
                 }
@@ -266,7 +320,7 @@ fn param_value(p: &Param) -> Dv {
 
 /// DuckDB's name for an Arrow type as duckdb-rs reports it (the agent's
 /// `column_types` vocabulary), so local and remote results describe columns alike.
-fn duckdb_type_name(t: &DataType) -> String {
+pub fn duckdb_type_name(t: &DataType) -> String {
     match t {
         DataType::Boolean => "BOOLEAN".into(),
         DataType::Int8 => "TINYINT".into(),

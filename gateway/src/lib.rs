@@ -16,6 +16,7 @@
 pub mod access;
 pub mod disclose;
 pub mod functions;
+pub mod pgwire;
 pub mod policy;
 pub mod query;
 pub mod rewrite;

@@ -293,6 +293,39 @@ fn auth_admin_and_hostile_input() {
     let r = eve.rows("SELECT 40 + 2 AS answer");
     assert_eq!(r["rows"], json!([[42]]));
     assert_eq!(eve.query("SELECT * FROM people").status, 403);
+
+    // Hostile query strings and paths: every one a 4xx (or an answer), the
+    // server unhurt.
+    let job = eve.req("POST", "/v1/queries", Some(json!({"sql": "SELECT 1"})));
+    assert!((200..300).contains(&job.status), "{}", job.text());
+    let id = job.json()["query_id"].as_str().unwrap().to_string();
+    for q in [
+        "page_token=%a\u{e9}",
+        "page_token=%\u{e9}",
+        "page_token=\u{e9}%",
+        "page_token=%ff%fe",
+        "page_token=%00",
+        "page_token=%C3",
+        "page_token=\u{10348}%2",
+        "max_results=%a\u{e9}",
+        "wait_ms=\u{e9}",
+        "page_token=MTA%3D&page_token=%",
+    ] {
+        for path in [
+            format!("/v1/queries/{id}/results?{q}"),
+            format!("/v1/queries/{id}?{q}"),
+            format!("/v1/queries/%a\u{e9}/results?{q}"),
+        ] {
+            let r = raw(s.gw.addr, "GET", &path, &[("Authorization", &auth)], b"").unwrap();
+            assert!(
+                (400..500).contains(&r.status) || r.status == 200,
+                "{path}: {} {}",
+                r.status,
+                r.text()
+            );
+        }
+    }
+    assert_eq!(eve.rows("SELECT 1 AS still")["rows"], json!([[1]]));
 }
 
 #[test]
@@ -776,4 +809,35 @@ fn an_engines_own_macro_never_stands_in_for_an_allowed_function() {
     assert!(!r.text().contains("launch"), "{}", r.text());
     let r = pete.rows(sql);
     assert_eq!(col(&r, 0), vec!["ann", "bob", "cat", "dan"]);
+}
+
+#[test]
+fn null_typed_columns_answer_whole_on_local_compute_and_through_an_agent() {
+    // DuckDB types a bare NULL as its own NULL type, which duckdb-rs cannot
+    // read: local compute once answered such a result with no rows at all.
+    let s = setup(&[]);
+    let agent = start_agent(&s.db, &[]);
+    let a = admin(&s.gw);
+    let rita = user(&s.gw, "rita", &[]);
+    let lou = user(&s.gw, "lou", &[]);
+    add_endpoint(&a, "a1", &agent);
+    assign(&a, "a1", "rita", false);
+    for (sql, rows) in [
+        ("SELECT NULL AS x, 1 AS y", json!([[null, 1]])),
+        (
+            "SELECT x, n FROM (VALUES (NULL, 1), (NULL, 2)) t(x, n) ORDER BY n",
+            json!([[null, 1], [null, 2]]),
+        ),
+        (
+            "SELECT NULL AS x FROM range(5000)",
+            Value::Array(vec![json!([null]); 5000]),
+        ),
+    ] {
+        let remote = rita.rows(sql);
+        let local = lou.rows(sql);
+        assert_eq!(remote["endpoint"], "a1");
+        assert_eq!(local["endpoint"], "local");
+        assert_eq!(remote["rows"], rows, "{sql}");
+        assert_eq!(local["rows"], rows, "{sql}");
+    }
 }

@@ -151,7 +151,18 @@ async fn run(cfg: Config) -> Result<(), String> {
         cfg.query_timeout,
         cfg.catalog_ttl,
     ));
-    let app = App::new(cfg, query);
+    let pgwire = match cfg.pgwire_addr {
+        None => None,
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on PGWIRE_ADDR {addr}: {e}"))?;
+            tracing::info!(pgwire_addr = %l.local_addr().map_err(|e| e.to_string())?, "PostgreSQL door listening");
+            Some(l)
+        }
+    };
+    let pgwire_plain_loopback = cfg.pgwire_plain_loopback;
+    let app = App::new(cfg, query.clone());
     let _reaper = app.jobs.spawn_reaper();
     let handler = {
         let app = app.clone();
@@ -170,6 +181,14 @@ async fn run(cfg: Config) -> Result<(), String> {
         }
     };
     let _tls_watch = tls.as_ref().map(|t| t.spawn_watch(tls_reload));
+    let _pgwire = pgwire.map(|l| {
+        tokio::spawn(gateway::pgwire::serve(
+            l,
+            query.clone(),
+            tls.clone(),
+            pgwire_plain_loopback,
+        ))
+    });
     let server = gateway::server::http::serve(listener, header_timeout, tls.clone(), handler);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;

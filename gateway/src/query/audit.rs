@@ -98,6 +98,12 @@ impl Audit {
         }
     }
 
+    /// Drops the record without a line: for work that ran nothing on an
+    /// engine (a statement only described).
+    pub fn discard(&mut self) {
+        self.done = true;
+    }
+
     pub fn started(&self) -> Instant {
         self.started
     }

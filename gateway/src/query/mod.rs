@@ -99,6 +99,14 @@ impl Prepared {
     }
 }
 
+/// A granted table as its principal may see it: its key and its columns
+/// with their DuckDB type names (masked columns keep their declared type).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VisibleTable {
+    pub key: crate::access::TableKey,
+    pub columns: Vec<(String, String)>,
+}
+
 /// A query running, its rows streaming.
 pub struct Started {
     pub decision: Decision,
@@ -210,6 +218,73 @@ impl QueryService {
                 Err(QueryError::unauthorized())
             }
         }
+    }
+
+    /// The tables `who` is granted on the engine its queries are routed to,
+    /// and the (policy, catalog) generation they were read under.
+    pub async fn visible_tables(
+        &self,
+        who: &AuthedPrincipal,
+    ) -> Result<((u64, u64), Vec<VisibleTable>), QueryError> {
+        let policy = self.policy()?;
+        let deadline = Instant::now() + self.query_timeout;
+        let decision = self.resolver.resolve(&who.user, &who.groups)?;
+        let engine = self.resolver.executor(&decision)?;
+        let catalog = self.catalogs.get(&*engine, deadline).await?;
+        let principal = Principal {
+            user: who.user.clone(),
+            groups: who.groups.clone(),
+        };
+        let mut out: Vec<VisibleTable> = catalog
+            .tables
+            .iter()
+            .filter(|(k, _)| policy.policy.access(&principal, k).is_some())
+            .map(|(k, cols)| {
+                let types = catalog.types.get(k);
+                VisibleTable {
+                    key: k.clone(),
+                    columns: cols
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let ty = types
+                                .and_then(|t| t.get(i))
+                                .cloned()
+                                .unwrap_or_else(|| "VARCHAR".into());
+                            (c.clone(), ty)
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(((policy.generation, catalog.version), out))
+    }
+
+    /// The columns (names, DuckDB type names) a prepared query will answer,
+    /// without running it on its engine: the shadow of its engine's catalog
+    /// runs the proven rewrite under `LIMIT 0`, `params` placeholders bound
+    /// to NULL. The query is not run and leaves no audit line.
+    pub async fn describe(
+        &self,
+        p: Prepared,
+        params: usize,
+    ) -> Result<Vec<(String, String)>, QueryError> {
+        let Prepared {
+            mut audit, scope, ..
+        } = p;
+        audit.discard();
+        let default_catalog = self.default_catalog.clone();
+        tokio::task::spawn_blocking(move || {
+            let shadow = scope.catalog.shadow(&default_catalog)?;
+            shadow.describe(&scope.rewritten.sql, params)
+        })
+        .await
+        .map_err(|e| QueryError::internal(format!("the describe task failed: {e}")))?
+        .map_err(|e| match e {
+            VerifyError::Bind(m) => QueryError::new(ErrorKind::Engine, "EXECUTION_ERROR", m),
+            e => QueryError::internal(e.to_string()),
+        })
     }
 
     /// [`Self::prepare`] then [`Self::execute`].

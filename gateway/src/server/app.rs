@@ -558,23 +558,14 @@ fn not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no query {id}"))
 }
 
-/// `page_token` values arrive URL-encoded (`=` as `%3D`).
+/// `page_token` values arrive URL-encoded (`=` as `%3D`, form style, so `+`
+/// is a space). Any byte sequence decodes (a bad escape stays as it is,
+/// invalid UTF-8 becomes U+FFFD) and is then refused by the token's parser.
 fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    let plus = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The receiving end of a response's frames, as the body's `Stream`.
@@ -589,5 +580,27 @@ impl futures_core::Stream for FrameStream {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Self::Item>> {
         self.get_mut().rx.poll_recv(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn percent_decode_takes_any_text() {
+        assert_eq!(percent_decode("MTAwMDI%3D"), "MTAwMDI=");
+        assert_eq!(percent_decode("a+b%2B"), "a b+");
+        // Every escape prefix before every kind of character, the case that
+        // sliced a multi-byte character in two.
+        let tails = ["", "é", "aé", "%", "%é", "€x", "\u{10348}", "a", "zz", "4"];
+        for tail in tails {
+            for head in ["%", "%a", "%A", "%4", "x%", "%%", "%g"] {
+                let s = format!("{head}{tail}");
+                let _ = percent_decode(&s);
+            }
+        }
+        assert_eq!(percent_decode("%aé"), "%aé");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
     }
 }

@@ -168,6 +168,32 @@ impl Shadow {
         }
     }
 
+    /// The names and DuckDB type names of the columns a statement (already
+    /// proven) answers, with `params` placeholders bound to NULL. Runs it
+    /// under `LIMIT 0` on the empty shadow: nothing is read or computed but
+    /// the result's shape.
+    pub fn describe(&self, sql: &str, params: usize) -> Result<Vec<(String, String)>, VerifyError> {
+        self.with_conn(|c| {
+            let wrapped = format!("SELECT * FROM ({sql}) LIMIT 0");
+            let mut stmt = c
+                .prepare(&wrapped)
+                .map_err(|e| VerifyError::Bind(e.to_string()))?;
+            let nulls = vec![duckdb::types::Value::Null; params];
+            let rows = stmt
+                .query(duckdb::params_from_iter(nulls.iter()))
+                .map_err(|e| VerifyError::Bind(e.to_string()))?;
+            let st = rows
+                .as_ref()
+                .ok_or_else(|| VerifyError::Shadow("no statement".into()))?;
+            Ok(st
+                .column_names()
+                .into_iter()
+                .enumerate()
+                .map(|(i, n)| (n, client::local::duckdb_type_name(&st.column_type(i))))
+                .collect())
+        })
+    }
+
     /// The reference subtree of one derived query, bound once per text.
     fn reference(&self, derived_sql: &str) -> Result<Arc<Reference>, VerifyError> {
         if let Some(r) = self
