@@ -45,6 +45,7 @@ pub fn run(config: Config) -> Result<(), AppError> {
         max_sql_bytes: config.max_sql_bytes,
         max_sql_nesting: config.max_sql_nesting,
         allowed_paths: config.allowed_paths.clone(),
+        time_zone: config.time_zone.clone(),
     })?;
     let shared = Arc::new(Shared {
         token: config.agent_token.as_bytes().into(),
@@ -103,6 +104,7 @@ pub fn run(config: Config) -> Result<(), AppError> {
         duckdb_version = engine.duckdb_version(),
         duckdb_path = config.duckdb_path.as_ref().map_or("(in-memory)".to_string(), |p| p.display().to_string()),
         duckdb_threads = config.duckdb_threads.unwrap_or(0),
+        duckdb_time_zone = %config.time_zone,
         max_memory_gb = config.max_memory_gb.unwrap_or(0.0),
         query_result_ttl = ?config.result_ttl,
         query_cleanup_interval = ?config.cleanup_interval,

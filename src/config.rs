@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
-use executor::SqlThreadPolicy;
+use executor::{SqlThreadPolicy, TimeZone};
 use net::ReactorPriority;
 
 use crate::duration::parse_go_duration;
@@ -75,6 +75,12 @@ const SETTINGS: &[Setting] = &[
         flag: "duckdb-threads",
         default: None,
         help: "DuckDB worker threads for the whole database (DuckDB's default when unset)",
+    },
+    Setting {
+        var: "DUCKDB_TIME_ZONE",
+        flag: "duckdb-time-zone",
+        default: Some("UTC"),
+        help: "DuckDB's TimeZone: the zone TIMESTAMPTZ values are shown in and current_date, date_trunc and casts compute in (an IANA name such as Europe/Amsterdam); applied at open, before DUCKDB_INIT_SQL",
     },
     Setting {
         var: "MAX_QUEUED_JOBS",
@@ -282,6 +288,8 @@ pub struct Config {
     pub duckdb_path: Option<PathBuf>,
     pub shards: usize,
     pub duckdb_threads: Option<usize>,
+    /// `DUCKDB_TIME_ZONE`, checked for shape; DuckDB checks the zone exists.
+    pub time_zone: TimeZone,
     pub max_queued_jobs: usize,
     pub max_result_bytes: usize,
     /// `None`: the executor's default (per shard).
@@ -386,6 +394,13 @@ impl Config {
             .get("DUCKDB_THREADS")
             .map(|v| int_in("DUCKDB_THREADS", v, 1.., "a positive integer"))
             .transpose()?;
+        let time_zone = TimeZone::parse(args.req("DUCKDB_TIME_ZONE")).map_err(|_| {
+            invalid(
+                "DUCKDB_TIME_ZONE",
+                args.req("DUCKDB_TIME_ZONE"),
+                "a time zone name such as UTC or Europe/Amsterdam (1 to 64 ASCII letters, digits and / _ + - : .)",
+            )
+        })?;
         let max_queued_jobs = int_in(
             "MAX_QUEUED_JOBS",
             args.req("MAX_QUEUED_JOBS"),
@@ -515,6 +530,7 @@ impl Config {
                 .map(PathBuf::from),
             shards,
             duckdb_threads,
+            time_zone,
             max_queued_jobs,
             max_result_bytes,
             max_concurrent_queries,
@@ -771,6 +787,10 @@ mod tests {
         assert_eq!(c.max_sql_bytes, executor::DEFAULT_MAX_SQL_BYTES);
         assert_eq!(c.max_sql_nesting, executor::DEFAULT_MAX_SQL_NESTING);
         assert!(c.allowed_paths.is_empty());
+        assert_eq!(c.time_zone, TimeZone::utc());
+        let amsterdam =
+            Config::from_args(args(&["--duckdb-time-zone", "Europe/Amsterdam"])).unwrap();
+        assert_eq!(amsterdam.time_zone.as_str(), "Europe/Amsterdam");
     }
 
     #[test]
@@ -811,6 +831,10 @@ mod tests {
             (&["--max-sql-nesting", "0"], "MAX_SQL_NESTING"),
             (&["--max-sql-nesting", "1001"], "MAX_SQL_NESTING"),
             (&["--allowed-paths", "relative/dir"], "ALLOWED_PATHS"),
+            (
+                &["--duckdb-time-zone", "Europe/Amst'erdam"],
+                "DUCKDB_TIME_ZONE",
+            ),
             (
                 &["--require-signed-requests", "yes"],
                 "REQUIRE_SIGNED_REQUESTS",

@@ -25,6 +25,7 @@ fn bad_values_exit_2_naming_the_variable() {
         ("REACTOR_PRIORITY", "urgent"),
         ("SQL_THREAD_NICE", "-1"),
         ("SQL_THREAD_NICE", "low"),
+        ("DUCKDB_TIME_ZONE", "Europe/Amst'erdam"),
     ];
     for (var, value) in cases {
         let out = Agent::run_to_exit(&[(var, value)], &[]);

@@ -7,7 +7,9 @@
 //! channel of [`QueryRows`], so the Rust side holds a few pages, not the result
 //! (DuckDB itself may materialize the result it hands duckdb-rs). The deadline
 //! interrupts the statement, and so does dropping the run or its [`QueryRows`]
-//! (a canceled or abandoned query stops at once, not at its next page). It never
+//! (a canceled or abandoned query stops at once, not at its next page). Its
+//! DuckDB has icu loaded (time zones, `TIMESTAMPTZ`, collations) and a fixed
+//! `TimeZone` (UTC unless the opener says), as the agents' have. It never
 //! runs SQL on a runtime worker thread and never touches the network.
 
 use std::sync::{Arc, Mutex};
@@ -17,6 +19,8 @@ use chrono::{DateTime, NaiveDate, NaiveTime};
 use duckdb::arrow::datatypes::DataType;
 use duckdb::types::{TimeUnit, Value as Dv};
 use tokio::sync::{mpsc, oneshot};
+
+pub use duckdb_icu::TimeZone;
 
 use crate::error::ClientError;
 use crate::rows::{BoxFuture, Executor, QueryRows, Via, PAGES_BUFFERED};
@@ -34,7 +38,7 @@ pub struct LocalExecutor {
 }
 
 impl LocalExecutor {
-    /// An in-memory database (`path` = `None`) or a file.
+    /// An in-memory database (`path` = `None`) or a file, in UTC.
     pub fn open(path: Option<&std::path::Path>) -> Result<Arc<LocalExecutor>, ClientError> {
         Self::open_with(path, false)
     }
@@ -45,24 +49,25 @@ impl LocalExecutor {
         path: Option<&std::path::Path>,
         read_only: bool,
     ) -> Result<Arc<LocalExecutor>, ClientError> {
-        Self::open_configured(path, read_only, duckdb::Config::default())
+        Self::open_configured(path, read_only, duckdb::Config::default(), &TimeZone::utc())
     }
 
-    /// For a policy enforcement point: as [`Self::open_with`], and SQL can
-    /// reach nothing outside the database (no file, no network: external
-    /// access off), no extension is downloaded or loaded on demand, and no
-    /// statement can change a setting afterwards (`lock_configuration`, as
-    /// the agents lock theirs).
+    /// For a policy enforcement point: as [`Self::open_with`] in `time_zone`
+    /// (DuckDB's `TimeZone`), and SQL can reach nothing outside the database
+    /// (no file, no network: external access off), no extension is
+    /// downloaded or loaded on demand, and no statement can change a setting
+    /// afterwards (`lock_configuration`, as the agents lock theirs).
     pub fn open_locked(
         path: Option<&std::path::Path>,
         read_only: bool,
+        time_zone: &TimeZone,
     ) -> Result<Arc<LocalExecutor>, ClientError> {
         let cfg = duckdb::Config::default()
             .enable_autoload_extension(false)
             .and_then(|c| c.with("autoinstall_known_extensions", "false"))
             .and_then(|c| c.enable_external_access(false))
             .map_err(|e| ClientError::Local(format!("bad DuckDB setting: {e}")))?;
-        let local = Self::open_configured(path, read_only, cfg)?;
+        let local = Self::open_configured(path, read_only, cfg, time_zone)?;
         local
             .db
             .lock()
@@ -73,9 +78,10 @@ impl LocalExecutor {
     }
 
     /// A scratch in-memory database for the gateway's own use (a catalog
-    /// sandbox): no file or network access, no extension loaded on demand,
-    /// one thread, a small memory budget. Its configuration is not locked
-    /// yet: the caller builds it ([`Self::execute_batch`]) and then locks it.
+    /// sandbox), in UTC: no file or network access, no extension loaded on
+    /// demand, one thread, a small memory budget. Its configuration is not
+    /// locked yet: the caller builds it ([`Self::execute_batch`]) and then
+    /// locks it.
     pub fn open_sandbox() -> Result<Arc<LocalExecutor>, ClientError> {
         let cfg = duckdb::Config::default()
             .enable_autoload_extension(false)
@@ -83,14 +89,21 @@ impl LocalExecutor {
             .and_then(|c| c.threads(1))
             .and_then(|c| c.max_memory("256MB"))
             .map_err(|e| ClientError::Local(format!("bad DuckDB setting: {e}")))?;
-        Self::open_configured(None, false, cfg)
+        Self::open_configured(None, false, cfg, &TimeZone::utc())
     }
 
+    /// Opens the database with icu loaded and `time_zone` set for all its
+    /// connections (before any lock: `open_locked` locks after).
     fn open_configured(
         path: Option<&std::path::Path>,
         read_only: bool,
         cfg: duckdb::Config,
+        time_zone: &TimeZone,
     ) -> Result<Arc<LocalExecutor>, ClientError> {
+        // icu is loaded by every database opened after it is registered, so
+        // first; when DuckDB refused it, the open below fails with DuckDB's
+        // reason, which says more than the refusal itself.
+        let icu = duckdb_icu::register();
         let fail = |e: duckdb::Error| ClientError::Local(format!("cannot open DuckDB: {e}"));
         let conn = match (path, read_only) {
             (None, false) => duckdb::Connection::open_in_memory_with_flags(cfg),
@@ -105,6 +118,9 @@ impl LocalExecutor {
                 .and_then(|c| duckdb::Connection::open_with_flags(p, c)),
         }
         .map_err(fail)?;
+        icu.map_err(|e| ClientError::Local(e.to_string()))?;
+        conn.execute_batch(&time_zone.set_global_sql())
+            .map_err(|e| ClientError::Local(format!("cannot set TimeZone to {time_zone}: {e}")))?;
         Ok(Arc::new(LocalExecutor {
             db: Mutex::new(conn),
             session_sql: std::sync::OnceLock::new(),

@@ -65,7 +65,14 @@ unsafe impl Sync for Database {}
 
 impl Database {
     /// Opens `path` (None: in-memory) with start-up `settings` (name, value).
+    /// The database has DuckDB's icu extension loaded (time zones,
+    /// `TIMESTAMPTZ`, collations), linked into the binary, never downloaded.
     pub fn open(path: Option<&Path>, settings: &[(&str, String)]) -> Result<Database, String> {
+        // Registered extensions are loaded by every database opened after
+        // the registration, so it must come first; it is once per process.
+        // When DuckDB refused it, the open below fails with DuckDB's reason,
+        // which says more than the refusal itself.
+        let icu = duckdb_icu::register();
         let path_c = match path {
             Some(p) => Some(c_string(&p.to_string_lossy())?),
             None => None,
@@ -113,7 +120,9 @@ impl Database {
                 msg
             });
         }
-        Ok(Database { raw })
+        let db = Database { raw };
+        icu.map_err(|e| e.to_string())?;
+        Ok(db)
     }
 
     pub fn connect(&self) -> Result<Connection, String> {

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use crossbeam_channel::Sender;
 use crossbeam_utils::CachePadded;
+use duckdb_icu::TimeZone;
 use glommio::channels::channel_mesh::{Full, MeshBuilder};
 
 use crate::duckdb::{self, Connection, Database, InterruptHandle};
@@ -96,6 +97,11 @@ pub struct EngineConfig {
     /// once the init SQL has run. A path ending in `/` or naming an existing
     /// directory allows everything below it; any other names one file.
     pub allowed_paths: Vec<PathBuf>,
+    /// DuckDB's `TimeZone` (icu's): the zone `TIMESTAMPTZ` values are shown
+    /// in and `current_date` / `date_trunc` / casts compute in; UTC by
+    /// default. Set globally right after the database opens, before the init
+    /// SQL (which may still change it) and the lock.
+    pub time_zone: TimeZone,
 }
 
 impl Default for EngineConfig {
@@ -118,6 +124,7 @@ impl Default for EngineConfig {
             max_sql_bytes: crate::sqlcheck::DEFAULT_MAX_SQL_BYTES,
             max_sql_nesting: crate::sqlcheck::DEFAULT_MAX_SQL_NESTING,
             allowed_paths: Vec::new(),
+            time_zone: TimeZone::utc(),
         }
     }
 }
@@ -530,6 +537,7 @@ fn open_database(cfg: &EngineConfig, settings: &[(&str, String)]) -> Result<Open
         }
     })?;
     let db = Arc::new(db);
+    set_time_zone(&db, &cfg.time_zone)?;
     let init_sql = cfg.init_sql.as_deref().filter(|s| !s.trim().is_empty());
     let mut pools: Vec<Vec<Connection>> = Vec::with_capacity(cfg.shards);
     for shard in 0..cfg.shards {
@@ -658,6 +666,24 @@ fn start_sql_threads(
 /// A SQL string literal.
 fn sql_literal(s: &str) -> String {
     format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Sets icu's `TimeZone` for the whole database (every connection, those
+/// already open included, reads the global value), before the init SQL runs
+/// and before [`lock_down`]. DuckDB checks the name: an unknown zone stops
+/// start-up with its message, which suggests the nearest names.
+fn set_time_zone(db: &Database, zone: &TimeZone) -> Result<(), EngineError> {
+    let fail = |message: String| EngineError::Setting {
+        setting: "TimeZone",
+        message,
+    };
+    let mut conn = db.connect().map_err(EngineError::Connect)?;
+    conn.query(&zone.set_global_sql())
+        .map(drop)
+        .map_err(|e| match e {
+            duckdb::DbError::Failed(m) => fail(m),
+            duckdb::DbError::Interrupted => fail("interrupted".into()),
+        })
 }
 
 /// After the init SQL (whose ATTACH and LOAD keep working): SQL may touch

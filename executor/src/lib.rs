@@ -51,6 +51,7 @@ mod types;
 mod worker;
 
 pub use arrow::{ArrowPart, ArrowResult, ResultFormat, ARROW_STREAM_MEDIA_TYPE, IPC_END_OF_STREAM};
+pub use duckdb_icu::TimeZone;
 pub use engine::{
     Engine, EngineConfig, DEFAULT_CLEANUP_INTERVAL, DEFAULT_MAX_QUEUED_JOBS,
     DEFAULT_MAX_RESULT_BYTES, DEFAULT_QUERIES_PER_SHARD, DEFAULT_RESULT_TTL,

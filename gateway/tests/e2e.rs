@@ -709,49 +709,87 @@ fn local_compute_answers_the_functions_the_agent_answers() {
     let lou = user(&s.gw, "lou", &[]);
     add_endpoint(&a, "a1", &agent);
     assign(&a, "a1", "rita", false);
-    // Neither engine links DuckDB's icu extension (the workspace's DuckDB is
-    // built with json and parquet only, and neither may load an extension
-    // from disk or the network), so `current_date` fails on both, with the
-    // engine's error; what core DuckDB has, both answer.
+    // Both engines link DuckDB's icu extension (duckdb-icu/), loaded although
+    // neither may load an extension from disk or the network, and both run
+    // in UTC (DUCKDB_TIME_ZONE's default on each): the same answers, row for
+    // row, for the current date, time zones, TIMESTAMPTZ casts and
+    // arithmetic, date_trunc, collations and icu's table functions.
     for sql in [
-        "SELECT current_date",
-        "SELECT now() IS NOT NULL",
-        "SELECT strftime(now(), '%Y') >= '2024'",
-        "SELECT today()",
+        "SELECT current_date, today(), current_date = CAST(now() AS DATE)",
+        "SELECT now() IS NOT NULL, strftime(now(), '%Y') >= '2024'",
+        "SELECT now() AT TIME ZONE 'Europe/Amsterdam' > now() AT TIME ZONE 'UTC'",
+        "SELECT TIMESTAMPTZ '2026-01-15 23:30:00+00' AT TIME ZONE 'Europe/Amsterdam'",
+        "SELECT TIMESTAMPTZ '2026-01-15 12:00:00+00'::VARCHAR, (TIMESTAMPTZ '2026-01-15 23:30:00+00')::DATE",
+        "SELECT date_trunc('day', TIMESTAMPTZ '2026-01-15 23:30:00+00'), date_trunc('month', TIMESTAMP '2026-01-15 23:30:00')",
+        "SELECT TIMESTAMPTZ '2026-03-28 11:00:00+00' + INTERVAL 1 DAY",
+        "SELECT w FROM (VALUES ('zebra'), ('Äpfel'), ('apfel'), ('Zucker')) t(w) ORDER BY w COLLATE de",
+        "SELECT name, abbrev FROM pg_timezone_names() WHERE name = 'Europe/Amsterdam'",
+        "SELECT count(*) > 5 FROM icu_calendar_names()",
     ] {
         let remote = rita.query(sql);
         let local = lou.query(sql);
-        assert_eq!(
-            remote.status,
-            local.status,
-            "{sql}: remote {} local {}",
-            remote.text(),
-            local.text()
-        );
-        if remote.status == 200 {
-            assert_eq!(remote.json()["endpoint"], "a1");
-            assert_eq!(local.json()["endpoint"], "local");
-            assert_eq!(remote.json()["rows"], local.json()["rows"], "{sql}");
-        } else {
-            assert_eq!(
-                remote.json()["code"],
-                "EXECUTION_ERROR",
-                "{sql}: {}",
-                remote.text()
-            );
-            assert_eq!(
-                local.json()["code"],
-                "EXECUTION_ERROR",
-                "{sql}: {}",
-                local.text()
-            );
-            assert!(
-                remote.text().contains("icu") && local.text().contains("icu"),
-                "{sql}: {} / {}",
-                remote.text(),
-                local.text()
-            );
-        }
+        assert_eq!(remote.status, 200, "{sql}: remote {}", remote.text());
+        assert_eq!(local.status, 200, "{sql}: local {}", local.text());
+        let (remote, local) = (remote.json(), local.json());
+        assert_eq!(remote["endpoint"], "a1");
+        assert_eq!(local["endpoint"], "local");
+        assert_eq!(remote["rows"], local["rows"], "{sql}");
+        assert_eq!(remote["column_types"], local["column_types"], "{sql}");
+    }
+    // What icu computes, checked once (both engines agreed above): 23:30 UTC
+    // is already the next day in Amsterdam, not in the engines' UTC.
+    let r = rita.rows(
+        "SELECT TIMESTAMPTZ '2026-01-15 23:30:00+00' AT TIME ZONE 'Europe/Amsterdam', \
+         (TIMESTAMPTZ '2026-01-15 23:30:00+00')::DATE",
+    );
+    assert_eq!(r["rows"], json!([["2026-01-16T00:30:00", "2026-01-15"]]));
+    let r = lou
+        .rows("SELECT w FROM (VALUES ('zebra'), ('Äpfel'), ('apfel')) t(w) ORDER BY w COLLATE de");
+    assert_eq!(r["rows"], json!([["apfel"], ["Äpfel"], ["zebra"]]));
+    // The statement of the issue answers on both (the two runs' clocks
+    // differ, so only the date is compared).
+    let sql = "SELECT current_date, now() AT TIME ZONE 'Europe/Amsterdam'";
+    let (remote, local) = (rita.rows(sql), lou.rows(sql));
+    assert_eq!(remote["rows"][0][0], local["rows"][0][0]);
+    assert_eq!(remote["column_types"], json!(["DATE", "TIMESTAMP"]));
+    assert_eq!(local["column_types"], remote["column_types"]);
+}
+
+/// DUCKDB_TIME_ZONE on the gateway's local compute and on an agent: both
+/// compute and render in Amsterdam's zone, identically.
+#[test]
+fn the_time_zone_setting_applies_to_local_compute_and_agents_alike() {
+    let s = setup(&[("DUCKDB_TIME_ZONE", "Europe/Amsterdam")]);
+    let agent = start_agent(&s.db, &[("DUCKDB_TIME_ZONE", "Europe/Amsterdam")]);
+    let a = admin(&s.gw);
+    let rita = user(&s.gw, "rita", &[]);
+    let lou = user(&s.gw, "lou", &[]);
+    add_endpoint(&a, "a1", &agent);
+    assign(&a, "a1", "rita", false);
+    let sql = "SELECT TIMESTAMPTZ '2026-01-15 12:00:00+00'::VARCHAR, \
+               TIMESTAMPTZ '2026-07-15 12:00:00+00'::VARCHAR, \
+               (TIMESTAMPTZ '2026-01-15 23:30:00+00')::DATE, \
+               date_trunc('day', TIMESTAMPTZ '2026-01-15 23:30:00+00'), \
+               TIMESTAMP '2026-07-01 12:00:00'::TIMESTAMPTZ";
+    let want = json!([[
+        "2026-01-15 13:00:00+01",
+        "2026-07-15 14:00:00+02",
+        "2026-01-16",
+        "2026-01-15T23:00:00Z",
+        "2026-07-01T10:00:00Z"
+    ]]);
+    let remote = rita.rows(sql);
+    let local = lou.rows(sql);
+    assert_eq!(remote["endpoint"], "a1");
+    assert_eq!(local["endpoint"], "local");
+    assert_eq!(remote["rows"], want, "agent");
+    assert_eq!(local["rows"], want, "local compute");
+    // A statement cannot move either engine to another zone: both are locked.
+    for c in [&rita, &lou] {
+        let r = c.query("SET TimeZone = 'UTC'");
+        assert_ne!(r.status, 200, "{}", r.text());
+        let r = c.rows("SELECT TIMESTAMPTZ '2026-01-15 12:00:00+00'::VARCHAR");
+        assert_eq!(r["rows"], json!([["2026-01-15 13:00:00+01"]]));
     }
 }
 

@@ -112,8 +112,12 @@ async fn run(cfg: Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot set up the bootstrap admin {}: {e}", cfg.admin_user))?;
     }
-    let local = LocalExecutor::open_locked(cfg.duckdb_path.as_deref(), cfg.duckdb_read_only)
-        .map_err(|e| e.to_string())?;
+    let local = LocalExecutor::open_locked(
+        cfg.duckdb_path.as_deref(),
+        cfg.duckdb_read_only,
+        &cfg.duckdb_time_zone,
+    )
+    .map_err(|e| e.to_string())?;
     let default_catalog = match &cfg.default_catalog {
         Some(c) => c.clone(),
         None => current_database(&local).await?,
@@ -138,6 +142,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         store = ?store.backend(),
         duckdb_path = ?cfg.duckdb_path,
         duckdb_read_only = cfg.duckdb_read_only,
+        duckdb_time_zone = %cfg.duckdb_time_zone,
         default_catalog = %default_catalog,
         remote_routing = cfg.rollout.0.remote_routing,
         admin_bootstrap = cfg.admin_token.is_some(),

@@ -11,6 +11,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Arg, ArgAction, ArgMatches, Command};
+use client::local::TimeZone;
 use client::resolver::config::parse_go_bool;
 use client::resolver::RolloutDefaults;
 
@@ -49,6 +50,9 @@ pub struct Config {
     pub duckdb_path: Option<PathBuf>,
     /// Open `duckdb_path` read-only (several processes may then share it).
     pub duckdb_read_only: bool,
+    /// Local compute's DuckDB `TimeZone` (checked for shape here, for
+    /// existence by DuckDB when the database opens).
+    pub duckdb_time_zone: TimeZone,
     /// The bootstrap admin's bearer token (`None`: no bootstrap).
     pub admin_token: Option<String>,
     /// The bootstrap admin's user name.
@@ -109,6 +113,7 @@ const SETTINGS: &[Setting] = &[
     Setting { var: "DATABASE_URL", flag: "database-url", default: Some("sqlite:./gateway.db"), help: "The gateway's store: sqlite:<path>, sqlite::memory: or postgres://user:pass@host:port/db" },
     Setting { var: "DUCKDB_PATH", flag: "duckdb-path", default: None, help: "Local compute's DuckDB file (in-memory when unset)" },
     Setting { var: "DUCKDB_READ_ONLY", flag: "duckdb-read-only", default: Some("false"), help: "Open DUCKDB_PATH read-only, so agents may open the same file read-only too" },
+    Setting { var: "DUCKDB_TIME_ZONE", flag: "duckdb-time-zone", default: Some("UTC"), help: "Local compute's DuckDB TimeZone: the zone TIMESTAMPTZ values are shown in and current_date, date_trunc and casts compute in (an IANA name such as Europe/Amsterdam); keep it the agents' DUCKDB_TIME_ZONE" },
     Setting { var: "GATEWAY_ADMIN_TOKEN", flag: "admin-token", default: None, help: "Bearer token of the bootstrap admin (created or updated at start)" },
     Setting { var: "GATEWAY_ADMIN_USER", flag: "admin-user", default: Some("admin"), help: "User name of the bootstrap admin" },
     Setting { var: "DEFAULT_CATALOG", flag: "default-catalog", default: None, help: "Catalog of unqualified table names; must be the engines' default database name [default: the local DuckDB's current_database()]" },
@@ -221,6 +226,13 @@ impl Config {
                 "false when DUCKDB_PATH is unset (an in-memory database cannot be read-only)",
             ));
         }
+        let duckdb_time_zone = TimeZone::parse(&req("DUCKDB_TIME_ZONE")).map_err(|_| {
+            invalid(
+                "DUCKDB_TIME_ZONE",
+                &req("DUCKDB_TIME_ZONE"),
+                "a time zone name such as UTC or Europe/Amsterdam (1 to 64 ASCII letters, digits and / _ + - : .)",
+            )
+        })?;
         let admin_token = get("GATEWAY_ADMIN_TOKEN");
         let admin_user = req("GATEWAY_ADMIN_USER").trim().to_lowercase();
         if admin_user.is_empty() {
@@ -281,6 +293,7 @@ impl Config {
             database_url,
             duckdb_path,
             duckdb_read_only,
+            duckdb_time_zone,
             admin_token,
             admin_user,
             default_catalog: get("DEFAULT_CATALOG").map(|c| c.trim().to_lowercase()),
@@ -331,5 +344,12 @@ mod tests {
         assert_eq!(c.worker_threads, 1);
         assert_eq!(parse(&["--worker-threads", "3"]).unwrap().worker_threads, 3);
         assert!(parse(&["--worker-threads", "0"]).is_err());
+        assert_eq!(c.duckdb_time_zone, TimeZone::utc());
+        let tz = parse(&["--duckdb-time-zone", "Europe/Amsterdam"]).unwrap();
+        assert_eq!(tz.duckdb_time_zone.as_str(), "Europe/Amsterdam");
+        let e = parse(&["--duckdb-time-zone", "Europe/Amst'erdam"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("DUCKDB_TIME_ZONE"), "{e}");
     }
 }

@@ -64,7 +64,11 @@ impl Shadow {
             .enable_autoload_extension(false)
             .and_then(|c| c.with("autoinstall_known_extensions", "false"))
             .map_err(shadow_err)?;
+        // With icu, as the engines: it binds what they bind (AT TIME ZONE,
+        // TIMESTAMPTZ arithmetic, collations) to the functions they run.
+        let icu = duckdb_icu::register();
         let conn = duckdb::Connection::open_in_memory_with_flags(cfg).map_err(shadow_err)?;
+        icu.map_err(shadow_err)?;
         let mut catalogs: Vec<&str> = tables.iter().map(|t| t.key.catalog.as_str()).collect();
         catalogs.push(default_catalog);
         catalogs.sort_unstable();

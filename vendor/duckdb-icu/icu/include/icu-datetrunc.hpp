@@ -1,0 +1,17 @@
+//===----------------------------------------------------------------------===//
+//                         DuckDB
+//
+// icu-datetrunc.hpp
+//
+//
+//===----------------------------------------------------------------------===//
+
+#pragma once
+
+namespace duckdb {
+
+class ExtensionLoader;
+
+void RegisterICUDateTruncFunctions(ExtensionLoader &loader);
+
+} // namespace duckdb
