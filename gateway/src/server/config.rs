@@ -77,6 +77,9 @@ pub struct Config {
     /// runtime (no cross-thread wake-ups per request), more a work-stealing
     /// runtime with that many workers.
     pub worker_threads: usize,
+    // --- Flight SQL door (src/flight) ---
+    /// Where the Arrow Flight SQL door listens; `None`: off.
+    pub flight_addr: Option<SocketAddr>,
 }
 
 struct Setting {
@@ -105,6 +108,8 @@ const SETTINGS: &[Setting] = &[
     Setting { var: "STORE_REFRESH", flag: "store-refresh", default: Some("2s"), help: "How often the store is re-read for changes made by other gateways (Go duration)" },
     Setting { var: "WORKER_THREADS", flag: "worker-threads", default: Some("1"), help: "Threads serving HTTP and the query path: 1 runs everything on one thread (fewest wake-ups per query, see docs/benchmarks.md), more use a work-stealing runtime. Store calls and local DuckDB run on their own threads either way" },
     Setting { var: "LOG_LEVEL", flag: "log-level", default: Some("info"), help: "error, warn, info, debug or trace" },
+    // --- Flight SQL door (src/flight) ---
+    Setting { var: "FLIGHT_ADDR", flag: "flight-addr", default: None, help: "Address the Arrow Flight SQL door listens on (host:port); off when unset" },
 ];
 
 /// The clap command: every setting as `--flag` with its variable as fallback.
@@ -245,6 +250,25 @@ impl Config {
             store_refresh: duration("STORE_REFRESH")?,
             log_level,
             worker_threads: count("WORKER_THREADS")?,
+            // --- Flight SQL door (src/flight) ---
+            flight_addr: get("FLIGHT_ADDR")
+                .map(|a| {
+                    a.parse().map_err(|_| {
+                        invalid("FLIGHT_ADDR", &a, "host:port, e.g. 127.0.0.1:8815")
+                    })
+                })
+                .transpose()?,
+        })
+    }
+
+    /// The Flight SQL door's settings; `None` when `FLIGHT_ADDR` is unset.
+    pub fn flight(&self) -> Option<crate::flight::FlightSettings> {
+        Some(crate::flight::FlightSettings {
+            addr: self.flight_addr?,
+            max_queries_per_user: self.max_jobs_per_user,
+            max_queries_total: self.max_jobs_total,
+            ttl: self.job_ttl,
+            max_message_bytes: self.max_body_bytes,
         })
     }
 }
@@ -281,5 +305,11 @@ mod tests {
         assert_eq!(c.worker_threads, 1);
         assert_eq!(parse(&["--worker-threads", "3"]).unwrap().worker_threads, 3);
         assert!(parse(&["--worker-threads", "0"]).is_err());
+        assert!(c.flight_addr.is_none() && c.flight().is_none());
+        let f = parse(&["--flight-addr", "127.0.0.1:8815"]).unwrap().flight().unwrap();
+        assert_eq!(f.addr.to_string(), "127.0.0.1:8815");
+        assert_eq!(f.max_queries_per_user, 16);
+        let e = parse(&["--flight-addr", "nowhere"]).unwrap_err().to_string();
+        assert!(e.contains("FLIGHT_ADDR"), "{e}");
     }
 }
