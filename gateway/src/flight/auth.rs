@@ -9,8 +9,17 @@
 //! and mints no session of its own: the bearer token a handshake answers is
 //! the API token the caller proved, so revoking it stops every call at once.
 
+use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+use base64::engine::DecodePaddingMode;
 use base64::Engine;
 use tonic::metadata::MetadataMap;
+
+/// Standard base64, padded or not: Go's Flight client (under ADBC) writes
+/// basic credentials without padding, pyarrow with it.
+const BASIC: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
 
 /// What an `authorization` header holds.
 #[derive(Debug, PartialEq, Eq)]
@@ -28,7 +37,7 @@ pub fn credential(md: &MetadataMap) -> Option<Credential<'_>> {
         return Some(Credential::Bearer(rest));
     }
     if scheme.eq_ignore_ascii_case("basic") {
-        let raw = base64::engine::general_purpose::STANDARD.decode(rest).ok()?;
+        let raw = BASIC.decode(rest).ok()?;
         let text = String::from_utf8(raw).ok()?;
         let (user, password) = text.split_once(':')?;
         return Some(Credential::Basic {
@@ -69,6 +78,14 @@ mod tests {
             Some(Credential::Basic {
                 user: "ann".into(),
                 password: "pa:ss".into()
+            })
+        );
+        let unpadded = base64::engine::general_purpose::STANDARD_NO_PAD.encode("ann:tok");
+        assert_eq!(
+            credential(&md(&format!("Basic {unpadded}"))),
+            Some(Credential::Basic {
+                user: "ann".into(),
+                password: "tok".into()
             })
         );
         assert_eq!(credential(&md("Basic !!!")), None);

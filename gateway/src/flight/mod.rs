@@ -58,7 +58,10 @@ pub struct Flight {
 
 impl Flight {
     /// Binds `settings.addr` now, so a bad address stops start-up.
-    pub async fn bind(settings: FlightSettings, query: Arc<QueryService>) -> Result<Flight, String> {
+    pub async fn bind(
+        settings: FlightSettings,
+        query: Arc<QueryService>,
+    ) -> Result<Flight, String> {
         let listener = tokio::net::TcpListener::bind(settings.addr)
             .await
             .map_err(|e| format!("cannot listen on FLIGHT_ADDR {}: {e}", settings.addr))?;

@@ -87,9 +87,11 @@ fn value(a: &dyn Array, i: usize) -> Option<Value> {
         DataType::Float16 => Value::Float(a.as_primitive::<Float16Type>().value(i).to_f64()),
         DataType::Float32 => Value::Float(a.as_primitive::<Float32Type>().value(i).into()),
         DataType::Float64 => Value::Float(a.as_primitive::<Float64Type>().value(i)),
-        DataType::Decimal128(_, scale) => Value::Decimal(
-            Decimal128Type::format_decimal(a.as_primitive::<Decimal128Type>().value(i), 38, *scale),
-        ),
+        DataType::Decimal128(_, scale) => Value::Decimal(Decimal128Type::format_decimal(
+            a.as_primitive::<Decimal128Type>().value(i),
+            38,
+            *scale,
+        )),
         DataType::Utf8 => Value::Text(a.as_string::<i32>().value(i).to_string()),
         DataType::LargeUtf8 => Value::Text(a.as_string::<i64>().value(i).to_string()),
         DataType::Utf8View => Value::Text(a.as_string_view().value(i).to_string()),
@@ -98,7 +100,9 @@ fn value(a: &dyn Array, i: usize) -> Option<Value> {
         DataType::BinaryView => Value::Bytes(a.as_binary_view().value(i).to_vec()),
         DataType::Date32 => {
             let days = a.as_primitive::<Date32Type>().value(i);
-            Value::Date(NaiveDate::from_num_days_from_ce_opt(days.checked_add(719_163)?)?)
+            Value::Date(NaiveDate::from_num_days_from_ce_opt(
+                days.checked_add(719_163)?,
+            )?)
         }
         DataType::Date64 => {
             let ms = a.as_primitive::<Date64Type>().value(i);
@@ -149,7 +153,10 @@ mod tests {
             ("b", Arc::new(StringArray::from(vec![None::<&str>])) as _),
         ])
         .unwrap();
-        assert_eq!(values(std::slice::from_ref(&b)).unwrap(), vec![Value::Int(7), Value::Null]);
+        assert_eq!(
+            values(std::slice::from_ref(&b)).unwrap(),
+            vec![Value::Int(7), Value::Null]
+        );
         assert_eq!(values(&[]).unwrap(), Vec::<Value>::new());
         assert!(values(&[b.clone(), b]).unwrap_err().contains("one row"));
         let s = StructArray::from(vec![(

@@ -112,7 +112,9 @@ impl FlightSql {
 
     /// The caller's principal, from the call's bearer token.
     fn who(&self, md: &tonic::metadata::MetadataMap) -> Result<AuthedPrincipal, Status> {
-        self.query.authenticate(auth::bearer(md)).map_err(Status::from)
+        self.query
+            .authenticate(auth::bearer(md))
+            .map_err(Status::from)
     }
 
     /// Runs `sql` with `params` bound through the query path and holds the
@@ -174,7 +176,11 @@ impl FlightSql {
     /// The Arrow schema `who` sees of one granted table: its columns
     /// through the policy (a mask may change a type), from a `LIMIT 0`
     /// query through the query path.
-    async fn table_schema(&self, who: &AuthedPrincipal, key: &TableKey) -> Result<SchemaRef, QueryError> {
+    async fn table_schema(
+        &self,
+        who: &AuthedPrincipal,
+        key: &TableKey,
+    ) -> Result<SchemaRef, QueryError> {
         let quote = |s: &str| format!("\"{s}\"");
         let sql = format!(
             "SELECT * FROM {}.{}.{} LIMIT 0",
@@ -196,7 +202,11 @@ impl FlightSql {
     }
 
     /// Cancels the queries `info`'s tickets name, if they are the caller's.
-    fn cancel(&self, who: &AuthedPrincipal, info: Option<FlightInfo>) -> Result<CancelStatus, Status> {
+    fn cancel(
+        &self,
+        who: &AuthedPrincipal,
+        info: Option<FlightInfo>,
+    ) -> Result<CancelStatus, Status> {
         let info = info.ok_or_else(|| invalid("a cancel request without its FlightInfo"))?;
         let mut found = false;
         for e in &info.endpoint {
@@ -405,7 +415,8 @@ impl FlightSqlService for FlightSql {
             .ok_or_else(|| Status::not_found("no such prepared statement (closed or expired)"))?;
         let descriptor = request.into_inner();
         Ok(Response::new(
-            self.start(&who, &stmt.sql, &stmt.params, descriptor).await?,
+            self.start(&who, &stmt.sql, &stmt.params, descriptor)
+                .await?,
         ))
     }
 
@@ -445,7 +456,12 @@ impl FlightSqlService for FlightSql {
         self.who(request.metadata())?;
         let schema = query.clone().into_builder().schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(info(&schema, ticket, request.into_inner(), -1)?))
+        Ok(Response::new(info(
+            &schema,
+            ticket,
+            request.into_inner(),
+            -1,
+        )?))
     }
 
     async fn do_get_catalogs(
@@ -476,7 +492,12 @@ impl FlightSqlService for FlightSql {
         self.who(request.metadata())?;
         let schema = query.clone().into_builder().schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(info(&schema, ticket, request.into_inner(), -1)?))
+        Ok(Response::new(info(
+            &schema,
+            ticket,
+            request.into_inner(),
+            -1,
+        )?))
     }
 
     async fn do_get_schemas(
@@ -507,7 +528,12 @@ impl FlightSqlService for FlightSql {
         self.who(request.metadata())?;
         let schema = query.clone().into_builder().schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(info(&schema, ticket, request.into_inner(), -1)?))
+        Ok(Response::new(info(
+            &schema,
+            ticket,
+            request.into_inner(),
+            -1,
+        )?))
     }
 
     async fn do_get_tables(
@@ -577,7 +603,12 @@ impl FlightSqlService for FlightSql {
         self.who(request.metadata())?;
         let schema = query.clone().into_builder().schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(info(&schema, ticket, request.into_inner(), -1)?))
+        Ok(Response::new(info(
+            &schema,
+            ticket,
+            request.into_inner(),
+            -1,
+        )?))
     }
 
     async fn do_get_table_types(
@@ -599,7 +630,12 @@ impl FlightSqlService for FlightSql {
         self.who(request.metadata())?;
         let schema = query.clone().into_builder(&self.sql_info).schema();
         let ticket = query.as_any().encode_to_vec();
-        Ok(Response::new(info(&schema, ticket, request.into_inner(), -1)?))
+        Ok(Response::new(info(
+            &schema,
+            ticket,
+            request.into_inner(),
+            -1,
+        )?))
     }
 
     async fn do_get_sql_info(
@@ -708,8 +744,8 @@ impl FlightSqlService for FlightSql {
         request: Request<Action>,
     ) -> Result<ActionCancelQueryResult, Status> {
         let who = self.who(request.metadata())?;
-        let info = FlightInfo::decode(query.info)
-            .map_err(|e| invalid(format!("bad FlightInfo: {e}")))?;
+        let info =
+            FlightInfo::decode(query.info).map_err(|e| invalid(format!("bad FlightInfo: {e}")))?;
         self.cancel(&who, Some(info))?;
         Ok(ActionCancelQueryResult {
             result: CANCEL_RESULT_CANCELLED,

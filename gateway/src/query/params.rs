@@ -38,10 +38,7 @@ pub fn number_placeholders(sql: &str) -> Result<Cow<'_, str>, QueryError> {
         };
         if p == "?" {
             anonymous.push(t.span.start);
-        } else if p.len() > 1
-            && p.starts_with('$')
-            && p[1..].bytes().all(|b| b.is_ascii_digit())
-        {
+        } else if p.len() > 1 && p.starts_with('$') && p[1..].bytes().all(|b| b.is_ascii_digit()) {
             numbered = true;
         } else {
             return Err(refused(format!(
@@ -94,8 +91,10 @@ mod tests {
     #[test]
     fn numbers_question_marks_by_their_place_in_the_text() {
         assert_eq!(
-            number_placeholders("SELECT ? , '?' AS q,\n  \"?\" FROM t WHERE a = ? -- ?\n OFFSET ? LIMIT ?")
-                .unwrap(),
+            number_placeholders(
+                "SELECT ? , '?' AS q,\n  \"?\" FROM t WHERE a = ? -- ?\n OFFSET ? LIMIT ?"
+            )
+            .unwrap(),
             "SELECT $1 , '?' AS q,\n  \"?\" FROM t WHERE a = $2 -- ?\n OFFSET $3 LIMIT $4"
         );
         assert_eq!(

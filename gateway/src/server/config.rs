@@ -253,9 +253,8 @@ impl Config {
             // --- Flight SQL door (src/flight) ---
             flight_addr: get("FLIGHT_ADDR")
                 .map(|a| {
-                    a.parse().map_err(|_| {
-                        invalid("FLIGHT_ADDR", &a, "host:port, e.g. 127.0.0.1:8815")
-                    })
+                    a.parse()
+                        .map_err(|_| invalid("FLIGHT_ADDR", &a, "host:port, e.g. 127.0.0.1:8815"))
                 })
                 .transpose()?,
         })
@@ -306,10 +305,15 @@ mod tests {
         assert_eq!(parse(&["--worker-threads", "3"]).unwrap().worker_threads, 3);
         assert!(parse(&["--worker-threads", "0"]).is_err());
         assert!(c.flight_addr.is_none() && c.flight().is_none());
-        let f = parse(&["--flight-addr", "127.0.0.1:8815"]).unwrap().flight().unwrap();
+        let f = parse(&["--flight-addr", "127.0.0.1:8815"])
+            .unwrap()
+            .flight()
+            .unwrap();
         assert_eq!(f.addr.to_string(), "127.0.0.1:8815");
         assert_eq!(f.max_queries_per_user, 16);
-        let e = parse(&["--flight-addr", "nowhere"]).unwrap_err().to_string();
+        let e = parse(&["--flight-addr", "nowhere"])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("FLIGHT_ADDR"), "{e}");
     }
 }
