@@ -980,6 +980,15 @@ impl Executor for AgentClient {
     ) -> BoxFuture<'a, Result<QueryRows, ClientError>> {
         Box::pin(AgentClient::run_params(self, sql, params, deadline))
     }
+
+    fn run_arrow<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [crate::value::Value],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<crate::batches::ArrowBatches, ClientError>> {
+        Box::pin(AgentClient::run_arrow_batches(self, sql, params, deadline))
+    }
 }
 
 /// Cancels and deletes a job when dropped armed (the caller dropped `run`'s future).

@@ -8,6 +8,7 @@
 //! crates (`compute-agent`, `executor`, `net`).
 
 pub mod agent;
+pub mod batches;
 pub mod duration;
 pub mod error;
 pub mod local;
@@ -18,6 +19,7 @@ pub mod value;
 pub mod wire;
 
 pub use agent::{AgentClient, AgentConfig, ArrowPages, ArrowRun, Page};
+pub use batches::ArrowBatches;
 pub use error::ClientError;
 pub use local::LocalExecutor;
 pub use rows::{Executor, QueryRows, Via};

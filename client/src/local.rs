@@ -15,13 +15,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use chrono::{DateTime, NaiveDate, NaiveTime};
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use chrono::{DateTime, Datelike, NaiveDate, NaiveTime, Timelike};
 use duckdb::arrow::datatypes::DataType;
 use duckdb::types::{TimeUnit, Value as Dv};
 use tokio::sync::{mpsc, oneshot};
 
 pub use duckdb_icu::TimeZone;
 
+use crate::batches::{undictionary_schema, unpack_batch, ArrowBatches, StopOnDrop};
 use crate::error::ClientError;
 use crate::rows::{BoxFuture, Executor, QueryRows, Via, PAGES_BUFFERED};
 use crate::value::{Param, Row, Value};
@@ -232,6 +235,172 @@ impl LocalExecutor {
                 e
             }),
             Err(_) => Err(ClientError::Local("the DuckDB thread ended early".into())),
+        }
+    }
+
+    /// Runs one statement with its parameters bound as values (never written
+    /// into the SQL text) and hands back DuckDB's own Arrow export of its
+    /// result, chunk by chunk ([`ArrowBatches`]), dictionaries unpacked as
+    /// the agent unpacks them. The deadline interrupts the statement, and so
+    /// does dropping the batches before their end.
+    pub async fn run_arrow(
+        &self,
+        sql: &str,
+        params: &[Value],
+        deadline: Instant,
+    ) -> Result<ArrowBatches, ClientError> {
+        let conn = self
+            .db
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_clone()
+            .map_err(|e| ClientError::Local(format!("cannot open a connection: {e}")))?;
+        let interrupt = conn.interrupt_handle();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (meta_tx, meta_rx) = oneshot::channel();
+        let (tx, rx) = mpsc::channel(ARROW_BATCHES_BUFFERED);
+        let sql = sql.to_string();
+        let params: Vec<Dv> = params.iter().map(to_duckdb).collect();
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let finished = done.clone();
+        std::thread::Builder::new()
+            .name("local-duckdb".into())
+            .spawn(move || {
+                let _done = done_tx;
+                produce_arrow(conn, sql, params, deadline, meta_tx, tx);
+                finished.store(true, std::sync::atomic::Ordering::Release);
+            })
+            .map_err(|e| ClientError::Local(format!("cannot start a thread: {e}")))?;
+        let watchdog_interrupt = interrupt.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline.into()) => watchdog_interrupt.interrupt(),
+                _ = done_rx => {}
+            }
+        });
+        let stop = StopOnDrop { interrupt, done };
+        let meta = tokio::select! {
+            m = meta_rx => m,
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                drop(stop);
+                return Err(ClientError::Timeout);
+            }
+        };
+        match meta {
+            Ok(Ok(schema)) => Ok(ArrowBatches::from_local(schema, rx, stop)),
+            Ok(Err(e)) => Err(if Instant::now() >= deadline {
+                ClientError::Timeout
+            } else {
+                e
+            }),
+            Err(_) => Err(ClientError::Local("the DuckDB thread ended early".into())),
+        }
+    }
+}
+
+/// DuckDB chunks in flight between the DuckDB thread and the caller.
+const ARROW_BATCHES_BUFFERED: usize = 4;
+
+/// A parameter as DuckDB binds it. Decimals, UUIDs and JSON go as text,
+/// which DuckDB casts to the parameter's type when it binds.
+fn to_duckdb(v: &Value) -> Dv {
+    match v {
+        Value::Null => Dv::Null,
+        Value::Bool(b) => Dv::Boolean(*b),
+        Value::Int(i) => Dv::BigInt(*i),
+        Value::UInt(u) => Dv::UBigInt(*u),
+        Value::HugeInt(i) => Dv::HugeInt(*i),
+        Value::UHugeInt(u) => Dv::UHugeInt(*u),
+        Value::Float(f) => Dv::Double(*f),
+        Value::Decimal(s) | Value::Text(s) => Dv::Text(s.clone()),
+        Value::Bytes(b) => Dv::Blob(b.clone()),
+        Value::Date(d) => Dv::Date32(d.num_days_from_ce() - 719_163),
+        Value::Time(t) => {
+            let us = i64::from(t.num_seconds_from_midnight()) * 1_000_000
+                + i64::from(t.nanosecond() / 1_000);
+            Dv::Time64(TimeUnit::Microsecond, us)
+        }
+        Value::Timestamp(t) => Dv::Timestamp(TimeUnit::Microsecond, t.and_utc().timestamp_micros()),
+        Value::TimestampTz(t) => Dv::Timestamp(TimeUnit::Microsecond, t.timestamp_micros()),
+        Value::Interval {
+            months,
+            days,
+            micros,
+        } => Dv::Interval {
+            months: *months,
+            days: *days,
+            nanos: micros.saturating_mul(1_000),
+        },
+        Value::Uuid(u) => Dv::Text(u.to_string()),
+        Value::List(items) => Dv::List(items.iter().map(to_duckdb).collect()),
+        Value::Json(j) => Dv::Text(j.to_string()),
+    }
+}
+
+/// On the DuckDB thread: prepare, bind, execute streaming, send the schema,
+/// then each chunk's Arrow batch until done or the receiver is gone.
+fn produce_arrow(
+    conn: duckdb::Connection,
+    sql: String,
+    params: Vec<Dv>,
+    deadline: Instant,
+    meta_tx: oneshot::Sender<Result<SchemaRef, ClientError>>,
+    tx: mpsc::Sender<Result<RecordBatch, ClientError>>,
+) {
+    let fail = |e: duckdb::Error| {
+        if Instant::now() >= deadline {
+            ClientError::Timeout
+        } else {
+            ClientError::Execution {
+                code: "EXECUTION_ERROR".into(),
+                message: e.to_string(),
+            }
+        }
+    };
+    let mut stmt = match conn.prepare(&sql) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = meta_tx.send(Err(fail(e)));
+            return;
+        }
+    };
+    if stmt.parameter_count() != params.len() {
+        let _ = meta_tx.send(Err(ClientError::Execution {
+            code: "EXECUTION_ERROR".into(),
+            message: format!(
+                "the statement has {} parameter(s) and {} value(s) were bound",
+                stmt.parameter_count(),
+                params.len()
+            ),
+        }));
+        return;
+    }
+    let stream = match stmt.stream_arrow(duckdb::params_from_iter(params.iter())) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = meta_tx.send(Err(fail(e)));
+            return;
+        }
+    };
+    let schema = undictionary_schema(&stream.get_schema());
+    if meta_tx.send(Ok(schema.clone())).is_err() {
+        return;
+    }
+    for batch in stream {
+        let item = match batch {
+            Ok(b) => unpack_batch(b, &schema).map_err(|e| ClientError::Execution {
+                code: "EXECUTION_ERROR".into(),
+                message: format!("cannot unpack a dictionary column: {e}"),
+            }),
+            Err(e) => Err(fail(e)),
+        };
+        let last = item.is_err();
+        if Instant::now() >= deadline {
+            let _ = tx.blocking_send(Err(ClientError::Timeout));
+            return;
+        }
+        if tx.blocking_send(item).is_err() || last {
+            return;
         }
     }
 }
@@ -473,5 +642,14 @@ impl Executor for LocalExecutor {
         deadline: Instant,
     ) -> BoxFuture<'a, Result<QueryRows, ClientError>> {
         Box::pin(LocalExecutor::run_params(self, sql, params, deadline))
+    }
+
+    fn run_arrow<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [Value],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<ArrowBatches, ClientError>> {
+        Box::pin(LocalExecutor::run_arrow(self, sql, params, deadline))
     }
 }

@@ -15,8 +15,9 @@ use std::time::Instant;
 
 use tokio::sync::mpsc;
 
+use crate::batches::ArrowBatches;
 use crate::error::ClientError;
-use crate::value::Row;
+use crate::value::{Row, Value};
 
 /// A boxed future, for the object-safe [`Executor`] trait.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -57,6 +58,17 @@ pub trait Executor: Send + Sync {
         params: &'a [crate::value::Param],
         deadline: Instant,
     ) -> BoxFuture<'a, Result<QueryRows, ClientError>>;
+    /// Runs one statement with `params` bound to its placeholders as values
+    /// (`$1` is `params[0]`), and hands back its result as the engine's own
+    /// Arrow export ([`ArrowBatches`]), schema first. Same deadline and
+    /// clean-up rules as [`Executor::run`]. An engine that cannot bind
+    /// parameters refuses a non-empty `params` before running anything.
+    fn run_arrow<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [Value],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<ArrowBatches, ClientError>>;
 }
 
 /// A running or finished query's result, streamed page by page.

@@ -5,7 +5,7 @@
 //! keeps endpoints, assignments, principals and the policy in a database
 //! ([`store`]), the one query path every door shares ([`query`]: routing
 //! through the resolver, audit, metrics), and the doors (the HTTP API,
-//! [`server`]).
+//! [`server`]; Arrow Flight SQL, [`flight`]).
 //!
 //! This crate owns deciding what SQL may reach an engine for a principal and
 //! never lets a statement through that it has not fully understood. The
@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod disclose;
+pub mod flight;
 pub mod functions;
 pub mod pgwire;
 pub mod policy;

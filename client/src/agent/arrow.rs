@@ -21,6 +21,7 @@ use http::Method;
 use tokio::sync::mpsc;
 
 use super::{fetch_pages, AgentClient, Reply};
+use crate::batches::ArrowBatches;
 use crate::error::ClientError;
 use crate::rows::{QueryRows, Via, PAGES_BUFFERED};
 use crate::value::{decode_rows, ColumnType};
@@ -188,6 +189,51 @@ fn refuses_format(c: &AgentClient, r: &Reply) -> bool {
 }
 
 impl AgentClient {
+    /// [`Executor::run_arrow`](crate::Executor::run_arrow) on an agent: its
+    /// own Arrow pages, the first one read before this returns (so the
+    /// schema is known and an early error is this call's). The agent's HTTP
+    /// contract carries no parameter values, so a statement with parameters
+    /// is refused before anything is sent; and an agent that answers JSON
+    /// (one without Arrow results) is an error, never converted.
+    pub async fn run_arrow_batches(
+        &self,
+        sql: &str,
+        params: &[crate::value::Value],
+        deadline: Instant,
+    ) -> Result<ArrowBatches, ClientError> {
+        if !params.is_empty() {
+            return Err(ClientError::BadRequest {
+                endpoint: self.endpoint(),
+                code: "PARAMETERS_UNSUPPORTED".into(),
+                message: "the agent's HTTP contract has no parameter values: statements with \
+                          bound parameters run on local compute only"
+                    .into(),
+            });
+        }
+        match self.run_arrow(sql, deadline).await? {
+            ArrowRun::Arrow(mut pages) => {
+                let first = pages.next_batches().await?.unwrap_or_default();
+                let Some(schema) = pages.schema().cloned() else {
+                    return Err(ClientError::Protocol {
+                        endpoint: self.endpoint(),
+                        message: "an Arrow result without a schema".into(),
+                    });
+                };
+                Ok(ArrowBatches::from_agent(schema, pages, first))
+            }
+            ArrowRun::Rows(rows) => {
+                // The job ran as JSON: let it be deleted, and say why.
+                tokio::spawn(rows.close());
+                Err(ClientError::Protocol {
+                    endpoint: self.endpoint(),
+                    message: "the agent answered JSON rows, not Arrow: it has no Arrow results \
+                              (an older agent); Arrow clients need an agent that offers them"
+                        .into(),
+                })
+            }
+        }
+    }
+
     /// Whether `run_arrow` will ask this agent for Arrow (no recent answer
     /// that it has none).
     pub fn offers_arrow(&self) -> bool {

@@ -2,7 +2,8 @@
 //! (flags with environment fallbacks, `--help` lists them), sets up JSON logs,
 //! opens the store (migrations run) and local DuckDB, bootstraps the admin
 //! token, starts the resolver (reading the store) with its health prober, the
-//! store refresher and the job reaper, then serves HTTP until SIGINT/SIGTERM,
+//! store refresher and the job reaper, the Flight SQL door when `FLIGHT_ADDR`
+//! is set, then serves HTTP until SIGINT/SIGTERM,
 //! on a current-thread runtime or `WORKER_THREADS` workers.
 //!
 //! Owns start-up order and exit codes: 2 for a bad configuration, 1 when
@@ -167,6 +168,15 @@ async fn run(cfg: Config) -> Result<(), String> {
         }
     };
     let pgwire_plain_loopback = cfg.pgwire_plain_loopback;
+    // The Flight SQL door (FLIGHT_ADDR): bound now, so a bad address stops start-up.
+    let _flight = match cfg.flight() {
+        Some(f) => {
+            let door = gateway::flight::Flight::bind(f, query.clone()).await?;
+            tracing::info!(flight_addr = %door.local_addr().map_err(|e| e.to_string())?, "Flight SQL listening");
+            Some(door.spawn()?)
+        }
+        None => None,
+    };
     let app = App::new(cfg, query.clone());
     let _reaper = app.jobs.spawn_reaper();
     let handler = {

@@ -6,8 +6,9 @@
 //!
 //! Owns the order of those steps and what a failure of each means
 //! ([`QueryError`], which each door maps to its own protocol in one place).
-//! It never speaks a protocol: rows leave as the engine's [`QueryRows`], for
-//! the door to encode. It never runs SQL the rewriter did not produce and
+//! It never speaks a protocol: rows leave as the engine's [`QueryRows`], or
+//! as the engine's own Arrow export ([`QueryService::execute_arrow`], with
+//! parameters bound as values, see [`params`]), for the door to encode. It never runs SQL the rewriter did not produce and
 //! the binder check did not prove, never blocks a runtime thread on DuckDB
 //! or the store, and reads the store's in-memory snapshot (an `Arc` clone,
 //! no database round trip per query).
@@ -15,7 +16,9 @@
 pub mod audit;
 pub mod catalog;
 pub mod error;
+pub mod granted;
 pub mod metrics;
+pub mod params;
 
 pub use error::{Denial, ErrorKind, QueryError};
 
@@ -23,7 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use client::resolver::{Decision, Resolver, Rule, Target};
-use client::{ClientError, Executor, LocalExecutor, Param, QueryRows};
+use client::rows::BoxFuture;
+use client::{ArrowBatches, ClientError, Executor, LocalExecutor, Param, QueryRows, Value};
 
 use crate::access::{AccessControl, Principal};
 use crate::disclose::{self, PolicyText};
@@ -107,12 +111,56 @@ pub struct VisibleTable {
     pub columns: Vec<(String, String)>,
 }
 
-/// A query running, its rows streaming.
-pub struct Started {
+/// A query running, its rows streaming: typed rows ([`QueryService::execute`])
+/// or Arrow batches ([`QueryService::execute_arrow`]).
+pub struct Started<R = QueryRows> {
     pub decision: Decision,
-    pub rows: QueryRows,
+    pub rows: R,
     pub audit: Audit,
     pub scope: ErrorScope,
+}
+
+/// How a prepared query's result is fetched from its engine: the one thing
+/// [`QueryService::execute`] and [`QueryService::execute_arrow`] differ in.
+trait Fetch {
+    type Out;
+    fn run<'a>(
+        &'a self,
+        engine: &'a dyn Executor,
+        sql: &'a str,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Self::Out, ClientError>>;
+}
+
+/// Typed rows, with these parameter values bound ([`Executor::run_params`]).
+struct Rows<'p>(&'p [Param]);
+
+impl Fetch for Rows<'_> {
+    type Out = QueryRows;
+    fn run<'a>(
+        &'a self,
+        engine: &'a dyn Executor,
+        sql: &'a str,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<QueryRows, ClientError>> {
+        engine.run_params(sql, self.0, deadline)
+    }
+}
+
+/// The engine's Arrow export, with these parameter values bound
+/// ([`Executor::run_arrow`]).
+struct Arrow<'p>(&'p [Value]);
+
+impl Fetch for Arrow<'_> {
+    type Out = ArrowBatches;
+    fn run<'a>(
+        &'a self,
+        engine: &'a dyn Executor,
+        sql: &'a str,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<ArrowBatches, ClientError>> {
+        engine.run_arrow(sql, self.0, deadline)
+    }
 }
 
 /// A policy built from one store snapshot, and the process-unique number the
@@ -391,19 +439,44 @@ impl QueryService {
 
     /// Runs a prepared query; when the agent cannot be reached and the
     /// assignment allows it, once more on local compute.
-    pub async fn execute(&self, p: Prepared) -> Result<Started, QueryError> {
+    pub async fn execute(&self, mut p: Prepared) -> Result<Started, QueryError> {
+        let params = std::mem::take(&mut p.params);
+        self.execute_with(p, Rows(&params)).await
+    }
+
+    /// [`Self::execute`], the result fetched as the engine's own Arrow
+    /// export (an agent's Arrow pages, local DuckDB's Arrow export: no JSON
+    /// in between), with `params` bound to the statement's placeholders as
+    /// values (`$1` is `params[0]`), never written into its text. The
+    /// statement is the one [`Self::prepare`] rewrote and proved; the policy
+    /// adds no placeholder of its own (the store refuses one in a filter or
+    /// a mask), so every parameter is the user's. Engine errors, at once or
+    /// mid-stream, reach the user through [`ErrorScope::user_error`].
+    pub async fn execute_arrow(
+        &self,
+        p: Prepared,
+        params: &[Value],
+    ) -> Result<Started<ArrowBatches>, QueryError> {
+        self.execute_with(p, Arrow(params)).await
+    }
+
+    /// Runs a prepared query, its result fetched by `fetch`; the fallback to
+    /// local compute as [`Self::execute`] says.
+    async fn execute_with<F: Fetch>(
+        &self,
+        p: Prepared,
+        fetch: F,
+    ) -> Result<Started<F::Out>, QueryError> {
         let Prepared {
             mut decision,
             engine,
             user_sql,
             mut audit,
             mut scope,
-            params,
+            params: _,
             deadline,
         } = p;
-        let mut result = engine
-            .run_params(&scope.rewritten.sql, &params, deadline)
-            .await;
+        let mut result = fetch.run(&*engine, &scope.rewritten.sql, deadline).await;
         if let Err(e) = &result {
             let endpoint = audit.endpoint.clone().unwrap_or_default();
             self.metrics.failed(&endpoint, e.kind());
@@ -419,9 +492,7 @@ impl QueryService {
                 {
                     Ok((local, local_scope)) => {
                         scope = local_scope;
-                        local
-                            .run_params(&scope.rewritten.sql, &params, deadline)
-                            .await
+                        fetch.run(&*local, &scope.rewritten.sql, deadline).await
                     }
                     Err(Attempt::Failed(e)) => Err(e),
                     Err(Attempt::Denied(e)) => {

@@ -1031,6 +1031,17 @@ impl Walker<'_> {
                     "a qualified column in a policy expression".into(),
                 ))
             }
+            // A placeholder in a filter or mask would take its value from the
+            // parameters a user binds to their own statement (Flight SQL's
+            // prepared statements): the user would write the policy.
+            Expr::Value(v)
+                if self.ctx.is_none()
+                    && matches!(v.value, sqlparser::ast::Value::Placeholder(_)) =>
+            {
+                return Err(RewriteError::Unsupported(
+                    "a parameter placeholder in a policy expression".into(),
+                ))
+            }
             Expr::CompoundIdentifier(_)
             | Expr::Value(_)
             | Expr::TypedString(_)

@@ -91,6 +91,9 @@ pub struct Config {
     /// Whether the PostgreSQL door takes a password over a plain (not TLS)
     /// connection from a loopback address.
     pub pgwire_plain_loopback: bool,
+    // --- Flight SQL door (src/flight) ---
+    /// Where the Arrow Flight SQL door listens; `None`: off.
+    pub flight_addr: Option<SocketAddr>,
 }
 
 /// The PEM files of the TLS certificate chain and its key.
@@ -132,6 +135,8 @@ const SETTINGS: &[Setting] = &[
     Setting { var: "TLS_RELOAD", flag: "tls-reload", default: Some("10s"), help: "How often TLS_CERT and TLS_KEY are checked for a change and reloaded; SIGHUP reloads at once (Go duration)" },
     Setting { var: "PGWIRE_ADDR", flag: "pgwire-addr", default: None, help: "Address of the PostgreSQL wire door (host:port); unset: off" },
     Setting { var: "PGWIRE_PLAIN_LOOPBACK", flag: "pgwire-plain-loopback", default: Some("false"), help: "Accept a password (an API token) over a plain, non-TLS PostgreSQL connection from a loopback address; other plain connections are always refused" },
+    // --- Flight SQL door (src/flight) ---
+    Setting { var: "FLIGHT_ADDR", flag: "flight-addr", default: None, help: "Address the Arrow Flight SQL door listens on (host:port); off when unset" },
 ];
 
 /// The clap command: every setting as `--flag` with its variable as fallback.
@@ -308,6 +313,24 @@ impl Config {
             store_refresh: duration("STORE_REFRESH")?,
             log_level,
             worker_threads: count("WORKER_THREADS")?,
+            // --- Flight SQL door (src/flight) ---
+            flight_addr: get("FLIGHT_ADDR")
+                .map(|a| {
+                    a.parse()
+                        .map_err(|_| invalid("FLIGHT_ADDR", &a, "host:port, e.g. 127.0.0.1:8815"))
+                })
+                .transpose()?,
+        })
+    }
+
+    /// The Flight SQL door's settings; `None` when `FLIGHT_ADDR` is unset.
+    pub fn flight(&self) -> Option<crate::flight::FlightSettings> {
+        Some(crate::flight::FlightSettings {
+            addr: self.flight_addr?,
+            max_queries_per_user: self.max_jobs_per_user,
+            max_queries_total: self.max_jobs_total,
+            ttl: self.job_ttl,
+            max_message_bytes: self.max_body_bytes,
         })
     }
 }
@@ -351,5 +374,16 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("DUCKDB_TIME_ZONE"), "{e}");
+        assert!(c.flight_addr.is_none() && c.flight().is_none());
+        let f = parse(&["--flight-addr", "127.0.0.1:8815"])
+            .unwrap()
+            .flight()
+            .unwrap();
+        assert_eq!(f.addr.to_string(), "127.0.0.1:8815");
+        assert_eq!(f.max_queries_per_user, 16);
+        let e = parse(&["--flight-addr", "nowhere"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("FLIGHT_ADDR"), "{e}");
     }
 }

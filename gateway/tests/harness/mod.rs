@@ -123,6 +123,11 @@ impl Proc {
         format!("http://{}", self.addr)
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
@@ -220,6 +225,33 @@ pub fn start_gateway_ready(
     ];
     envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     Proc::start(gateway_bin(), &envs, "gateway", ready)
+}
+
+/// A gateway as [`start_gateway`] does, with its Flight SQL door on a free
+/// loopback port too (`FLIGHT_ADDR`); the port is drawn again on each try.
+pub fn start_gateway_flight(
+    database_url: &str,
+    db: &Path,
+    extra: &[(&str, &str)],
+) -> (Proc, SocketAddr) {
+    for _ in 0..5 {
+        let flight: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut envs: Vec<(String, String)> = vec![
+            ("DATABASE_URL".into(), database_url.into()),
+            ("DUCKDB_PATH".into(), db.display().to_string()),
+            ("DUCKDB_READ_ONLY".into(), "true".into()),
+            ("GATEWAY_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
+            ("FEATURE_REMOTE_ROUTING".into(), "true".into()),
+            ("STORE_REFRESH".into(), "200ms".into()),
+            ("LOG_LEVEL".into(), "info".into()),
+            ("FLIGHT_ADDR".into(), flight.to_string()),
+        ];
+        envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        if let Some(p) = Proc::spawn(gateway_bin(), &envs, "gateway", &health_ok) {
+            return (p, flight);
+        }
+    }
+    panic!("gateway with Flight SQL did not start");
 }
 
 /// Builds the shared database file: `people(id, name, email, region)`.
