@@ -1,9 +1,14 @@
 //! The differential policy corpus: every text in `policy_corpus/*.sql` runs
 //! as a restricted user through the real `compute-gateway` binary, on local
-//! compute and through a real agent, and its answer is compared with the
-//! same text run on a database that holds only what that user may see
-//! (filtered rows, masked values, and no other table), on an agent of its
-//! own. The engine is the oracle, not a model of the policy.
+//! compute and through a real agent, by every door, and its answer is
+//! compared with the same text run on a database that holds only what that
+//! user may see (filtered rows, masked values, and no other table): `POST
+//! /v1/query` against an agent of its own on that database; Flight SQL
+//! (arrow-flight's own client) against that agent's Arrow answer; the
+//! PostgreSQL wire door (the Rust `postgres` client) against a second
+//! gateway on that database whose user is granted all of it, through the
+//! same door, so both answers are written alike. The engine is the oracle,
+//! not a model of the policy.
 //!
 //! Each answer must be a refusal or identical to the oracle's, and no answer
 //! or error may carry a hidden value (a hidden row's name, salary, e-mail or
@@ -18,6 +23,7 @@
 //! prints every answer (`cargo test --release -p gateway --test
 //! policy_corpus -- --nocapture`).
 
+mod flight_client;
 mod harness;
 
 use std::collections::BTreeMap;
@@ -113,7 +119,9 @@ const HIDDEN: &[&str] = &[
     "board memo",
     "fired",
     "dept = 'eng'",
-    "employee_id IN",
+    // The policy's own text ("employee_id IN (" and not the column's
+    // declared type, "employee_id INTEGER", which \d may show).
+    "employee_id IN (",
     "left(email",
     "right(ssn",
 ];
@@ -276,11 +284,44 @@ fn every_corpus_text_is_refused_or_answered_as_on_the_visible_data() {
     let full = database("corpus-full", FULL);
     let visible = database("corpus-visible", VISIBLE);
     let gw_dir = scratch_dir("corpus-gw");
-    let gw = start_gateway(
+    let pg_port = free_port().to_string();
+    let pg_addr = format!("127.0.0.1:{pg_port}");
+    let (gw, flight_addr) = start_gateway_flight(
         &format!("sqlite:{}", gw_dir.join("gateway.db").display()),
         &full,
-        &[],
+        &[("PGWIRE_ADDR", &pg_addr), ("PGWIRE_PLAIN_LOOPBACK", "true")],
     );
+    let flight = flight_client::Flight::new(flight_addr);
+    // The PostgreSQL door's oracle: a second gateway on the visible data,
+    // its user granted every table there with no filter or mask, answering
+    // through the same door (so both answers are written alike).
+    let oracle_pg_port = free_port().to_string();
+    let oracle_gw_dir = scratch_dir("corpus-oracle-gw");
+    let oracle_gw = start_gateway(
+        &format!("sqlite:{}", oracle_gw_dir.join("gateway.db").display()),
+        &visible,
+        &[
+            ("PGWIRE_ADDR", &format!("127.0.0.1:{oracle_pg_port}")),
+            ("PGWIRE_PLAIN_LOOPBACK", "true"),
+        ],
+    );
+    let oracle_admin = Caller {
+        gw: &oracle_gw,
+        token: ADMIN_TOKEN.into(),
+    };
+    oracle_admin.admin("PUT", "/admin/users/seer", json!({}));
+    for t in ["employees", "departments", "work_logs"] {
+        oracle_admin.admin(
+            "POST",
+            "/admin/grants",
+            json!({"principal": "seer", "principal_type": "user", "table": t}),
+        );
+    }
+    let seer_token = oracle_admin.admin("POST", "/admin/tokens", json!({"user": "seer"}))["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut oracle_pg = pg_client(&oracle_pg_port, "seer", &seer_token);
     let agent = start_agent(&full, &[]);
     let oracle = start_agent(&visible, &[]);
     let admin = Caller {
@@ -293,6 +334,7 @@ fn every_corpus_text_is_refused_or_answered_as_on_the_visible_data() {
         json!({"name": "a1", "url": agent.url(), "type": "REMOTE", "auth_token": AGENT_TOKEN}),
     );
     let mut callers = Vec::new();
+    let mut pg_callers = Vec::new();
     for (name, remote) in [("ana_local", false), ("ana_remote", true)] {
         admin.admin("PUT", &format!("/admin/users/{name}"), json!({}));
         admin.admin(
@@ -308,6 +350,10 @@ fn every_corpus_text_is_refused_or_answered_as_on_the_visible_data() {
             );
         }
         let t = admin.admin("POST", "/admin/tokens", json!({ "user": name }));
+        pg_callers.push((
+            name,
+            pg_client(&pg_port, name, t["token"].as_str().unwrap()),
+        ));
         callers.push((
             name,
             Caller {
@@ -381,52 +427,46 @@ fn every_corpus_text_is_refused_or_answered_as_on_the_visible_data() {
             let body: Value =
                 serde_json::from_str(&text).unwrap_or_else(|_| json!({"error": text}));
             let got = answer_of(r.status, &body, e.ordered);
-            if std::env::var_os("CORPUS_VERBOSE").is_some() {
-                eprintln!("[{}] {} as {who}: {got:?}", e.file, e.name);
-            }
-            let counts = answered.entry(e.file.clone()).or_default();
-            counts.1 += 1;
-            match (&got, &want) {
-                (Answer::Refused(why), _) => {
-                    if e.must_answer {
-                        failures.push(format!(
-                            "[{}] {} as {who}: refused ({why}); the oracle said {want:?}",
-                            e.file, e.name
-                        ));
-                    }
-                }
-                (Answer::Rows { .. }, Answer::Refused(why)) => failures.push(format!(
-                    "[{}] {} as {who}: answered {got:?} where the visible data gives an error ({why})",
+            judge(e, who, &got, &want, &mut failures, &mut answered);
+        }
+        // The same texts through the Flight SQL door, against the oracle's
+        // own Arrow answer.
+        let want_arrow = arrow_oracle(&oracle, &e.sql, e.ordered);
+        for (who, caller) in &callers {
+            let (got, scanned) = flight_answer(&flight, &caller.token, &e.sql, e.ordered);
+            let label = format!("{who} via Flight SQL");
+            if let Some(h) =
+                leak(&scanned, &e.sql).or_else(|| scanned.contains(&dir_marker).then_some("<path>"))
+            {
+                failures.push(format!(
+                    "[{}] {} as {label}: LEAKED {h:?}: {scanned}",
                     e.file, e.name
-                )),
-                (g, w) if g == w => counts.0 += 1,
-                (
-                    Answer::Rows {
-                        columns: gc,
-                        rows: gr,
-                    },
-                    Answer::Rows {
-                        columns: wc,
-                        rows: wr,
-                    },
-                ) if gr == wr && gc.len() == wc.len() => {
-                    // The same rows under other names: a column the gateway
-                    // named after the user's text where DuckDB names it after
-                    // its own printing of that text (rewrite: unnamed columns
-                    // holding a rewritten table).
-                    counts.0 += 1;
-                    eprintln!("[{}] {} as {who}: named {gc:?}, the visible data names {wc:?}", e.file, e.name);
-                }
-                (g, w) => failures.push(format!(
-                    "[{}] {} as {who}: answered {g:?}, the visible data gives {w:?}",
-                    e.file, e.name
-                )),
+                ));
+                continue;
             }
+            judge(e, &label, &got, &want_arrow, &mut failures, &mut answered);
+        }
+        // And through the PostgreSQL door, against the oracle gateway's
+        // answer through the same door.
+        let (want_pg, _) = pg_answer(&mut oracle_pg, &e.sql, e.ordered);
+        for (who, client) in pg_callers.iter_mut() {
+            let (got, scanned) = pg_answer(client, &e.sql, e.ordered);
+            let label = format!("{who} via PostgreSQL wire");
+            if let Some(h) =
+                leak(&scanned, &e.sql).or_else(|| scanned.contains(&dir_marker).then_some("<path>"))
+            {
+                failures.push(format!(
+                    "[{}] {} as {label}: LEAKED {h:?}: {scanned}",
+                    e.file, e.name
+                ));
+                continue;
+            }
+            judge(e, &label, &got, &want_pg, &mut failures, &mut answered);
         }
     }
     for (file, (ok, all)) in &answered {
         eprintln!(
-            "corpus {file}: {ok} of {all} answers identical to the visible data ({:.0}%), the rest refused",
+            "corpus {file}: {ok} of {all} answers identical to the visible data ({:.0}%), the rest refused (three doors)",
             100.0 * *ok as f64 / *all as f64
         );
     }
@@ -436,4 +476,183 @@ fn every_corpus_text_is_refused_or_answered_as_on_the_visible_data() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// Compares one door's answer with the oracle's under the corpus's rule: a
+/// refusal, or the oracle's rows (entries marked `expect: answer` must be
+/// answered).
+fn judge(
+    e: &Entry,
+    who: &str,
+    got: &Answer,
+    want: &Answer,
+    failures: &mut Vec<String>,
+    answered: &mut BTreeMap<String, (usize, usize)>,
+) {
+    if std::env::var_os("CORPUS_VERBOSE").is_some() {
+        eprintln!("[{}] {} as {who}: {got:?}", e.file, e.name);
+    }
+    let counts = answered.entry(e.file.clone()).or_default();
+    counts.1 += 1;
+    match (got, want) {
+        (Answer::Refused(why), _) => {
+            if e.must_answer {
+                failures.push(format!(
+                    "[{}] {} as {who}: refused ({why}); the oracle said {want:?}",
+                    e.file, e.name
+                ));
+            }
+        }
+        (Answer::Rows { .. }, Answer::Refused(why)) => failures.push(format!(
+            "[{}] {} as {who}: answered {got:?} where the visible data gives an error ({why})",
+            e.file, e.name
+        )),
+        (g, w) if g == w => counts.0 += 1,
+        (
+            Answer::Rows {
+                columns: gc,
+                rows: gr,
+            },
+            Answer::Rows {
+                columns: wc,
+                rows: wr,
+            },
+        ) if gr == wr && gc.len() == wc.len() => {
+            // The same rows under other names: a column the gateway
+            // named after the user's text where DuckDB names it after
+            // its own printing of that text (rewrite: unnamed columns
+            // holding a rewritten table).
+            counts.0 += 1;
+            eprintln!(
+                "[{}] {} as {who}: named {gc:?}, the visible data names {wc:?}",
+                e.file, e.name
+            );
+        }
+        (g, w) => failures.push(format!(
+            "[{}] {} as {who}: answered {g:?}, the visible data gives {w:?}",
+            e.file, e.name
+        )),
+    }
+}
+
+/// Rows as text, one string per row (cells as arrow's display writes them).
+fn arrow_answer(t: flight_client::Table, ordered: bool) -> Answer {
+    let mut rows: Vec<String> = t.rows.iter().map(|r| r.join("\u{1f}")).collect();
+    if !ordered {
+        rows.sort();
+    }
+    Answer::Rows {
+        columns: t.columns,
+        rows,
+    }
+}
+
+/// The oracle's answer as Arrow (`/execute` with `"format":"arrow"`): the
+/// same DuckDB export the gateway's engines give the Flight door.
+fn arrow_oracle(oracle: &Proc, sql: &str, ordered: bool) -> Answer {
+    let r = raw(
+        oracle.addr,
+        "POST",
+        "/execute",
+        &[("X-Agent-Token", AGENT_TOKEN)],
+        serde_json::to_vec(&json!({ "sql": sql, "timeout_ms": 20000, "format": "arrow" }))
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap_or_else(|err| panic!("the oracle on {sql}: {err}"));
+    if r.status != 200 {
+        let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+        return answer_of(r.status, &body, ordered);
+    }
+    let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(r.body), None)
+        .expect("the oracle's Arrow stream");
+    let columns = reader
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("the oracle's batches");
+    arrow_answer(flight_client::table(&batches, columns), ordered)
+}
+
+/// One text through the Flight SQL door: its answer, and the text to scan
+/// for hidden values (every cell and column name, or the error).
+fn flight_answer(
+    flight: &flight_client::Flight,
+    token: &str,
+    sql: &str,
+    ordered: bool,
+) -> (Answer, String) {
+    match flight.query(token, sql) {
+        Ok(t) => {
+            let scanned = format!("{:?} {:?}", t.columns, t.rows);
+            (arrow_answer(t, ordered), scanned)
+        }
+        Err(status) => {
+            let text = format!("{:?}: {}", status.code(), status.message());
+            (Answer::Refused(text.clone()), text)
+        }
+    }
+}
+
+/// A PostgreSQL door's client (plain, from loopback: the gateways allow it).
+/// The store is re-read every STORE_REFRESH, so the login is retried until
+/// the user's token is known.
+fn pg_client(port: &str, user: &str, token: &str) -> postgres::Client {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        match postgres::Config::new()
+            .host("127.0.0.1")
+            .port(port.parse().unwrap())
+            .user(user)
+            .password(token)
+            .dbname("shared")
+            .connect(postgres::NoTls)
+        {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "{user} cannot log in: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        }
+    }
+}
+
+/// One text through the PostgreSQL door (the simple protocol, values as
+/// the door writes them): its answer, and the text to scan for hidden
+/// values.
+fn pg_answer(client: &mut postgres::Client, sql: &str, ordered: bool) -> (Answer, String) {
+    match client.simple_query(sql) {
+        Ok(messages) => {
+            let mut columns = Vec::new();
+            let mut rows = Vec::new();
+            for m in messages {
+                match m {
+                    postgres::SimpleQueryMessage::RowDescription(cols) => {
+                        columns = cols.iter().map(|c| c.name().to_string()).collect();
+                    }
+                    postgres::SimpleQueryMessage::Row(r) => {
+                        let cells: Vec<String> = (0..r.len())
+                            .map(|i| format!("{:?}", r.get(i)))
+                            .collect();
+                        rows.push(cells.join("|"));
+                    }
+                    _ => {}
+                }
+            }
+            if !ordered {
+                rows.sort();
+            }
+            let scanned = format!("{columns:?} {rows:?}");
+            (Answer::Rows { columns, rows }, scanned)
+        }
+        Err(e) => {
+            let text = match e.as_db_error() {
+                Some(d) => format!("{}: {}", d.code().code(), d.message()),
+                None => e.to_string(),
+            };
+            (Answer::Refused(text.clone()), text)
+        }
+    }
 }

@@ -217,6 +217,10 @@ fn cell(v: &Value, kind: &PgColumn) -> Cell {
         (Value::List(items), PgColumn::Array(elem)) => {
             Cell::Array(items.iter().map(|i| cell(i, elem)).collect())
         }
+        // A JSON value arrives as its text from an agent (DuckDB's JSON is a
+        // VARCHAR underneath): the document itself, not a string holding it.
+        // Written as it came (a parse and print would reorder its keys).
+        (Value::Text(s), PgColumn::Json) => Cell::Text(s.clone()),
         (v, PgColumn::Json) => Cell::Json(v.to_json()),
         (v, _) => Cell::Text(text_of(v)),
     }

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_cast::display::{ArrayFormatter, FormatOptions};
@@ -53,16 +54,44 @@ pub fn table(batches: &[RecordBatch], schema_columns: Vec<String>) -> Table {
             .iter()
             .map(|f| f.name().clone())
             .collect();
-        let fmts: Vec<ArrayFormatter> = b
-            .columns()
+        let cols: Vec<arrow_array::ArrayRef> = b.columns().iter().map(without_zone).collect();
+        // A type arrow's display cannot write here (a zone name nested in a
+        // list or struct) is written as the array's debug form, row by row.
+        let fmts: Vec<Option<ArrayFormatter>> = cols
             .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).unwrap())
+            .map(|c| ArrayFormatter::try_new(c.as_ref(), &opts).ok())
             .collect();
         for i in 0..b.num_rows() {
-            rows.push(fmts.iter().map(|f| f.value(i).to_string()).collect());
+            rows.push(
+                fmts.iter()
+                    .zip(&cols)
+                    .map(|(f, c)| match f {
+                        Some(f) => f.value(i).to_string(),
+                        None => format!("{:?}", c.slice(i, 1)),
+                    })
+                    .collect(),
+            );
         }
     }
     Table { columns, rows }
+}
+
+/// A timestamp column with a named zone as the same instants without one
+/// (arrow's display needs chrono-tz for zone names; DuckDB exports UTC), so
+/// it prints as UTC wall time with a `Z`-less form on both sides compared.
+fn without_zone(c: &arrow_array::ArrayRef) -> arrow_array::ArrayRef {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_schema::{DataType, TimeUnit};
+    match c.data_type() {
+        DataType::Timestamp(unit, Some(_)) => match unit {
+            TimeUnit::Second => Arc::new(c.as_primitive::<TimestampSecondType>().clone().with_timezone_opt(None::<String>)),
+            TimeUnit::Millisecond => Arc::new(c.as_primitive::<TimestampMillisecondType>().clone().with_timezone_opt(None::<String>)),
+            TimeUnit::Microsecond => Arc::new(c.as_primitive::<TimestampMicrosecondType>().clone().with_timezone_opt(None::<String>)),
+            TimeUnit::Nanosecond => Arc::new(c.as_primitive::<TimestampNanosecondType>().clone().with_timezone_opt(None::<String>)),
+        },
+        _ => c.clone(),
+    }
 }
 
 impl Flight {
