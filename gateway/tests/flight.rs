@@ -612,3 +612,106 @@ fn python_clients() {
     );
     assert_hidden_absent("the python clients' output", &stdout);
 }
+
+#[test]
+fn flight_sql_over_tls_with_pyarrow_and_adbc() {
+    if !python_clients_present() {
+        return;
+    }
+    let dir = scratch_dir("flight-tls");
+    let db = make_db(&dir);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    let store = format!("sqlite:{}", dir.join("gateway.db").display());
+    // A plain gateway on the same store takes the admin calls (the harness
+    // speaks plain HTTP); the one under test serves every door over TLS.
+    let plain = start_gateway(&store, &db, &[]);
+    let admin = Caller {
+        gw: &plain,
+        token: ADMIN_TOKEN.into(),
+    };
+    admin.admin("PUT", "/admin/users/tess", json!({}));
+    admin.admin(
+        "POST",
+        "/admin/grants",
+        json!({"principal": "tess", "principal_type": "user", "table": "people"}),
+    );
+    admin.admin("POST", "/admin/row-filters", json!({"principal": "tess", "principal_type": "user", "table": "people", "predicate": "region = 'EU'"}));
+    let token = admin.admin("POST", "/admin/tokens", json!({"user": "tess"}))["token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    drop(plain);
+    let flight: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let _gw = start_gateway_ready(
+        &store,
+        &db,
+        &[
+            ("FLIGHT_ADDR", &flight.to_string()),
+            ("TLS_CERT", &cert_path.display().to_string()),
+            ("TLS_KEY", &key_path.display().to_string()),
+        ],
+        &move |_| std::net::TcpStream::connect(flight).is_ok(),
+    );
+    let script = r#"
+import sys, time
+import pyarrow.flight as fl
+import adbc_driver_flightsql.dbapi as flightsql
+from adbc_driver_flightsql import DatabaseOptions
+port, token, ca = sys.argv[1], sys.argv[2], open(sys.argv[3], "rb").read()
+uri = f"grpc+tls://localhost:{port}"
+# The store is re-read every STORE_REFRESH: wait for tess's token.
+for _ in range(100):
+    try:
+        c = fl.FlightClient(uri, tls_root_certs=ca)
+        header = c.authenticate_basic_token("tess", token)
+        break
+    except fl.FlightUnauthenticatedError:
+        time.sleep(0.2)
+print("pyarrow authenticated", header[0] == b"authorization")
+with flightsql.connect(uri, db_kwargs={"username": "tess", "password": token,
+        DatabaseOptions.TLS_ROOT_CERTS.value: ca.decode()}, autocommit=True) as conn, conn.cursor() as cur:
+    cur.execute("SELECT id FROM people ORDER BY id")
+    print("adbc rows", [r[0] for r in cur.fetchall()])
+# A plain client gets no answer from the TLS port.
+try:
+    plain = fl.FlightClient(f"grpc://localhost:{port}")
+    plain.authenticate_basic_token("tess", token, fl.FlightCallOptions(timeout=5))
+    print("plain answered")
+except Exception as e:
+    print("plain refused")
+# A client that does not trust the certificate is refused.
+try:
+    other = fl.FlightClient(uri)
+    other.authenticate_basic_token("tess", token, fl.FlightCallOptions(timeout=5))
+    print("untrusted answered")
+except Exception as e:
+    print("untrusted refused")
+"#;
+    let out = std::process::Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &flight.port().to_string(),
+            &token,
+            &cert_path.display().to_string(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("pyarrow authenticated True"), "{stdout}");
+    assert!(stdout.contains("adbc rows [1, 3]"), "{stdout}");
+    assert!(stdout.contains("plain refused"), "{stdout}");
+    assert!(stdout.contains("untrusted refused"), "{stdout}");
+}

@@ -572,7 +572,9 @@ fn arrow_oracle(oracle: &Proc, sql: &str, ordered: bool) -> Answer {
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let batches: Vec<_> = reader.collect::<Result<_, _>>().expect("the oracle's batches");
+    let batches: Vec<_> = reader
+        .collect::<Result<_, _>>()
+        .expect("the oracle's batches");
     arrow_answer(flight_client::table(&batches, columns), ordered)
 }
 
@@ -612,7 +614,10 @@ fn pg_client(port: &str, user: &str, token: &str) -> postgres::Client {
         {
             Ok(c) => return c,
             Err(e) => {
-                assert!(std::time::Instant::now() < deadline, "{user} cannot log in: {e}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{user} cannot log in: {e}"
+                );
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
         }
@@ -633,9 +638,8 @@ fn pg_answer(client: &mut postgres::Client, sql: &str, ordered: bool) -> (Answer
                         columns = cols.iter().map(|c| c.name().to_string()).collect();
                     }
                     postgres::SimpleQueryMessage::Row(r) => {
-                        let cells: Vec<String> = (0..r.len())
-                            .map(|i| format!("{:?}", r.get(i)))
-                            .collect();
+                        let cells: Vec<String> =
+                            (0..r.len()).map(|i| format!("{:?}", r.get(i))).collect();
                         rows.push(cells.join("|"));
                     }
                     _ => {}

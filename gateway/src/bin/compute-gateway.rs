@@ -169,11 +169,11 @@ async fn run(cfg: Config) -> Result<(), String> {
     };
     let pgwire_plain_loopback = cfg.pgwire_plain_loopback;
     // The Flight SQL door (FLIGHT_ADDR): bound now, so a bad address stops start-up.
-    let _flight = match cfg.flight() {
+    let flight = match cfg.flight() {
         Some(f) => {
             let door = gateway::flight::Flight::bind(f, query.clone()).await?;
             tracing::info!(flight_addr = %door.local_addr().map_err(|e| e.to_string())?, "Flight SQL listening");
-            Some(door.spawn()?)
+            Some(door)
         }
         None => None,
     };
@@ -196,6 +196,10 @@ async fn run(cfg: Config) -> Result<(), String> {
         }
     };
     let _tls_watch = tls.as_ref().map(|t| t.spawn_watch(tls_reload));
+    let _flight = match flight {
+        Some(door) => Some(door.spawn(tls.clone())?),
+        None => None,
+    };
     let _pgwire = pgwire.map(|l| {
         tokio::spawn(gateway::pgwire::serve(
             l,

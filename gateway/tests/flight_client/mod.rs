@@ -85,10 +85,26 @@ fn without_zone(c: &arrow_array::ArrayRef) -> arrow_array::ArrayRef {
     use arrow_schema::{DataType, TimeUnit};
     match c.data_type() {
         DataType::Timestamp(unit, Some(_)) => match unit {
-            TimeUnit::Second => Arc::new(c.as_primitive::<TimestampSecondType>().clone().with_timezone_opt(None::<String>)),
-            TimeUnit::Millisecond => Arc::new(c.as_primitive::<TimestampMillisecondType>().clone().with_timezone_opt(None::<String>)),
-            TimeUnit::Microsecond => Arc::new(c.as_primitive::<TimestampMicrosecondType>().clone().with_timezone_opt(None::<String>)),
-            TimeUnit::Nanosecond => Arc::new(c.as_primitive::<TimestampNanosecondType>().clone().with_timezone_opt(None::<String>)),
+            TimeUnit::Second => Arc::new(
+                c.as_primitive::<TimestampSecondType>()
+                    .clone()
+                    .with_timezone_opt(None::<String>),
+            ),
+            TimeUnit::Millisecond => Arc::new(
+                c.as_primitive::<TimestampMillisecondType>()
+                    .clone()
+                    .with_timezone_opt(None::<String>),
+            ),
+            TimeUnit::Microsecond => Arc::new(
+                c.as_primitive::<TimestampMicrosecondType>()
+                    .clone()
+                    .with_timezone_opt(None::<String>),
+            ),
+            TimeUnit::Nanosecond => Arc::new(
+                c.as_primitive::<TimestampNanosecondType>()
+                    .clone()
+                    .with_timezone_opt(None::<String>),
+            ),
         },
         _ => c.clone(),
     }
