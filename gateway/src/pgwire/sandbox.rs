@@ -427,44 +427,13 @@ impl Sandboxes {
 fn build(default_catalog: &str, tables: &[VisibleTable]) -> Result<Arc<LocalExecutor>, QueryError> {
     let fail = |e: client::ClientError| QueryError::internal(format!("the catalog sandbox: {e}"));
     let db = LocalExecutor::open_sandbox().map_err(fail)?;
-    let mut sql = String::new();
-    let mut catalogs: Vec<&str> = tables.iter().map(|t| t.key.catalog.as_str()).collect();
-    catalogs.push(default_catalog);
-    catalogs.sort_unstable();
-    catalogs.dedup();
-    for c in &catalogs {
-        if *c != "memory" {
-            sql.push_str(&format!("ATTACH ':memory:' AS {};\n", ident(c)));
+    for (sql, fallback) in crate::verify::catalog_ddl(default_catalog, tables) {
+        if let Err(e) = db.execute_batch(&sql) {
+            db.execute_batch(fallback.as_deref().ok_or(e).map_err(fail)?)
+                .map_err(fail)?;
         }
     }
-    sql.push_str(&format!("USE {};\n", ident(default_catalog)));
-    let mut schemas: Vec<(&str, &str)> = tables
-        .iter()
-        .map(|t| (t.key.catalog.as_str(), t.key.schema.as_str()))
-        .collect();
-    schemas.sort_unstable();
-    schemas.dedup();
-    for (c, s) in schemas {
-        sql.push_str(&format!(
-            "CREATE SCHEMA IF NOT EXISTS {}.{};\n",
-            ident(c),
-            ident(s)
-        ));
-    }
-    for t in tables {
-        let cols: Vec<String> = t
-            .columns
-            .iter()
-            .map(|(n, ty)| format!("{} {}", ident(n), ty))
-            .collect();
-        sql.push_str(&format!(
-            "CREATE TABLE {}.{}.{} ({});\n",
-            ident(&t.key.catalog),
-            ident(&t.key.schema),
-            ident(&t.key.table),
-            cols.join(", ")
-        ));
-    }
+    let mut sql = String::new();
     // What a PostgreSQL client reads of its session.
     sql.push_str(&format!(
         "CREATE MACRO {}.main.version() AS {};\n",

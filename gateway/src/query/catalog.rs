@@ -86,31 +86,38 @@ impl EngineCatalog {
     pub fn shadow(&self, default_catalog: &str) -> Result<Arc<Shadow>, VerifyError> {
         self.shadow
             .get_or_init(|| {
-                let mut tables: Vec<ShadowTable> = self
-                    .tables
-                    .iter()
-                    .map(|(key, cols)| {
-                        let types = self.types.get(key);
-                        ShadowTable {
-                            key: key.clone(),
-                            columns: cols
-                                .iter()
-                                .enumerate()
-                                .map(|(i, c)| {
-                                    let ty = types
-                                        .and_then(|t| t.get(i))
-                                        .cloned()
-                                        .unwrap_or_else(|| "VARCHAR".into());
-                                    (c.clone(), ty)
-                                })
-                                .collect(),
-                        }
-                    })
-                    .collect();
-                tables.sort_by(|a, b| a.key.cmp(&b.key));
-                Shadow::build(default_catalog, &tables).map(Arc::new)
+                Shadow::build(default_catalog, &self.table_columns(|_| true)).map(Arc::new)
             })
             .clone()
+    }
+
+    /// The tables `keep` keeps, in key order, each with its columns and
+    /// their DuckDB type names (`VARCHAR` where the engine did not say).
+    pub fn table_columns(&self, keep: impl Fn(&TableKey) -> bool) -> Vec<ShadowTable> {
+        let mut tables: Vec<ShadowTable> = self
+            .tables
+            .iter()
+            .filter(|(key, _)| keep(key))
+            .map(|(key, cols)| {
+                let types = self.types.get(key);
+                ShadowTable {
+                    key: key.clone(),
+                    columns: cols
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| {
+                            let ty = types
+                                .and_then(|t| t.get(i))
+                                .cloned()
+                                .unwrap_or_else(|| "VARCHAR".into());
+                            (c.clone(), ty)
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        tables.sort_by(|a, b| a.key.cmp(&b.key));
+        tables
     }
 }
 

@@ -104,12 +104,9 @@ impl Prepared {
 }
 
 /// A granted table as its principal may see it: its key and its columns
-/// with their DuckDB type names (masked columns keep their declared type).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VisibleTable {
-    pub key: crate::access::TableKey,
-    pub columns: Vec<(String, String)>,
-}
+/// with their DuckDB type names (masked columns keep their declared type),
+/// as the binder check's shadow holds every table.
+pub type VisibleTable = crate::verify::ShadowTable;
 
 /// A query running, its rows streaming: typed rows ([`QueryService::execute`])
 /// or Arrow batches ([`QueryService::execute_arrow`]).
@@ -283,29 +280,7 @@ impl QueryService {
             user: who.user.clone(),
             groups: who.groups.clone(),
         };
-        let mut out: Vec<VisibleTable> = catalog
-            .tables
-            .iter()
-            .filter(|(k, _)| policy.policy.access(&principal, k).is_some())
-            .map(|(k, cols)| {
-                let types = catalog.types.get(k);
-                VisibleTable {
-                    key: k.clone(),
-                    columns: cols
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| {
-                            let ty = types
-                                .and_then(|t| t.get(i))
-                                .cloned()
-                                .unwrap_or_else(|| "VARCHAR".into());
-                            (c.clone(), ty)
-                        })
-                        .collect(),
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.key.cmp(&b.key));
+        let out = catalog.table_columns(|k| policy.policy.access(&principal, k).is_some());
         Ok(((policy.generation, catalog.version), out))
     }
 

@@ -27,7 +27,7 @@
 pub mod plan;
 mod shadow;
 
-pub use shadow::{Shadow, ShadowTable};
+pub use shadow::{catalog_ddl, Shadow, ShadowTable};
 
 /// Why the binder check refused a statement.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -53,6 +53,56 @@ impl std::fmt::Debug for Shadow {
     }
 }
 
+/// The statements that give an empty in-memory database `tables` with
+/// their columns (and `default_catalog` as the connection's default), each
+/// with the statement to run instead when it fails: a column type the
+/// database cannot create (one defined in the engine's own catalog) made
+/// `VARCHAR`. The shadow and the PostgreSQL door's catalog sandbox are
+/// built from it.
+pub fn catalog_ddl(default_catalog: &str, tables: &[ShadowTable]) -> Vec<(String, Option<String>)> {
+    let mut out = Vec::new();
+    let mut catalogs: Vec<&str> = tables.iter().map(|t| t.key.catalog.as_str()).collect();
+    catalogs.push(default_catalog);
+    catalogs.sort_unstable();
+    catalogs.dedup();
+    for c in catalogs.into_iter().filter(|c| *c != "memory") {
+        out.push((format!("ATTACH ':memory:' AS {}", ident(c)), None));
+    }
+    out.push((format!("USE {}", ident(default_catalog)), None));
+    let mut schemas: Vec<(&str, &str)> = tables
+        .iter()
+        .map(|t| (t.key.catalog.as_str(), t.key.schema.as_str()))
+        .collect();
+    schemas.sort_unstable();
+    schemas.dedup();
+    for (c, s) in schemas {
+        out.push((
+            format!("CREATE SCHEMA IF NOT EXISTS {}.{}", ident(c), ident(s)),
+            None,
+        ));
+    }
+    for t in tables {
+        let name = format!(
+            "{}.{}.{}",
+            ident(&t.key.catalog),
+            ident(&t.key.schema),
+            ident(&t.key.table)
+        );
+        let cols = |typed: bool| {
+            t.columns
+                .iter()
+                .map(|(c, ty)| format!("{} {}", ident(c), if typed { ty } else { "VARCHAR" }))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        out.push((
+            format!("CREATE TABLE {name} ({})", cols(true)),
+            Some(format!("CREATE TABLE {name} ({})", cols(false))),
+        ));
+    }
+    out
+}
+
 impl Shadow {
     /// Builds the shadow of an engine whose default catalog is
     /// `default_catalog` and whose tables are `tables`. A column whose type
@@ -69,51 +119,9 @@ impl Shadow {
         let icu = duckdb_icu::register();
         let conn = duckdb::Connection::open_in_memory_with_flags(cfg).map_err(shadow_err)?;
         icu.map_err(shadow_err)?;
-        let mut catalogs: Vec<&str> = tables.iter().map(|t| t.key.catalog.as_str()).collect();
-        catalogs.push(default_catalog);
-        catalogs.sort_unstable();
-        catalogs.dedup();
-        for c in &catalogs {
-            if *c != "memory" {
-                conn.execute_batch(&format!("ATTACH ':memory:' AS {}", ident(c)))
-                    .map_err(shadow_err)?;
-            }
-        }
-        conn.execute_batch(&format!("USE {}", ident(default_catalog)))
-            .map_err(shadow_err)?;
-        let mut schemas: Vec<(&str, &str)> = tables
-            .iter()
-            .map(|t| (t.key.catalog.as_str(), t.key.schema.as_str()))
-            .collect();
-        schemas.sort_unstable();
-        schemas.dedup();
-        for (c, s) in schemas {
-            conn.execute_batch(&format!(
-                "CREATE SCHEMA IF NOT EXISTS {}.{}",
-                ident(c),
-                ident(s)
-            ))
-            .map_err(shadow_err)?;
-        }
-        for t in tables {
-            let name = format!(
-                "{}.{}.{}",
-                ident(&t.key.catalog),
-                ident(&t.key.schema),
-                ident(&t.key.table)
-            );
-            let cols = |typed: bool| {
-                t.columns
-                    .iter()
-                    .map(|(c, ty)| format!("{} {}", ident(c), if typed { ty } else { "VARCHAR" }))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
-            if conn
-                .execute_batch(&format!("CREATE TABLE {name} ({})", cols(true)))
-                .is_err()
-            {
-                conn.execute_batch(&format!("CREATE TABLE {name} ({})", cols(false)))
+        for (sql, fallback) in catalog_ddl(default_catalog, tables) {
+            if let Err(e) = conn.execute_batch(&sql) {
+                conn.execute_batch(fallback.as_deref().ok_or(e).map_err(shadow_err)?)
                     .map_err(shadow_err)?;
             }
         }

@@ -207,13 +207,8 @@ pub fn start_gateway(database_url: &str, db: &Path, extra: &[(&str, &str)]) -> P
     start_gateway_ready(database_url, db, extra, &health_ok)
 }
 
-/// As [`start_gateway`], ready when `ready` says so (a TLS probe, say).
-pub fn start_gateway_ready(
-    database_url: &str,
-    db: &Path,
-    extra: &[(&str, &str)],
-    ready: Ready,
-) -> Proc {
+/// The environment of a test gateway on `database_url` over `db`, with `extra`.
+fn gateway_envs(database_url: &str, db: &Path, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let mut envs: Vec<(String, String)> = vec![
         ("DATABASE_URL".into(), database_url.into()),
         ("DUCKDB_PATH".into(), db.display().to_string()),
@@ -224,6 +219,17 @@ pub fn start_gateway_ready(
         ("LOG_LEVEL".into(), "info".into()),
     ];
     envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    envs
+}
+
+/// As [`start_gateway`], ready when `ready` says so (a TLS probe, say).
+pub fn start_gateway_ready(
+    database_url: &str,
+    db: &Path,
+    extra: &[(&str, &str)],
+    ready: Ready,
+) -> Proc {
+    let envs = gateway_envs(database_url, db, extra);
     Proc::start(gateway_bin(), &envs, "gateway", ready)
 }
 
@@ -236,17 +242,8 @@ pub fn start_gateway_flight(
 ) -> (Proc, SocketAddr) {
     for _ in 0..5 {
         let flight: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let mut envs: Vec<(String, String)> = vec![
-            ("DATABASE_URL".into(), database_url.into()),
-            ("DUCKDB_PATH".into(), db.display().to_string()),
-            ("DUCKDB_READ_ONLY".into(), "true".into()),
-            ("GATEWAY_ADMIN_TOKEN".into(), ADMIN_TOKEN.into()),
-            ("FEATURE_REMOTE_ROUTING".into(), "true".into()),
-            ("STORE_REFRESH".into(), "200ms".into()),
-            ("LOG_LEVEL".into(), "info".into()),
-            ("FLIGHT_ADDR".into(), flight.to_string()),
-        ];
-        envs.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let mut envs = gateway_envs(database_url, db, extra);
+        envs.push(("FLIGHT_ADDR".into(), flight.to_string()));
         if let Some(p) = Proc::spawn(gateway_bin(), &envs, "gateway", &health_ok) {
             return (p, flight);
         }
