@@ -15,6 +15,7 @@
 
 pub mod access;
 pub mod disclose;
+pub mod drain;
 pub mod flight;
 pub mod functions;
 pub mod pgwire;

@@ -879,3 +879,78 @@ fn null_typed_columns_answer_whole_on_local_compute_and_through_an_agent() {
         assert_eq!(local["rows"], rows, "{sql}");
     }
 }
+
+#[test]
+fn sigterm_drains_streams_in_flight_refuses_new_queries_and_exits_zero() {
+    use std::io::{Read, Write};
+    let mut s = setup(&[("SHUTDOWN_GRACE", "30s")]);
+    let dora = user(&s.gw, "dora", &[]);
+    // A large streamed answer, read slowly: in flight when SIGTERM comes.
+    let rows = 2_000_000u64;
+    let body = serde_json::to_vec(&json!({
+        "sql": format!("SELECT i FROM range({rows}) t(i)")
+    }))
+    .unwrap();
+    let mut stream = std::net::TcpStream::connect(s.gw.addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/query HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        dora.token,
+        body.len()
+    )
+    .unwrap();
+    stream.write_all(&body).unwrap();
+    let mut got = vec![0u8; 64 * 1024];
+    let n = stream.read(&mut got).unwrap();
+    got.truncate(n);
+    assert!(
+        got.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
+
+    s.gw.signal("TERM");
+    // New queries: 503, and /health says draining; the process is still up.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let r = dora.query("SELECT 1");
+        if r.status == 503 {
+            assert_eq!(r.json()["code"], "SHUTTING_DOWN", "{}", r.text());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never refused: {}",
+            r.text()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let h = raw(s.gw.addr, "GET", "/health", &[], b"").unwrap();
+    assert_eq!(h.status, 503);
+    assert_eq!(h.json()["status"], "draining");
+    assert!(s
+        .gw
+        .wait_exit(std::time::Duration::from_millis(300))
+        .is_none());
+
+    // The stream in flight finishes whole.
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).unwrap();
+    got.extend_from_slice(&rest);
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.trim_end()
+            .ends_with(&format!("\"row_count\":{rows}}}"))
+            || text.contains(&format!("\"row_count\":{rows}}}")),
+        "the stream was cut: ...{}",
+        &text[text.len().saturating_sub(200)..]
+    );
+    // Then the gateway exits, 0.
+    let st =
+        s.gw.wait_exit(std::time::Duration::from_secs(20))
+            .expect("the gateway did not exit after draining");
+    assert_eq!(st.code(), Some(0), "{st:?}");
+}

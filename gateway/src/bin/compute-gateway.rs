@@ -138,6 +138,7 @@ async fn run(cfg: Config) -> Result<(), String> {
     let header_timeout = cfg.request_timeout;
     let cfg_tls = cfg.tls.clone();
     let tls_reload = cfg.tls_reload;
+    let shutdown_grace = cfg.shutdown_grace;
     tracing::info!(
         listen_addr = %addr,
         store = ?store.backend(),
@@ -211,11 +212,27 @@ async fn run(cfg: Config) -> Result<(), String> {
     let server = gateway::server::http::serve(listener, header_timeout, tls.clone(), handler);
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| e.to_string())?;
+    tokio::pin!(server);
     tokio::select! {
-        _ = server => {}
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
-        _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+        _ = &mut server => return Ok(()),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: draining"),
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
     }
+    // Drain: every door keeps serving, but answers new queries 503
+    // (SHUTTING_DOWN) and /health `draining`; queries and streams in flight
+    // finish, up to the grace period.
+    query.drain.start();
+    let in_flight = query.drain.in_flight();
+    let finished = tokio::select! {
+        f = query.drain.wait_idle(shutdown_grace) => f,
+        _ = &mut server => false,
+    };
+    tracing::info!(
+        in_flight_at_signal = in_flight,
+        left_unfinished = query.drain.in_flight(),
+        all_finished = finished,
+        "compute-gateway stopped"
+    );
     Ok(())
 }
 

@@ -77,6 +77,9 @@ pub struct Audit {
     pub stop: StopReason,
     started: Instant,
     done: bool,
+    /// The query's place in the shutdown count (see [`crate::drain`]): held
+    /// as long as the record, which every door keeps to its answer's end.
+    pub in_flight: Option<crate::drain::DrainGuard>,
 }
 
 impl Audit {
@@ -95,6 +98,7 @@ impl Audit {
             stop: StopReason::default(),
             started: Instant::now(),
             done: false,
+            in_flight: None,
         }
     }
 

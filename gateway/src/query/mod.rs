@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 
 use client::resolver::{Decision, Resolver, Rule, Target};
 use client::rows::BoxFuture;
+
+use crate::drain::Drain;
 use client::{ArrowBatches, ClientError, Executor, LocalExecutor, Param, QueryRows, Value};
 
 use crate::access::{AccessControl, Principal};
@@ -78,6 +80,8 @@ pub struct QueryService {
     /// Rewrites already made (and proven), by policy and catalog generation,
     /// principal and text.
     rewrites: Arc<RewriteCache>,
+    /// Queries in flight, and whether the gateway is shutting down.
+    pub drain: Arc<Drain>,
 }
 
 /// A query routed and rewritten, ready to run.
@@ -229,6 +233,7 @@ impl QueryService {
             query_timeout,
             policy: Mutex::new(None),
             rewrites: Arc::new(RewriteCache::new(DEFAULT_REWRITE_CACHE_BYTES)),
+            drain: Arc::new(Drain::default()),
         }
     }
 
@@ -357,6 +362,18 @@ impl QueryService {
         door: Door,
     ) -> Result<Prepared, QueryError> {
         let mut audit = Audit::new(query_id, &who.user, &who.groups, door.as_str());
+        // Counted from here to its answer's last byte; none once draining.
+        match self.drain.enter() {
+            Some(guard) => audit.in_flight = Some(guard),
+            None => {
+                audit.discard();
+                return Err(QueryError::new(
+                    ErrorKind::Unavailable,
+                    "SHUTTING_DOWN",
+                    "the gateway is shutting down: retry on another gateway",
+                ));
+            }
+        }
         let deadline = audit.started() + self.query_timeout;
         let principal = Principal {
             user: who.user.clone(),

@@ -205,10 +205,16 @@ impl App {
             endpoints: usize,
             resolver_reload_error: Option<String>,
         }
+        // Draining: 503, so a load balancer stops sending new queries here.
+        let draining = self.query.drain.is_draining();
         h::json_response(
-            StatusCode::OK,
+            if draining {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            },
             &Health {
-                status: "ok",
+                status: if draining { "draining" } else { "ok" },
                 uptime_seconds: self.started.elapsed().as_secs(),
                 jobs: self.jobs.len(),
                 default_catalog: self.query.default_catalog.clone(),

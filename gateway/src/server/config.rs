@@ -86,6 +86,8 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// How often the TLS files are checked for a change (SIGHUP reloads at once).
     pub tls_reload: Duration,
+    /// How long in-flight queries may take to finish after SIGTERM.
+    pub shutdown_grace: Duration,
     /// The PostgreSQL wire door's address; `None`: off.
     pub pgwire_addr: Option<SocketAddr>,
     /// Whether the PostgreSQL door takes a password over a plain (not TLS)
@@ -130,6 +132,7 @@ const SETTINGS: &[Setting] = &[
     Setting { var: "STORE_REFRESH", flag: "store-refresh", default: Some("2s"), help: "How often the store is re-read for changes made by other gateways (Go duration)" },
     Setting { var: "WORKER_THREADS", flag: "worker-threads", default: Some("1"), help: "Threads serving HTTP and the query path: 1 runs everything on one thread (fewest wake-ups per query, see docs/benchmarks.md), more use a work-stealing runtime. Store calls and local DuckDB run on their own threads either way" },
     Setting { var: "LOG_LEVEL", flag: "log-level", default: Some("info"), help: "error, warn, info, debug or trace" },
+    Setting { var: "SHUTDOWN_GRACE", flag: "shutdown-grace", default: Some("30s"), help: "On SIGTERM or SIGINT: how long queries and streams in flight may take to finish (new ones get 503, /health says draining) before the gateway exits (Go duration)" },
     Setting { var: "TLS_CERT", flag: "tls-cert", default: None, help: "PEM certificate chain every door serves TLS with (with TLS_KEY); unset: plain connections" },
     Setting { var: "TLS_KEY", flag: "tls-key", default: None, help: "PEM private key of TLS_CERT" },
     Setting { var: "TLS_RELOAD", flag: "tls-reload", default: Some("10s"), help: "How often TLS_CERT and TLS_KEY are checked for a change and reloaded; SIGHUP reloads at once (Go duration)" },
@@ -292,6 +295,7 @@ impl Config {
         Ok(Config {
             tls,
             tls_reload: duration("TLS_RELOAD")?,
+            shutdown_grace: duration("SHUTDOWN_GRACE")?,
             pgwire_addr,
             pgwire_plain_loopback,
             listen_addr,

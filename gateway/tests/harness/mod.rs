@@ -132,6 +132,33 @@ impl Proc {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
     }
 
+    /// Sends a signal by name (`TERM`, `STOP`, ...).
+    pub fn signal(&self, sig: &str) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill")
+                .args(["-s", sig, &c.id().to_string()])
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "kill -s {sig} failed");
+        }
+    }
+
+    /// Waits up to `within` for the process to exit: its status.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.child.as_mut()?;
+            if let Some(st) = c.try_wait().unwrap() {
+                self.child = None;
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGKILL: dies without draining (a crash).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
