@@ -64,8 +64,14 @@ fn command(envs: &[(&str, &str)], log: &File) -> Command {
             cmd.env(key, v);
         }
     }
+    // Normal CPU priority unless a test asks for real time: the default
+    // (`auto`: SCHED_FIFO where the process may, as root here) lets several
+    // agents started at once by parallel tests starve every normal thread
+    // of a two-core machine, their own start-up and logging included (seen
+    // as agents silent for 60 s). The tests of the priority set it.
     cmd.env("AGENT_TOKEN", TOKEN)
         .env("SHARDS", "2")
+        .env("REACTOR_PRIORITY", "normal")
         .env("LOG_LEVEL", "debug");
     for (k, v) in envs {
         if *v == UNSET {
