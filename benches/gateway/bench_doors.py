@@ -26,26 +26,21 @@ import os
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
 import adbc_driver_flightsql.dbapi as flightsql
 import psycopg
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "agent"))
+import benchlib as b  # noqa: E402
+
 ADMIN = "bench-admin-token"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
-def gateway_bin():
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/compute-agent-target"))
-    return os.environ.get("COMPUTE_GATEWAY_BIN", os.path.join(target, "release", "compute-gateway"))
 
 
 def call(conn, method, path, body=None, token=ADMIN):
@@ -77,7 +72,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=3.0)
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-doors-")
-    http_port, pg_port, flight_port = free_port(), free_port(), free_port()
+    http_port, pg_port, flight_port = b.free_port(), b.free_port(), b.free_port()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "LISTEN_ADDR": f"127.0.0.1:{http_port}",
@@ -88,7 +83,7 @@ def main():
         "GATEWAY_ADMIN_TOKEN": ADMIN,
         "LOG_LEVEL": "warn",
     }
-    gw = subprocess.Popen([gateway_bin()], env=env, stdout=subprocess.DEVNULL,
+    gw = subprocess.Popen([os.environ.get("COMPUTE_GATEWAY_BIN", os.path.join(b.TARGET, "release", "compute-gateway"))], env=env, stdout=subprocess.DEVNULL,
                           stderr=open(f"{tmp}/gateway.log", "w"))
     try:
         deadline = time.time() + 30

@@ -21,6 +21,7 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -29,34 +30,18 @@ import pyarrow as pa
 import pyarrow.flight as fl
 import pyarrow.ipc as ipc
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "agent"))
+import benchlib as b  # noqa: E402
+
 ADMIN = "bench-admin-token"
 AGENT_TOKEN = "bench-agent-token"
 SQL = "SELECT a, b, c, d FROM t"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
-def binary(name):
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/compute-agent-target"))
-    return os.path.join(target, "release", name)
 
 
-def wait_port(port):
-    deadline = time.time() + 30
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def http_json(port, method, path, body, headers):
@@ -105,20 +90,20 @@ def main():
         init = os.path.join(tmp, "init.sql")
         with open(init, "w") as f:
             f.write(f"ATTACH IF NOT EXISTS '{db}' AS shared (READ_ONLY); USE shared;")
-        agent_port, http_port, flight_port = free_port(), free_port(), free_port()
+        agent_port, http_port, flight_port = b.free_port(), b.free_port(), b.free_port()
         base = {"PATH": os.environ.get("PATH", ""), "LOG_LEVEL": "warn"}
-        procs.append(subprocess.Popen([binary("compute-agent")], env=dict(
+        procs.append(subprocess.Popen([b.AGENT_BIN], env=dict(
             base, AGENT_TOKEN=AGENT_TOKEN, LISTEN_ADDR=f"127.0.0.1:{agent_port}", SHARDS="1",
             REACTOR_PRIORITY="normal", DUCKDB_INIT_SQL=init),
             stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/agent.log", "w")))
-        procs.append(subprocess.Popen([binary("compute-gateway")], env=dict(
+        procs.append(subprocess.Popen([os.path.join(b.TARGET, "release", "compute-gateway")], env=dict(
             base, LISTEN_ADDR=f"127.0.0.1:{http_port}", FLIGHT_ADDR=f"127.0.0.1:{flight_port}",
             DATABASE_URL=f"sqlite:{tmp}/gateway.db", DUCKDB_PATH=db, DUCKDB_READ_ONLY="true",
             GATEWAY_ADMIN_TOKEN=ADMIN, FEATURE_REMOTE_ROUTING="true"),
             stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/gateway.log", "w")))
         for port, log in [(agent_port, "agent"), (http_port, "gateway"), (flight_port, "gateway")]:
             try:
-                wait_port(port)
+                b.wait_port(port)
             except OSError:
                 print(open(f"{tmp}/{log}.log").read())
                 raise

@@ -23,26 +23,21 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 
 import duckdb
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "agent"))
+import benchlib as b  # noqa: E402
+
 ADMIN = "bench-admin-token"
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
-def gateway_bin():
-    target = os.environ.get("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/compute-agent-target"))
-    return os.environ.get("COMPUTE_GATEWAY_BIN", os.path.join(target, "release", "compute-gateway"))
 
 
 def as_postgres(args):
@@ -84,7 +79,7 @@ def main():
     subprocess.run(as_postgres([f"{bindir}/initdb", "-D", data, "-U", "bench", "--auth=trust",
                                 "--no-sync", "-E", "UTF8", "--locale=C"]),
                    check=True, stdout=subprocess.DEVNULL)
-    pg_port = free_port()
+    pg_port = b.free_port()
     subprocess.run(as_postgres([f"{bindir}/pg_ctl", "-D", data, "-l", os.path.join(data, "log"), "-w",
                                 "-o", f"-c listen_addresses=127.0.0.1 -p {pg_port} -k {tmp} -c fsync=off",
                                 "start"]), check=True, stdout=subprocess.DEVNULL)
@@ -100,7 +95,7 @@ def main():
         c.execute(f"CREATE TABLE t AS SELECT i::INTEGER AS a, (i * 2)::BIGINT AS b, 'row ' || i AS c, "
                   f"i / 3.0::DOUBLE AS d FROM range({args.rows}) r(i)")
         c.close()
-        http_port, gw_pg_port = free_port(), free_port()
+        http_port, gw_pg_port = b.free_port(), b.free_port()
         env = {
             "PATH": os.environ.get("PATH", ""),
             "LISTEN_ADDR": f"127.0.0.1:{http_port}",
@@ -112,7 +107,7 @@ def main():
             "GATEWAY_ADMIN_TOKEN": ADMIN,
             "LOG_LEVEL": "warn",
         }
-        gw = subprocess.Popen([gateway_bin()], env=env, stdout=subprocess.DEVNULL,
+        gw = subprocess.Popen([os.environ.get("COMPUTE_GATEWAY_BIN", os.path.join(b.TARGET, "release", "compute-gateway"))], env=env, stdout=subprocess.DEVNULL,
                               stderr=open(f"{tmp}/gateway.log", "w"))
         deadline = time.time() + 30
         while True:
