@@ -85,17 +85,21 @@ pub enum ScenarioArg {
     Execute,
     Lifecycle,
     Status,
+    /// POST /v1/query to a gateway (--url is the gateway, --token a user's token).
+    Gateway,
     /// Weighted mix of the others, see --mix.
     Mixed,
 }
 
 #[derive(Debug, Args)]
 pub struct LoadArgs {
-    /// Agent base URL (http only).
+    /// Agent (or, for the gateway scenario, gateway) base URL (http only).
     #[arg(long, env = "LOADGEN_URL", default_value = "http://127.0.0.1:9443")]
     pub url: String,
-    /// Agent token, sent as X-Agent-Token.
-    #[arg(long, env = "AGENT_TOKEN", hide_env_values = true)]
+    /// Token: sent to an agent as X-Agent-Token, to a gateway (the gateway
+    /// scenario) as Authorization: Bearer. Without the flag or LOADGEN_TOKEN,
+    /// $AGENT_TOKEN is used.
+    #[arg(long, env = "LOADGEN_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     #[arg(long, value_enum, default_value_t = ScenarioArg::Lifecycle)]
     pub scenario: ScenarioArg,
@@ -103,6 +107,7 @@ pub struct LoadArgs {
     #[arg(long, default_value = "lifecycle=5,status=3,execute=1,health=1")]
     pub mix: String,
     /// SQL to send (repeatable; equal weights). Ignored with --workload.
+    /// `{seq}` in it becomes a number unique to each operation.
     #[arg(long)]
     pub sql: Vec<String>,
     /// TOML workload file: [[statement]] name, sql, weight.
@@ -214,8 +219,17 @@ impl LoadArgs {
             ScenarioArg::Execute => Mix::single(Kind::Execute),
             ScenarioArg::Lifecycle => Mix::single(Kind::Lifecycle),
             ScenarioArg::Status => Mix::single(Kind::Status),
+            ScenarioArg::Gateway => Mix::single(Kind::Gateway),
             ScenarioArg::Mixed => Mix::parse(&self.mix)?,
         })
+    }
+
+    /// `--token`, else `$LOADGEN_TOKEN` (both through clap), else the agent's
+    /// `$AGENT_TOKEN`, which loadgen read before `--token` had an env of its own.
+    pub fn token(&self) -> Option<String> {
+        self.token
+            .clone()
+            .or_else(|| std::env::var("AGENT_TOKEN").ok().filter(|t| !t.is_empty()))
     }
 
     pub fn workload(&self) -> Result<Workload, ConfigError> {
@@ -259,7 +273,7 @@ impl LoadArgs {
             .map_or(0, |d| d.as_nanos() as u64);
         let env = OpEnv {
             target,
-            token: self.token.clone(),
+            token: self.token(),
             workload: self.workload()?,
             timeout: self.timeout,
             job_timeout: self.job_timeout,

@@ -7,7 +7,7 @@
 //! scenario reads. Workers share nothing mutable but a few atomic counters for
 //! the progress bar, so no worker ever waits on another.
 
-use crate::http::request::build;
+use crate::http::request::{build, Auth};
 use crate::http::{Conn, Pool, Target};
 use crate::ops::{OpEnv, OpSpec, Window, Worker};
 use crate::prom::Metrics;
@@ -73,6 +73,9 @@ pub struct RunOutput {
     pub metrics_end: Option<Metrics>,
     pub connects: u64,
     pub wall: Duration,
+    /// Wall-clock time (ms since the Unix epoch) the measured window began,
+    /// to line the report's times up with events outside loadgen.
+    pub window_start_unix_ms: f64,
 }
 
 /// Timeline resolution: about 60 points per run, between 100 ms and 1 s.
@@ -114,6 +117,14 @@ pub fn run(
         start: t0 + cfg.warmup,
         end: t0 + cfg.warmup + cfg.duration,
         tick,
+    };
+    let window_start_unix_ms = {
+        let (now, wall) = (Instant::now(), std::time::SystemTime::now());
+        let unix = wall
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        (unix + window.start.saturating_duration_since(now).as_secs_f64()) * 1e3
     };
     let stop = Arc::new(AtomicBool::new(false));
     let sampler = sampler::spawn(
@@ -176,6 +187,7 @@ pub fn run(
         metrics_end,
         connects,
         wall,
+        window_start_unix_ms,
     })
 }
 
@@ -218,9 +230,9 @@ fn setup_status_jobs(env: &OpEnv, n: usize) -> Result<Vec<String>, RunError> {
                 &env.target,
                 "POST",
                 "/queries",
-                env.token.as_deref(),
+                env.token.as_deref().map(Auth::Agent),
                 None,
-                Some(&stmt.body),
+                Some(&stmt.body_for(i as u64)),
             );
             let c = conn.as_mut().expect("connected");
             let r = c
@@ -248,7 +260,7 @@ fn setup_status_jobs(env: &OpEnv, n: usize) -> Result<Vec<String>, RunError> {
                     &env.target,
                     "GET",
                     &format!("/queries/{id}"),
-                    env.token.as_deref(),
+                    env.token.as_deref().map(Auth::Agent),
                     None,
                     None,
                 );
@@ -290,7 +302,7 @@ fn teardown_jobs(env: &OpEnv, ids: &[String]) {
                 &env.target,
                 "DELETE",
                 &format!("/queries/{id}"),
-                env.token.as_deref(),
+                env.token.as_deref().map(Auth::Agent),
                 None,
                 None,
             );
@@ -305,13 +317,16 @@ struct Planner {
     rng: Rng,
     seq: u64,
     worker: usize,
+    threads: usize,
 }
 
 impl Planner {
     fn next(&mut self, mix: &Mix, env: &OpEnv, intended: Instant, measured: bool) -> OpSpec {
         let kind = mix.pick(&mut self.rng);
         let statement = match kind {
-            Kind::Execute | Kind::Lifecycle => env.workload.pick_index(&mut self.rng),
+            Kind::Execute | Kind::Lifecycle | Kind::Gateway => {
+                env.workload.pick_index(&mut self.rng)
+            }
             _ => 0,
         };
         let n_status = env.status_ids.get().map_or(0, Vec::len);
@@ -329,6 +344,8 @@ impl Planner {
             status_index,
             seq: self.seq,
             worker: self.worker,
+            // Worker w numbers w, w+T, w+2T, ...: no two workers collide.
+            unique: self.seq * self.threads as u64 + self.worker as u64,
         }
     }
 }
@@ -382,16 +399,23 @@ impl InFlight {
 
     /// Charges every operation still running to the recorder: a failure
     /// `unfinished at end of run`, with its latency so far (a lower bound)
-    /// in the corrected histogram, so the percentiles cannot hide it.
-    fn charge_unfinished(&self, rec: &mut Recorder) {
+    /// in the corrected histogram, so the percentiles cannot hide it, and
+    /// in the failure log.
+    fn charge_unfinished(&self, rec: &mut Recorder, window_start: Instant) {
+        const LABEL: &str = "unfinished at end of run";
         let now = Instant::now();
+        let ms = |t: Instant| crate::sampler::signed_secs(t, window_start) * 1e3;
         for (_, (kind, intended)) in self.measured.borrow_mut().drain() {
             let s = rec.op(kind.name());
-            *s.outcomes
-                .failed
-                .entry("unfinished at end of run".into())
-                .or_default() += 1;
+            *s.outcomes.failed.entry(LABEL.into()).or_default() += 1;
             crate::stats::record(&mut s.corrected, now.saturating_duration_since(intended));
+            rec.failure(crate::stats::FailureEvent {
+                kind: kind.name(),
+                label: LABEL.into(),
+                intended_ms: ms(intended),
+                sent_ms: None,
+                done_ms: ms(now),
+            });
         }
     }
 }
@@ -415,6 +439,7 @@ fn worker_main(spec: WorkerSpec, env: Arc<OpEnv>, mix: Mix, live: Arc<Live>) -> 
         rng: Rng::for_worker(spec.seed, spec.index),
         seq: 0,
         worker: spec.index,
+        threads: spec.threads,
     }));
     local.block_on(&rt, async {
         let next_spec = |intended: Instant, measured: bool| {
@@ -476,7 +501,7 @@ fn worker_main(spec: WorkerSpec, env: Arc<OpEnv>, mix: Mix, live: Arc<Live>) -> 
         }
     });
     let mut r = rec.borrow_mut();
-    inflight.charge_unfinished(&mut r);
+    inflight.charge_unfinished(&mut r, spec.window.start);
     drop(r);
     let connects = pool.connects();
     drop(local);

@@ -74,6 +74,14 @@ fn run_body(r: &RunReport, heading: &str) -> String {
         "<p>Operations: sent {} = succeeded {} + failed {}. Sent rate {:.1}/s, throughput {:.1}/s, goodput {:.1}/s.</p>",
         r.ops.sent, r.ops.succeeded, r.ops.failed, r.sent_rate, r.throughput, r.goodput
     );
+    if !r.answered_by.is_empty() {
+        let by: Vec<String> = r
+            .answered_by
+            .iter()
+            .map(|(k, n)| format!("{} {n}", escape(k)))
+            .collect();
+        let _ = writeln!(b, "<p>Gateway answers by endpoint: {}.</p>", by.join(", "));
+    }
     b.push_str("<table><tr><th class=l>SLO</th><th class=l>objective</th><th class=l>measured</th><th class=l>source</th></tr>\n");
     for v in &r.slos {
         let st = v.status.as_str();

@@ -1,16 +1,19 @@
 //! The operations of each scenario, run on a worker's connection pool.
 //!
 //! Owns: the request sequence of health, execute, lifecycle and status
-//! operations, what counts as success, and recording every request's outcome
-//! by route and status/error code. Every operation ends in exactly one
-//! success or one labelled failure, so sent = succeeded + failed holds.
+//! operations against an agent and of gateway queries (`POST /v1/query`,
+//! bearer token), what counts as success, and recording every request's
+//! outcome by route and status/error code (and each failed operation's
+//! times, for the failure log). Every operation ends in exactly one success
+//! or one labelled failure, so sent = succeeded + failed holds. Speaks the
+//! servers' HTTP contracts only: no crate of the agent or the gateway.
 //! Never blocks the thread (all waits are async) and never retries a request:
 //! a retry would hide the failure it answers.
 
-use crate::http::request::{build, encode_query_value, RequestBytes};
+use crate::http::request::{build, encode_query_value, Auth, RequestBytes};
 use crate::http::{HttpError, Pool, Target};
 use crate::scenario::Kind;
-use crate::stats::{record, Recorder};
+use crate::stats::{record, FailureEvent, Recorder};
 use crate::workload::Workload;
 use serde::Deserialize;
 use std::cell::RefCell;
@@ -25,6 +28,8 @@ pub const ROUTE_SUBMIT: &str = "POST /queries";
 pub const ROUTE_STATUS: &str = "GET /queries/{id}";
 pub const ROUTE_RESULTS: &str = "GET /queries/{id}/results";
 pub const ROUTE_DELETE: &str = "DELETE /queries/{id}";
+/// The gateway's one-shot query route.
+pub const ROUTE_GATEWAY_QUERY: &str = "POST /v1/query";
 
 /// Whether the agent honours `?wait_ms=` on GET /queries/{id}.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,6 +90,8 @@ impl LongPoll {
 /// What every operation needs, shared read-only by all workers.
 pub struct OpEnv {
     pub target: Target,
+    /// Sent as `X-Agent-Token` to an agent, as `Authorization: Bearer` to a
+    /// gateway (`gateway` operations).
     pub token: Option<String>,
     pub workload: Workload,
     /// Per-request timeout (long-polls get their wait on top).
@@ -121,6 +128,8 @@ pub struct OpSpec {
     pub status_index: usize,
     pub seq: u64,
     pub worker: usize,
+    /// Unique among the run's operations: replaces `{seq}` in the SQL.
+    pub unique: u64,
 }
 
 /// A failed request: its route and outcome label.
@@ -160,6 +169,16 @@ struct Submitted {
 struct JobStatus<'a> {
     #[serde(borrow)]
     status: &'a str,
+}
+
+/// The parts of a gateway's `POST /v1/query` answer loadgen keeps. The whole
+/// body must parse as JSON: a stream the engine cut after the head went out
+/// ends without its closing brace (docs/gateway.md), so it is never taken
+/// for an answer.
+#[derive(Deserialize)]
+struct GatewayAnswer {
+    endpoint: Option<String>,
+    row_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -245,6 +264,7 @@ impl OpRun<'_> {
         value
     }
 
+    /// A request to an agent (`X-Agent-Token`).
     fn req(
         &self,
         method: &str,
@@ -256,7 +276,7 @@ impl OpRun<'_> {
             &self.w.env.target,
             method,
             path,
-            self.w.env.token.as_deref(),
+            self.w.env.token.as_deref().map(Auth::Agent),
             rid,
             body,
         )
@@ -284,7 +304,8 @@ impl Worker {
                 .map_err(|f| f.op_label()),
             Kind::Execute => {
                 let stmt = &self.env.workload.statements[spec.statement];
-                let req = op.req("POST", "/execute", None, Some(&stmt.body));
+                let body = stmt.body_for(spec.unique);
+                let req = op.req("POST", "/execute", None, Some(&body));
                 op.exchange(ROUTE_EXECUTE, &req, 200, Duration::ZERO, |_| Some(()))
                     .await
                     .map_err(|f| f.op_label())
@@ -304,6 +325,7 @@ impl Worker {
                 None => Err("no status jobs available".to_string()),
             },
             Kind::Lifecycle => self.lifecycle(&mut op, &spec).await,
+            Kind::Gateway => self.gateway(&mut op, &spec).await,
         };
         let done = Instant::now();
         let win = self.window;
@@ -335,6 +357,16 @@ impl Worker {
         if !spec.measured {
             return result.is_ok();
         }
+        if let Err(label) = &result {
+            let ms = |t: Instant| crate::sampler::signed_secs(t, win.start) * 1e3;
+            rec.failure(FailureEvent {
+                kind: spec.kind.name(),
+                label: label.clone(),
+                intended_ms: ms(spec.intended),
+                sent_ms: op.first_send.map(ms),
+                done_ms: ms(done),
+            });
+        }
         rec.lag(first.saturating_duration_since(spec.intended));
         let stats = rec.op(spec.kind.name());
         match &result {
@@ -352,11 +384,38 @@ impl Worker {
         result.is_ok()
     }
 
+    /// `POST /v1/query` to a gateway: success is 200 with a whole JSON
+    /// answer; which endpoint answered and its row count are kept.
+    async fn gateway(&self, op: &mut OpRun<'_>, spec: &OpSpec) -> Result<(), String> {
+        let env = &self.env;
+        let body = env.workload.statements[spec.statement].body_for(spec.unique);
+        let req = build(
+            &env.target,
+            "POST",
+            "/v1/query",
+            env.token.as_deref().map(Auth::Bearer),
+            None,
+            Some(&body),
+        );
+        let answer = op
+            .exchange(ROUTE_GATEWAY_QUERY, &req, 200, Duration::ZERO, |b| {
+                serde_json::from_slice::<GatewayAnswer>(b).ok()
+            })
+            .await
+            .map_err(|f| f.op_label())?;
+        if op.measured {
+            let mut rec = self.rec.borrow_mut();
+            rec.rows_fetched += answer.row_count.unwrap_or(0);
+            rec.answered_by(answer.endpoint.as_deref().unwrap_or("(none)"));
+        }
+        Ok(())
+    }
+
     async fn lifecycle(&self, op: &mut OpRun<'_>, spec: &OpSpec) -> Result<(), String> {
         let env = &self.env;
-        let stmt = &env.workload.statements[spec.statement];
+        let body = env.workload.statements[spec.statement].body_for(spec.unique);
         let rid = format!("lg-{}-{}-{}", env.run_nonce, spec.worker, spec.seq);
-        let req = op.req("POST", "/queries", Some(&rid), Some(&stmt.body));
+        let req = op.req("POST", "/queries", Some(&rid), Some(&body));
         let t_submit = Instant::now();
         let id = op
             .exchange(ROUTE_SUBMIT, &req, 202, Duration::ZERO, |b| {

@@ -11,7 +11,7 @@ use crate::prom::Histogram as PromHistogram;
 use crate::sampler::HealthSample;
 use crate::slo::{self, Inputs, Thresholds, Verdict};
 use crate::slope::{self, Boundedness};
-use crate::stats::Percentiles;
+use crate::stats::{FailureEvent, Percentiles};
 use serde::Serialize;
 use std::collections::BTreeMap;
 
@@ -91,6 +91,9 @@ pub struct AgentSignals {
 pub struct RunReport {
     pub settings: RunSettings,
     pub measured_s: f64,
+    /// Wall-clock start of the measured window, ms since the Unix epoch:
+    /// `failure_log` and `timeline` times are relative to it.
+    pub window_start_unix_ms: f64,
     pub ops: OpsSummary,
     pub requests: BTreeMap<String, RouteSummary>,
     /// Lifecycle phases: submit, to_terminal, completion, fetch, delete.
@@ -106,8 +109,15 @@ pub struct RunReport {
     /// were scheduled: the agent's steady output rate).
     pub throughput: f64,
     pub goodput: f64,
+    /// Rows received: lifecycle pages fetched, gateway answers' `row_count`.
     pub rows_fetched: u64,
     pub connects: u64,
+    /// Gateway answers by the `endpoint` that ran them (empty otherwise).
+    pub answered_by: BTreeMap<String, u64>,
+    /// Every failed measured operation with its times, by intended start
+    /// (at most `stats::FAILURE_LOG_CAP`; the rest are counted below).
+    pub failure_log: Vec<FailureEvent>,
+    pub failure_log_dropped: u64,
     pub timeline: Vec<TimelinePoint>,
     pub agent: AgentSignals,
     pub slos: Vec<Verdict>,
@@ -234,24 +244,26 @@ pub fn build(
         long_poll: long_poll.to_string(),
     };
 
-    let availability = [ops::ROUTE_SUBMIT, ops::ROUTE_EXECUTE]
-        .iter()
-        .find_map(|r| requests.get(*r).map(|s| (r, s)))
-        .map(|(r, s)| {
-            let ok_code = if *r == ops::ROUTE_SUBMIT {
-                "202"
-            } else {
-                "200"
-            };
-            (
-                s.by_outcome.get(ok_code).copied().unwrap_or(0),
-                s.total,
-                format!("{r} responses"),
-            )
-        })
-        .or_else(|| {
-            (ops.sent > 0).then(|| (ops.succeeded, ops.sent, "all operations".to_string()))
-        });
+    let availability = [
+        ops::ROUTE_SUBMIT,
+        ops::ROUTE_EXECUTE,
+        ops::ROUTE_GATEWAY_QUERY,
+    ]
+    .iter()
+    .find_map(|r| requests.get(*r).map(|s| (r, s)))
+    .map(|(r, s)| {
+        let ok_code = if *r == ops::ROUTE_SUBMIT {
+            "202"
+        } else {
+            "200"
+        };
+        (
+            s.by_outcome.get(ok_code).copied().unwrap_or(0),
+            s.total,
+            format!("{r} responses"),
+        )
+    })
+    .or_else(|| (ops.sent > 0).then(|| (ops.succeeded, ops.sent, "all operations".to_string())));
     let queue_p95 = match (&qw, qw_p95, qw_count) {
         (Some((name, _)), Some((p, lower)), Some(c)) if c > 0.0 => {
             Some((p, lower, format!("agent /metrics {name}")))
@@ -274,15 +286,17 @@ pub fn build(
             "lifecycle: intended start -> terminal status".to_string(),
         ))
     } else {
-        ops.by_kind
-            .get("execute")
-            .filter(|k| k.latency.count > 0)
-            .map(|k| {
-                (
-                    k.latency.p95_ms / 1e3,
-                    "execute: intended start -> response".to_string(),
-                )
-            })
+        ["execute", "gateway"].iter().find_map(|name| {
+            ops.by_kind
+                .get(*name)
+                .filter(|k| k.latency.count > 0)
+                .map(|k| {
+                    (
+                        k.latency.p95_ms / 1e3,
+                        format!("{name}: intended start -> response"),
+                    )
+                })
+        })
     };
     let slos = slo::evaluate(
         th,
@@ -294,8 +308,14 @@ pub fn build(
         },
     );
     let passed = slo::passed(&slos);
+    let mut failure_log = rec.failures.clone();
+    failure_log.sort_by(|a, b| a.intended_ms.total_cmp(&b.intended_ms));
     RunReport {
         measured_s: settings.duration_s,
+        window_start_unix_ms: out.window_start_unix_ms,
+        answered_by: rec.answered_by.clone(),
+        failure_log,
+        failure_log_dropped: rec.failures_dropped,
         sent_rate: rec.started_in_window as f64 / dur,
         throughput: rec.completed_in_window as f64 / dur,
         goodput: ops.succeeded as f64 / dur,
@@ -364,6 +384,7 @@ mod tests {
             metrics_end: metrics.map(|m| crate::prom::parse(m.1)),
             connects: 1,
             wall: Duration::from_secs(2),
+            window_start_unix_ms: 1.7e12,
         }
     }
 

@@ -18,10 +18,18 @@ pub enum Kind {
     Lifecycle,
     /// GET /queries/{id} of jobs created before the run.
     Status,
+    /// POST /v1/query to a gateway (bearer token): its one-shot query route.
+    Gateway,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Health, Kind::Execute, Kind::Lifecycle, Kind::Status];
+    pub const ALL: [Kind; 5] = [
+        Kind::Health,
+        Kind::Execute,
+        Kind::Lifecycle,
+        Kind::Status,
+        Kind::Gateway,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -29,6 +37,7 @@ impl Kind {
             Kind::Execute => "execute",
             Kind::Lifecycle => "lifecycle",
             Kind::Status => "status",
+            Kind::Gateway => "gateway",
         }
     }
 
@@ -41,7 +50,7 @@ impl Kind {
 pub enum MixError {
     #[error("mix entry {0:?} is not kind=weight")]
     Entry(String),
-    #[error("unknown scenario {0:?} in mix (health, execute, lifecycle, status)")]
+    #[error("unknown scenario {0:?} in mix (health, execute, lifecycle, status, gateway)")]
     Kind(String),
     #[error("mix weights must be positive integers somewhere")]
     Weights,
@@ -105,6 +114,14 @@ mod tests {
         assert!(!m.contains(Kind::Health));
         let mut r = Rng::new(1);
         assert!((0..100).all(|_| m.pick(&mut r) != Kind::Health));
+    }
+
+    #[test]
+    fn gateway_is_a_kind_of_its_own() {
+        let m = Mix::parse("gateway=3,health=1").unwrap();
+        assert!(m.contains(Kind::Gateway) && !m.contains(Kind::Execute));
+        assert_eq!(Kind::Gateway.name(), "gateway");
+        assert!(Kind::ALL.iter().enumerate().all(|(i, k)| k.index() == i));
     }
 
     #[test]

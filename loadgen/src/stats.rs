@@ -1,9 +1,10 @@
-//! Measurements of one run: latency histograms (HDR), outcome counts and a
-//! per-second timeline.
+//! Measurements of one run: latency histograms (HDR), outcome counts, a
+//! per-second timeline, and a log of failed operations with their times.
 //!
 //! Owns: recording on a worker thread without locks (one `Recorder` per
 //! worker) and merging the workers' recorders at the end. Latencies are in
-//! microseconds. Never decides pass/fail; that is `slo`'s job.
+//! microseconds. The failure log is bounded (`FAILURE_LOG_CAP`; the rest are
+//! counted, never silently lost). Never decides pass/fail; that is `slo`'s job.
 
 use hdrhistogram::Histogram;
 use serde::Serialize;
@@ -20,6 +21,26 @@ pub fn new_histogram(sigfig: u8) -> Histogram<u64> {
 pub fn record(h: &mut Histogram<u64>, d: Duration) {
     let us = (d.as_micros() as u64).clamp(1, MAX_US);
     h.record(us).expect("value clamped into range");
+}
+
+/// Most failed operations the failure log keeps per run; later ones are
+/// only counted (`failure_log_dropped`).
+pub const FAILURE_LOG_CAP: usize = 10_000;
+
+/// One failed (measured) operation and when it happened, in milliseconds
+/// since the measured window began: what lines failures up with events
+/// outside loadgen (an agent killed at a known wall-clock time).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FailureEvent {
+    pub kind: &'static str,
+    pub label: String,
+    /// Its intended start (the schedule's, in open loop).
+    pub intended_ms: f64,
+    /// When its first request was written (none when not known: it never
+    /// got that far, or was still running at the end and charged unfinished).
+    pub sent_ms: Option<f64>,
+    /// When it ended (failed, or was charged as unfinished).
+    pub done_ms: f64,
 }
 
 /// Percentiles of one distribution, in milliseconds.
@@ -122,6 +143,12 @@ pub struct Recorder {
     pub completed_in_window: u64,
     /// Operations whose first request went out inside the window.
     pub started_in_window: u64,
+    /// Gateway answers by the `endpoint` that ran them.
+    pub answered_by: BTreeMap<String, u64>,
+    /// Failed measured operations, at most `FAILURE_LOG_CAP`.
+    pub failures: Vec<FailureEvent>,
+    /// Failed operations beyond the cap, counted only.
+    pub failures_dropped: u64,
 }
 
 impl Recorder {
@@ -163,6 +190,23 @@ impl Recorder {
             self.ticks.push(Tick::new());
         }
         &mut self.ticks[second]
+    }
+
+    pub fn failure(&mut self, e: FailureEvent) {
+        if self.failures.len() < FAILURE_LOG_CAP {
+            self.failures.push(e);
+        } else {
+            self.failures_dropped += 1;
+        }
+    }
+
+    pub fn answered_by(&mut self, endpoint: &str) {
+        match self.answered_by.get_mut(endpoint) {
+            Some(n) => *n += 1,
+            None => {
+                self.answered_by.insert(endpoint.to_string(), 1);
+            }
+        }
     }
 
     pub fn lag(&mut self, d: Duration) {
@@ -222,6 +266,13 @@ impl Recorder {
         self.rows_fetched += other.rows_fetched;
         self.completed_in_window += other.completed_in_window;
         self.started_in_window += other.started_in_window;
+        for (k, n) in other.answered_by {
+            *self.answered_by.entry(k).or_default() += n;
+        }
+        self.failures_dropped += other.failures_dropped;
+        for e in other.failures {
+            self.failure(e);
+        }
     }
 }
 
@@ -248,5 +299,32 @@ mod tests {
         assert_eq!(a.routes["GET /health"].by_outcome["200"], 1);
         assert_eq!(a.ticks.len(), 4);
         assert_eq!(a.ticks[3].completed, 4);
+    }
+
+    #[test]
+    fn failure_log_is_bounded_and_counts_the_rest() {
+        let ev = |i: usize| FailureEvent {
+            kind: "gateway",
+            label: "POST /v1/query 502 ENGINE_UNREACHABLE".into(),
+            intended_ms: i as f64,
+            sent_ms: Some(i as f64),
+            done_ms: i as f64 + 1.0,
+        };
+        let mut a = Recorder::default();
+        let mut b = Recorder::default();
+        for i in 0..FAILURE_LOG_CAP - 1 {
+            a.failure(ev(i));
+        }
+        for i in 0..3 {
+            b.failure(ev(i));
+        }
+        b.answered_by("a1");
+        b.answered_by("a1");
+        a.answered_by("a2");
+        a.merge(b);
+        assert_eq!(a.failures.len(), FAILURE_LOG_CAP);
+        assert_eq!(a.failures_dropped, 2);
+        assert_eq!(a.answered_by["a1"], 2);
+        assert_eq!(a.answered_by["a2"], 1);
     }
 }

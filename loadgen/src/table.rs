@@ -47,6 +47,14 @@ pub fn run(r: &RunReport) -> String {
     for (k, n) in &r.ops.failed_by {
         let _ = writeln!(o, "  failed {k}: {n}");
     }
+    if !r.answered_by.is_empty() {
+        let by: Vec<String> = r
+            .answered_by
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        let _ = writeln!(o, "  answered by endpoint: {}", by.join(", "));
+    }
     pct_header(
         &mut o,
         "\nlatency per operation (corrected = from intended start)",
@@ -84,7 +92,7 @@ pub fn run(r: &RunReport) -> String {
     let a = &r.agent;
     let _ = writeln!(
         o,
-        "\nagent: {} health samples ({} errors), /metrics {}, long-poll {}",
+        "\nserver: {} health samples ({} errors), /metrics {}{}",
         a.health_samples.len(),
         a.health_sample_errors,
         if a.metrics_present {
@@ -92,7 +100,12 @@ pub fn run(r: &RunReport) -> String {
         } else {
             "absent"
         },
-        a.long_poll
+        // Long-poll is a lifecycle matter; other runs never try it.
+        if r.settings.mix.iter().any(|(k, _)| k == "lifecycle") {
+            format!(", long-poll {}", a.long_poll)
+        } else {
+            String::new()
+        }
     );
     if let (Some(max), Some(mean)) = (a.queued_jobs_max, a.queued_jobs_mean) {
         let _ = writeln!(o, "  queued_jobs: mean {mean:.1}, max {max}");

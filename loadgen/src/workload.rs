@@ -2,7 +2,8 @@
 //! a TOML workload file.
 //!
 //! Owns: loading and validating the workload and encoding each statement's
-//! JSON body once. Never talks to the network.
+//! JSON body once (and, for a statement with `{seq}`, the per-operation
+//! body with that placeholder filled in). Never talks to the network.
 //!
 //! File format:
 //! ```toml
@@ -11,6 +12,11 @@
 //! sql = "SELECT 1"
 //! weight = 3          # optional, default 1
 //! ```
+//!
+//! `{seq}` anywhere in a statement's SQL is replaced by a number unique to
+//! each operation of the run, so every request carries a text of its own
+//! (`SELECT {seq} AS x`): what a server that caches by text (the gateway's
+//! rewrite cache) sees from callers whose literals differ.
 
 use crate::rng::{Rng, Weighted};
 use serde::Deserialize;
@@ -65,6 +71,28 @@ pub struct Statement {
     pub weight: u64,
     /// `{"sql": "..."}` encoded once.
     pub body: Vec<u8>,
+    /// The SQL contains `{seq}`: each operation's body is built by `body_for`.
+    templated: bool,
+}
+
+/// The per-operation placeholder in a statement's SQL.
+pub const SEQ_PLACEHOLDER: &str = "{seq}";
+
+impl Statement {
+    /// The request body for one operation: `body`, or for a statement with
+    /// `{seq}`, `body` with every `{seq}` replaced by `unique`. (JSON encodes
+    /// the placeholder's characters as they are, so replacing in the encoded
+    /// body is the same as encoding the replaced SQL.)
+    pub fn body_for(&self, unique: u64) -> std::borrow::Cow<'_, [u8]> {
+        if !self.templated {
+            return std::borrow::Cow::Borrowed(&self.body);
+        }
+        let text = std::str::from_utf8(&self.body).expect("JSON is UTF-8");
+        std::borrow::Cow::Owned(
+            text.replace(SEQ_PLACEHOLDER, &unique.to_string())
+                .into_bytes(),
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +153,7 @@ impl Workload {
             let body = serde_json::to_vec(&serde_json::json!({ "sql": sql }))
                 .expect("a string always encodes");
             statements.push(Statement {
+                templated: sql.contains(SEQ_PLACEHOLDER),
                 name,
                 sql,
                 weight,
@@ -163,6 +192,30 @@ mod tests {
         assert_eq!(w.statements[1].weight, 1);
         let v: serde_json::Value = serde_json::from_slice(&w.statements[1].body).unwrap();
         assert_eq!(v["sql"], "SELECT \"x\"");
+    }
+
+    #[test]
+    fn seq_placeholder_gives_each_operation_its_own_text() {
+        let w = Workload::from_sql(&[
+            "SELECT {seq} AS x, '\"{seq}\"' AS y".into(),
+            "SELECT 1".into(),
+        ])
+        .unwrap();
+        let body = |i: usize, n: u64| {
+            serde_json::from_slice::<serde_json::Value>(&w.statements[i].body_for(n)).unwrap()
+                ["sql"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(body(0, 17), "SELECT 17 AS x, '\"17\"' AS y");
+        assert_eq!(body(0, 18), "SELECT 18 AS x, '\"18\"' AS y");
+        // Without the placeholder the body is the one encoded at load.
+        assert!(matches!(
+            w.statements[1].body_for(5),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(body(1, 5), "SELECT 1");
     }
 
     #[test]

@@ -10,13 +10,22 @@ pub struct RequestBytes {
     pub head: bool,
 }
 
-/// Writes one HTTP/1.1 request. `token` goes into `X-Agent-Token` when set;
+/// The credential a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth<'a> {
+    /// `X-Agent-Token: <token>`: an agent's shared token.
+    Agent(&'a str),
+    /// `Authorization: Bearer <token>`: a gateway user's token.
+    Bearer(&'a str),
+}
+
+/// Writes one HTTP/1.1 request with its credential header, if any;
 /// a body is sent as JSON with its Content-Length.
 pub fn build(
     target: &Target,
     method: &str,
     path: &str,
-    token: Option<&str>,
+    auth: Option<Auth<'_>>,
     request_id: Option<&str>,
     body: Option<&[u8]>,
 ) -> RequestBytes {
@@ -28,10 +37,18 @@ pub fn build(
     out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
     out.extend_from_slice(target.host.as_bytes());
     out.extend_from_slice(b"\r\nUser-Agent: loadgen\r\n");
-    if let Some(t) = token {
-        out.extend_from_slice(b"X-Agent-Token: ");
-        out.extend_from_slice(t.as_bytes());
-        out.extend_from_slice(b"\r\n");
+    match auth {
+        Some(Auth::Agent(t)) => {
+            out.extend_from_slice(b"X-Agent-Token: ");
+            out.extend_from_slice(t.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        Some(Auth::Bearer(t)) => {
+            out.extend_from_slice(b"Authorization: Bearer ");
+            out.extend_from_slice(t.as_bytes());
+            out.extend_from_slice(b"\r\n");
+        }
+        None => {}
     }
     if let Some(id) = request_id {
         out.extend_from_slice(b"X-Request-ID: ");
@@ -79,7 +96,7 @@ mod tests {
             &t,
             "POST",
             "/queries",
-            Some("tok"),
+            Some(Auth::Agent("tok")),
             Some("rid-1"),
             Some(b"{\"sql\":\"SELECT 1\"}"),
         );
@@ -88,6 +105,24 @@ mod tests {
         assert!(s.contains("X-Agent-Token: tok\r\n"));
         assert!(s.contains("X-Request-ID: rid-1\r\n"));
         assert!(s.ends_with("Content-Length: 18\r\n\r\n{\"sql\":\"SELECT 1\"}"));
+        assert!(!s.contains("Authorization"));
+    }
+
+    #[test]
+    fn builds_gateway_query_with_bearer_token() {
+        let t = Target::parse("http://127.0.0.1:1").unwrap();
+        let r = build(
+            &t,
+            "POST",
+            "/v1/query",
+            Some(Auth::Bearer("gw_x")),
+            None,
+            Some(b"{}"),
+        );
+        let s = String::from_utf8(r.bytes).unwrap();
+        assert!(s.starts_with("POST /v1/query HTTP/1.1\r\n"));
+        assert!(s.contains("Authorization: Bearer gw_x\r\n"));
+        assert!(!s.contains("X-Agent-Token"));
     }
 
     #[test]

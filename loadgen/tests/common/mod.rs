@@ -1,6 +1,8 @@
-//! Test support: start the real compute-agent binary on a free loopback
-//! port, run the real loadgen binary against it, and a tiny blocking HTTP
-//! client for setting up conditions (stalls) from the test itself.
+//! Test support: start the real compute-agent binary (and, for the gateway
+//! scenario, the real compute-gateway in front of it) on free loopback
+//! ports, run the real loadgen binary against them, and a tiny blocking
+//! HTTP client for setting up conditions (stalls, a gateway's users and
+//! endpoints) from the test itself.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -22,7 +24,16 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 /// The agent binary: $COMPUTE_AGENT_BIN, else next to this test's target dir
 /// (`cargo test --release --workspace` builds it there before tests run).
 pub fn agent_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("COMPUTE_AGENT_BIN") {
+    workspace_bin("compute-agent", "COMPUTE_AGENT_BIN")
+}
+
+/// The gateway binary: $COMPUTE_GATEWAY_BIN, else beside the agent's.
+pub fn gateway_bin() -> PathBuf {
+    workspace_bin("compute-gateway", "COMPUTE_GATEWAY_BIN")
+}
+
+fn workspace_bin(name: &str, var: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(var) {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
@@ -31,10 +42,10 @@ pub fn agent_bin() -> PathBuf {
         .expect("deps dir")
         .parent()
         .expect("profile dir");
-    let p = dir.join("compute-agent");
+    let p = dir.join(name);
     assert!(
         p.exists(),
-        "compute-agent binary not found at {} (set COMPUTE_AGENT_BIN or run `cargo test --release --workspace`)",
+        "{name} binary not found at {} (set {var} or run `cargo test --release --workspace`)",
         p.display()
     );
     p
@@ -84,6 +95,12 @@ impl Agent {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+
+    /// SIGKILL: the agent dies at once, as in a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Agent {
@@ -100,11 +117,24 @@ pub fn http(
     path: &str,
     body: Option<&str>,
 ) -> std::io::Result<(u16, String)> {
+    http_as(addr, ("X-Agent-Token", TOKEN), method, path, body)
+}
+
+/// As [`http`], with `credential` (header name, value) instead of the
+/// agent's token.
+pub fn http_as(
+    addr: SocketAddr,
+    credential: (&str, &str),
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     let body = body.unwrap_or("");
+    let (name, value) = credential;
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nX-Agent-Token: {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{name}: {value}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes())?;
@@ -119,6 +149,108 @@ pub fn http(
     Ok((status, body))
 }
 
+/// The gateway's admin token in tests, and the token of its user `u`.
+pub const GATEWAY_ADMIN_TOKEN: &str = "loadgen-test-admin-token";
+pub const GATEWAY_USER_TOKEN: &str = "loadgen-test-user-token";
+
+/// A running compute-gateway (SQLite store in a scratch folder, in-memory
+/// local DuckDB) that routes user `u` (token [`GATEWAY_USER_TOKEN`]) to
+/// the given agents only (no fallback to local compute); killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Gateway {
+    pub fn start(agents: &[&Agent]) -> Gateway {
+        let mut started = None;
+        for attempt in 0..3 {
+            let port = free_port();
+            let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+            let db = tmp_path(&format!("gateway-{port}-{attempt}.db"));
+            let child = Command::new(gateway_bin())
+                .env("DATABASE_URL", format!("sqlite:{}", db.display()))
+                .env("GATEWAY_ADMIN_TOKEN", GATEWAY_ADMIN_TOKEN)
+                .env("FEATURE_REMOTE_ROUTING", "true")
+                .env("LISTEN_ADDR", addr.to_string())
+                .env("LOG_LEVEL", "warn")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn compute-gateway");
+            let mut gw = Gateway { child, addr };
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = gw.child.try_wait() {
+                    break;
+                }
+                if let Ok((200, _)) = http(addr, "GET", "/health", None) {
+                    started = Some(gw);
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if started.is_some() {
+                break;
+            }
+        }
+        let gw = started.expect("compute-gateway did not become healthy");
+        gw.admin("PUT", "/admin/users/u", "{}");
+        gw.admin(
+            "POST",
+            "/admin/tokens",
+            &format!(r#"{{"user":"u","token":"{GATEWAY_USER_TOKEN}"}}"#),
+        );
+        for (i, a) in agents.iter().enumerate() {
+            let name = format!("a{}", i + 1);
+            gw.admin(
+                "POST",
+                "/compute-endpoints",
+                &format!(
+                    r#"{{"name":"{name}","url":"{}","type":"REMOTE","auth_token":"{TOKEN}"}}"#,
+                    a.url()
+                ),
+            );
+            gw.admin(
+                "POST",
+                &format!("/compute-endpoints/{name}/assignments"),
+                r#"{"principal":"u","principal_type":"user","is_default":true,"fallback_local":false}"#,
+            );
+        }
+        gw
+    }
+
+    /// An admin call; panics unless it answers 2xx.
+    pub fn admin(&self, method: &str, path: &str, body: &str) -> String {
+        let auth = format!("Bearer {GATEWAY_ADMIN_TOKEN}");
+        let (status, text) = http_as(
+            self.addr,
+            ("Authorization", &auth),
+            method,
+            path,
+            Some(body),
+        )
+        .expect("gateway admin call");
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path}: {status} {text}"
+        );
+        text
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 pub fn health(addr: SocketAddr) -> serde_json::Value {
     let (_, b) = http(addr, "GET", "/health", None).expect("health");
     serde_json::from_str(&b).expect("health json")
@@ -129,6 +261,7 @@ pub fn loadgen(args: &[&str], limit: Duration) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
         .env_remove("AGENT_TOKEN")
+        .env_remove("LOADGEN_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
