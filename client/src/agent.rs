@@ -37,6 +37,14 @@ use crate::wire::{
 /// The agent's long-poll cap (`wait_ms` above it is capped by the agent anyway).
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
+/// [`AgentConfig::connect_timeout`]'s default: far above a LAN's connect time,
+/// well under a second.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_millis(250);
+/// [`AgentConfig::first_byte_timeout`]'s default.
+pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(1);
+/// [`AgentConfig::long_poll`]'s default.
+pub const DEFAULT_LONG_POLL: Duration = Duration::from_secs(1);
+
 /// Settings of one endpoint's client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AgentConfig {
@@ -57,7 +65,22 @@ pub struct AgentConfig {
     pub lifecycle_recheck: Duration,
     /// Attempts of a submit after transport errors (same request id each time).
     pub submit_attempts: u32,
+    /// Longest a connection may take to open; past it the agent is unreachable
+    /// (nothing was sent).
     pub connect_timeout: Duration,
+    /// Longest an agent may take to begin an answer beyond what the call asked
+    /// it to hold (a long-poll's wait): past it the call fails as
+    /// [`ClientError::Unresponsive`], so a hung agent is found within
+    /// `long_poll + first_byte_timeout` on any call. Not applied to `/execute`,
+    /// which holds its answer for the whole statement.
+    pub first_byte_timeout: Duration,
+    /// Longest one long-poll (the submit's hold, a status wait) asks the agent
+    /// to hold its answer; longer statements are followed by further polls.
+    pub long_poll: Duration,
+    /// On 429 (or 503 other than SHUTTING_DOWN), wait out `Retry-After` and try
+    /// the same agent again within the deadline; off: answer
+    /// [`ClientError::Overloaded`] at once (a caller that can route elsewhere).
+    pub wait_on_overload: bool,
     /// Time allowed for cancel + delete once the caller's deadline has passed.
     pub cleanup_timeout: Duration,
 }
@@ -75,7 +98,10 @@ impl AgentConfig {
             max_response_bytes: 64 << 20,
             lifecycle_recheck: Duration::from_secs(300),
             submit_attempts: 3,
-            connect_timeout: Duration::from_secs(5),
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            first_byte_timeout: DEFAULT_FIRST_BYTE_TIMEOUT,
+            long_poll: DEFAULT_LONG_POLL,
+            wait_on_overload: true,
             cleanup_timeout: Duration::from_secs(5),
         }
     }
@@ -107,18 +133,6 @@ struct Reply {
     /// The answer's headers (Arrow answers carry their paging facts there).
     headers: http::HeaderMap,
     body: Bytes,
-}
-
-/// A failed call, and whether the request certainly never reached the agent.
-struct Fail {
-    err: ClientError,
-    not_sent: bool,
-}
-
-impl From<Fail> for ClientError {
-    fn from(f: Fail) -> ClientError {
-        f.err
-    }
 }
 
 /// What `POST /queries` said.
@@ -236,7 +250,11 @@ impl AgentClient {
         tracing::info!(endpoint = %self.inner.cfg.name, "agent has no lifecycle routes; using /execute");
     }
 
-    /// One request, answer buffered up to `max_response_bytes`, bounded by `deadline`.
+    /// One request, answer buffered up to `max_response_bytes`, bounded by
+    /// `deadline`; its answer must begin within `hold` (what the call asks the
+    /// agent to hold it, `None`: the whole deadline) plus the first-byte
+    /// deadline.
+    #[allow(clippy::too_many_arguments)]
     async fn call(
         &self,
         method: Method,
@@ -244,8 +262,9 @@ impl AgentClient {
         query: &str,
         body: Bytes,
         request_id: Option<&str>,
+        hold: Option<Duration>,
         deadline: Instant,
-    ) -> Result<Reply, Fail> {
+    ) -> Result<Reply, ClientError> {
         let cfg = &self.inner.cfg;
         let uri = if query.is_empty() {
             format!("{}{path}", self.inner.base)
@@ -269,19 +288,38 @@ impl AgentClient {
                 .header("X-Agent-Timestamp", ts)
                 .header("X-Agent-Signature", sig);
         }
-        let req = b.body(Full::new(body)).map_err(|e| Fail {
-            err: ClientError::Config(format!("endpoint {}: cannot build request: {e}", cfg.name)),
-            not_sent: true,
+        let req = b.body(Full::new(body)).map_err(|e| {
+            ClientError::Config(format!("endpoint {}: cannot build request: {e}", cfg.name))
         })?;
         let max = cfg.max_response_bytes;
         let endpoint = &cfg.name;
+        let first_byte = hold.map(|h| {
+            let waited = h + cfg.first_byte_timeout;
+            (waited, (Instant::now() + waited).min(deadline))
+        });
         let fut = async {
-            let resp = self.inner.http.request(req).await.map_err(|e| Fail {
-                not_sent: e.is_connect(),
-                err: ClientError::Transport {
-                    endpoint: endpoint.clone(),
-                    message: error_chain(&e),
+            let sent = self.inner.http.request(req);
+            let answered = match first_byte {
+                Some((waited, by)) => match tokio::time::timeout_at(by.into(), sent).await {
+                    Ok(r) => r,
+                    Err(_) if by < deadline => {
+                        return Err(ClientError::Unresponsive {
+                            endpoint: endpoint.clone(),
+                            waited,
+                        })
+                    }
+                    Err(_) => return Err(ClientError::Timeout),
                 },
+                None => sent.await,
+            };
+            let resp = answered.map_err(|e| {
+                let message = error_chain(&e);
+                let endpoint = endpoint.clone();
+                if e.is_connect() {
+                    ClientError::Unreachable { endpoint, message }
+                } else {
+                    ClientError::Transport { endpoint, message }
+                }
             })?;
             let status = resp.status().as_u16();
             let retry_after = resp
@@ -291,12 +329,9 @@ impl AgentClient {
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(|s| Duration::from_secs(s.min(3600)));
             let headers = resp.headers().clone();
-            let too_big = || Fail {
-                err: ClientError::Protocol {
-                    endpoint: endpoint.clone(),
-                    message: format!("answer larger than {max} bytes"),
-                },
-                not_sent: false,
+            let too_big = || ClientError::Protocol {
+                endpoint: endpoint.clone(),
+                message: format!("answer larger than {max} bytes"),
             };
             if resp
                 .headers()
@@ -316,12 +351,9 @@ impl AgentClient {
                     {
                         too_big()
                     } else {
-                        Fail {
-                            err: ClientError::Transport {
-                                endpoint: endpoint.clone(),
-                                message: format!("reading the answer: {e}"),
-                            },
-                            not_sent: false,
+                        ClientError::Transport {
+                            endpoint: endpoint.clone(),
+                            message: format!("reading the answer: {e}"),
                         }
                     }
                 })?
@@ -335,10 +367,7 @@ impl AgentClient {
         };
         match tokio::time::timeout_at(deadline.into(), fut).await {
             Ok(r) => r,
-            Err(_) => Err(Fail {
-                err: ClientError::Timeout,
-                not_sent: false,
-            }),
+            Err(_) => Err(ClientError::Timeout),
         }
     }
 
@@ -398,9 +427,16 @@ impl AgentClient {
         err: ClientError,
         deadline: Instant,
     ) -> Result<(), ClientError> {
-        let ClientError::Overloaded { retry_after, .. } = &err else {
+        let ClientError::Overloaded {
+            retry_after, code, ..
+        } = &err
+        else {
             return Err(err);
         };
+        if !self.inner.cfg.wait_on_overload || code == crate::error::SHUTTING_DOWN {
+            // The caller routes elsewhere, or the agent is going away.
+            return Err(err);
+        }
         let wait = retry_after.unwrap_or(Duration::from_secs(1));
         if Instant::now() + wait >= deadline {
             return Err(err);
@@ -440,6 +476,13 @@ impl AgentClient {
         .map_err(|e| self.bad_json(e))?
         .into();
         let mut transport_failures = 0;
+        // The first failure that may have queued the job: from then on, an answer
+        // that would say "never started" (refused, 429) speaks only for the retry.
+        let mut ambiguous: Option<ClientError> = None;
+        let settled = |e: ClientError, ambiguous: &mut Option<ClientError>| match ambiguous.take() {
+            Some(first) if e.never_started() => first,
+            _ => e,
+        };
         loop {
             match self
                 .call(
@@ -448,6 +491,7 @@ impl AgentClient {
                     &query,
                     body.clone(),
                     Some(request_id),
+                    Some(wait.unwrap_or_default()),
                     deadline,
                 )
                 .await
@@ -456,20 +500,22 @@ impl AgentClient {
                 Ok(r) if r.status == 404 || r.status == 405 => return Ok(Submit::NoLifecycle),
                 Ok(r) => {
                     let e = self.error_of(&r, "POST /queries");
-                    self.wait_retry_after(e, deadline).await?;
+                    if let Err(e) = self.wait_retry_after(e, deadline).await {
+                        return Err(settled(e, &mut ambiguous));
+                    }
                 }
-                Err(Fail {
-                    err: ClientError::Transport { .. },
-                    ..
-                }) if transport_failures + 1 < self.inner.cfg.submit_attempts.max(1) => {
+                Err(e @ ClientError::Transport { .. })
+                    if transport_failures + 1 < self.inner.cfg.submit_attempts.max(1) =>
+                {
                     transport_failures += 1;
+                    ambiguous.get_or_insert(e);
                     let pause = Duration::from_millis(50 * transport_failures as u64);
                     if Instant::now() + pause >= deadline {
                         return Err(ClientError::Timeout);
                     }
                     tokio::time::sleep(pause).await;
                 }
-                Err(f) => return Err(f.err),
+                Err(e) => return Err(settled(e, &mut ambiguous)),
             }
         }
     }
@@ -557,8 +603,17 @@ impl AgentClient {
             Some(w) if !w.is_zero() => format!("wait_ms={}", w.min(MAX_WAIT).as_millis()),
             _ => String::new(),
         };
+        let hold = wait.unwrap_or_default().min(MAX_WAIT);
         let r = self
-            .call(Method::GET, &path, &query, Bytes::new(), None, deadline)
+            .call(
+                Method::GET,
+                &path,
+                &query,
+                Bytes::new(),
+                None,
+                Some(hold),
+                deadline,
+            )
             .await?;
         if r.status != 200 {
             return Err(self.error_of(&r, &format!("query {query_id}")));
@@ -599,8 +654,17 @@ impl AgentClient {
             query.push_str("&page_token=");
             percent_encode_into(t, &mut query);
         }
+        let hold = Duration::ZERO;
         let r = self
-            .call(Method::GET, &path, &query, Bytes::new(), None, deadline)
+            .call(
+                Method::GET,
+                &path,
+                &query,
+                Bytes::new(),
+                None,
+                Some(hold),
+                deadline,
+            )
             .await?;
         if r.status != 200 {
             return Err(self.error_of(&r, &format!("results of query {query_id}")));
@@ -631,7 +695,15 @@ impl AgentClient {
     pub async fn cancel(&self, query_id: &str, deadline: Instant) -> Result<IdStatus, ClientError> {
         let path = self.job_path(query_id, "/cancel")?;
         let r = self
-            .call(Method::POST, &path, "", Bytes::new(), None, deadline)
+            .call(
+                Method::POST,
+                &path,
+                "",
+                Bytes::new(),
+                None,
+                Some(Duration::ZERO),
+                deadline,
+            )
             .await?;
         if r.status != 200 {
             return Err(self.error_of(&r, &format!("query {query_id}")));
@@ -643,7 +715,15 @@ impl AgentClient {
     pub async fn delete(&self, query_id: &str, deadline: Instant) -> Result<IdStatus, ClientError> {
         let path = self.job_path(query_id, "")?;
         let r = self
-            .call(Method::DELETE, &path, "", Bytes::new(), None, deadline)
+            .call(
+                Method::DELETE,
+                &path,
+                "",
+                Bytes::new(),
+                None,
+                Some(Duration::ZERO),
+                deadline,
+            )
             .await?;
         if r.status != 200 {
             return Err(self.error_of(&r, &format!("query {query_id}")));
@@ -660,6 +740,7 @@ impl AgentClient {
                 "",
                 Bytes::new(),
                 None,
+                Some(Duration::ZERO),
                 Instant::now() + timeout,
             )
             .await?;
@@ -693,7 +774,6 @@ impl AgentClient {
         })
         .map_err(|e| self.bad_json(e))?
         .into();
-        let mut connect_failures = 0;
         loop {
             match self
                 .call(
@@ -702,6 +782,7 @@ impl AgentClient {
                     "",
                     body.clone(),
                     Some(request_id),
+                    None,
                     deadline,
                 )
                 .await
@@ -724,18 +805,9 @@ impl AgentClient {
                     let e = self.error_of(&r, "POST /execute");
                     self.wait_retry_after(e, deadline).await?;
                 }
-                Err(f)
-                    if f.not_sent
-                        && connect_failures + 1 < self.inner.cfg.submit_attempts.max(1) =>
-                {
-                    connect_failures += 1;
-                    let pause = Duration::from_millis(50 * connect_failures as u64);
-                    if Instant::now() + pause >= deadline {
-                        return Err(f.err);
-                    }
-                    tokio::time::sleep(pause).await;
-                }
-                Err(f) => return Err(f.err),
+                // Never retried here, not even when nothing was sent: the caller
+                // knows whether another endpoint can take it.
+                Err(e) => return Err(e),
             }
         }
     }
@@ -772,13 +844,14 @@ impl AgentClient {
         let submitted = self
             .submit_inner(sql, params, &request_id, wait, deadline)
             .await;
-        // A timeout, a broken connection or an answer that could not be read (too
-        // large, not JSON) may leave a job behind: the guard ends it. Refusals
-        // (400, 401, 429, 503) queued nothing.
+        // A timeout, a broken connection, a hung agent or an answer that could not
+        // be read (too large, not JSON) may leave a job behind: the guard ends it.
+        // Refusals (400, 401, 429, 503) and an unreachable agent queued nothing.
         if !matches!(
             submitted,
             Err(ClientError::Timeout
                 | ClientError::Transport { .. }
+                | ClientError::Unresponsive { .. }
                 | ClientError::Protocol { .. })
         ) {
             submit_guard.armed = None;
@@ -803,7 +876,7 @@ impl AgentClient {
                         // Cancel and delete now (not from Drop), so the agent is clean
                         // when the caller sees the error.
                         guard.cleanup_now().await;
-                        return Err(e);
+                        return Err(e.after_queued());
                     }
                 }
             }
@@ -898,7 +971,7 @@ impl AgentClient {
     fn poll_wait(&self, deadline: Instant) -> Option<Duration> {
         let remaining = deadline.saturating_duration_since(Instant::now());
         let wait = remaining
-            .min(MAX_WAIT)
+            .min(self.inner.cfg.long_poll.min(MAX_WAIT))
             .saturating_sub(Duration::from_millis(10));
         (self.inner.long_poll.load(Ordering::Relaxed) && wait >= Duration::from_millis(1))
             .then_some(wait)

@@ -42,9 +42,21 @@ pub enum ClientError {
     /// The caller's deadline passed; the job was canceled and deleted on the agent.
     #[error("deadline exceeded")]
     Timeout,
-    /// Connection refused, reset, closed mid-answer.
+    /// Reset or closed after the request may have reached the agent (mid-answer,
+    /// or before an answer): the statement may have started there.
     #[error("{endpoint}: transport error: {message}")]
     Transport { endpoint: String, message: String },
+    /// No connection could be made (refused, connect timeout, no route): nothing
+    /// was sent, so the statement certainly did not start there.
+    #[error("{endpoint}: unreachable: {message}")]
+    Unreachable { endpoint: String, message: String },
+    /// The request was sent and no answer began within what the call allows (what
+    /// it asked the agent to hold, plus the first-byte deadline): the agent may be
+    /// hung, and the statement may have started there.
+    #[error(
+        "{endpoint}: no answer within {waited:?} (first-byte deadline; the agent may be hung)"
+    )]
+    Unresponsive { endpoint: String, waited: Duration },
     /// The agent answered something the contract does not allow (bad JSON, an
     /// unknown status, a body over the size limit).
     #[error("{endpoint}: bad answer: {message}")]
@@ -75,10 +87,57 @@ impl ClientError {
             ClientError::Canceled { .. } => "canceled",
             ClientError::Timeout => "timeout",
             ClientError::Transport { .. } => "transport",
+            ClientError::Unreachable { .. } => "unreachable",
+            ClientError::Unresponsive { .. } => "unresponsive",
             ClientError::Protocol { .. } => "protocol",
             ClientError::Unavailable { .. } => "unavailable",
             ClientError::Config(_) => "config",
             ClientError::Local(_) => "local",
         }
     }
+
+    /// Whether this proves the statement never started on the endpoint (nothing
+    /// was sent, or the agent refused it before queuing: 429 or 503), so it may
+    /// run elsewhere without running twice.
+    pub fn never_started(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Unreachable { .. } | ClientError::Overloaded { .. }
+        )
+    }
+
+    /// This error as met after the statement was queued (a status poll, a
+    /// page): whatever the call says, the statement had started, so an
+    /// unreachable or refusing agent is a broken transport, never
+    /// [`Self::never_started`].
+    pub fn after_queued(self) -> ClientError {
+        match self {
+            ClientError::Unreachable { endpoint, message } => ClientError::Transport {
+                endpoint,
+                message: format!("unreachable after the statement was queued: {message}"),
+            },
+            ClientError::Overloaded { endpoint, code, .. } => ClientError::Transport {
+                endpoint,
+                message: format!("refused a call ({code}) after the statement was queued"),
+            },
+            e => e,
+        }
+    }
+
+    /// Whether this says the endpoint itself is failing (unreachable, broken
+    /// connections, hung, or draining), as opposed to the statement or the
+    /// caller's deadline: the resolver marks it suspect at once.
+    pub fn endpoint_failing(&self) -> bool {
+        match self {
+            ClientError::Unreachable { .. }
+            | ClientError::Transport { .. }
+            | ClientError::Unresponsive { .. } => true,
+            ClientError::Overloaded { code, .. } => code == SHUTTING_DOWN,
+            _ => false,
+        }
+    }
 }
+
+/// The agent's error code of a 503 while it drains (it will not come back soon:
+/// no point waiting for its `Retry-After`).
+pub const SHUTTING_DOWN: &str = "SHUTTING_DOWN";

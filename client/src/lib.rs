@@ -20,7 +20,7 @@ pub mod wire;
 
 pub use agent::{AgentClient, AgentConfig, ArrowPages, ArrowRun, Page};
 pub use batches::ArrowBatches;
-pub use error::ClientError;
+pub use error::{ClientError, SHUTTING_DOWN};
 pub use local::LocalExecutor;
 pub use rows::{Executor, QueryRows, Via};
 pub use value::{ColumnType, Param, Row, Value};

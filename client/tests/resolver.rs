@@ -153,7 +153,9 @@ fn killed_agent_goes_local_where_allowed_errors_where_not_and_recovers() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         a.kill();
         let e = inflight.await.unwrap().unwrap_err();
-        assert!(matches!(e, ClientError::Transport { .. }), "{e:?}");
+        // It had started: never "unreachable" (which would let a caller run it
+        // elsewhere), whichever call met the dead agent.
+        assert!(matches!(e, ClientError::Transport { .. }) && !e.never_started(), "{e:?}");
 
         let r3 = r.clone();
         tokio::task::spawn_blocking(move || wait_until("marked down", || !r3.health().get("a").up)).await.unwrap();

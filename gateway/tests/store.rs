@@ -39,6 +39,7 @@ on_both!(
     cache_freshness,
     resolver_reads_the_store,
     concurrent_writers_serialize,
+    history_append_filter_prune,
 );
 
 async fn open(db: &TestDb) -> Store {
@@ -817,4 +818,90 @@ async fn database_down_keeps_the_last_snapshot() {
         .resolver_config(&RolloutDefaults::default())
         .unwrap();
     assert_eq!(cfg.endpoints.len(), 1);
+}
+
+async fn history_append_filter_prune(db: &TestDb) {
+    use gateway::store::history::{HistoryFilter, HistoryRecord};
+    let s = open(db).await;
+    let rev = s.revision().await.unwrap();
+    let rec = |at_ms: i64, user: &str, outcome: &str| HistoryRecord {
+        at_ms,
+        query_id: format!("q{at_ms}"),
+        user: user.into(),
+        groups: "g1,g2".into(),
+        door: "http".into(),
+        tables: "db.main.people".into(),
+        decision: "allowed".into(),
+        outcome: outcome.into(),
+        reason: "it's \"quoted\"; DROP TABLE x".into(),
+        endpoint: "a1".into(),
+        rule: "user-default".into(),
+        left: "a2: unreachable".into(),
+        rows: 7,
+        duration_us: 1234,
+        queued_us: 5,
+    };
+    let batch: Vec<HistoryRecord> = (1..=5)
+        .map(|i| {
+            rec(
+                1000 * i,
+                if i % 2 == 0 { "bob" } else { "ann" },
+                if i == 5 { "failed" } else { "answered" },
+            )
+        })
+        .collect();
+    s.append_history(batch.clone()).await.unwrap();
+    // History is not configuration: the revision stays.
+    assert_eq!(s.revision().await.unwrap(), rev);
+    let all = s
+        .history(HistoryFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    assert_eq!(all[0], batch[4], "newest first, every field kept");
+    let ann = s
+        .history(HistoryFilter {
+            user: Some("ann".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        ann.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+        vec![5000, 3000, 1000]
+    );
+    let f = s
+        .history(HistoryFilter {
+            user: Some("ann".into()),
+            since_ms: Some(2000),
+            outcome: Some("answered".into()),
+            limit: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(f.iter().map(|r| r.at_ms).collect::<Vec<_>>(), vec![3000]);
+    let two = s
+        .history(HistoryFilter {
+            limit: 2,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(two.len(), 2);
+    assert_eq!(s.prune_history(3000).await.unwrap(), 2);
+    let left = s
+        .history(HistoryFilter {
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.at_ms).collect::<Vec<_>>(),
+        vec![5000, 4000, 3000]
+    );
 }

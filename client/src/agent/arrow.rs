@@ -11,7 +11,7 @@
 //! twice and bounds every answer it buffers.
 
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_ipc::reader::StreamReader;
@@ -122,6 +122,7 @@ impl ArrowPages {
                 &query,
                 Bytes::new(),
                 None,
+                Some(Duration::ZERO),
                 self.deadline,
             )
             .await?;
@@ -212,7 +213,12 @@ impl AgentClient {
         }
         match self.run_arrow(sql, deadline).await? {
             ArrowRun::Arrow(mut pages) => {
-                let first = pages.next_batches().await?.unwrap_or_default();
+                // The statement was queued: no error from here proves otherwise.
+                let first = pages
+                    .next_batches()
+                    .await
+                    .map_err(ClientError::after_queued)?
+                    .unwrap_or_default();
                 let Some(schema) = pages.schema().cloned() else {
                     return Err(ClientError::Protocol {
                         endpoint: self.endpoint(),
@@ -298,6 +304,7 @@ impl AgentClient {
                     "",
                     body.clone(),
                     Some(&request_id),
+                    Some(Duration::ZERO),
                     deadline,
                 )
                 .await?;
@@ -324,7 +331,7 @@ impl AgentClient {
             Ok(st) => st,
             Err(e) => {
                 self.cancel_and_delete(&id).await;
-                return Err(e);
+                return Err(e.after_queued());
             }
         };
         match JobState::parse(&st.status) {
@@ -403,6 +410,7 @@ impl AgentClient {
                     "",
                     body.clone(),
                     Some(request_id),
+                    None,
                     deadline,
                 )
                 .await?;

@@ -29,6 +29,8 @@ fn exit_code(e: &ClientError) -> u8 {
         ClientError::Auth { .. } => 3,
         ClientError::NotFound { .. } => 4,
         ClientError::Transport { .. }
+        | ClientError::Unreachable { .. }
+        | ClientError::Unresponsive { .. }
         | ClientError::Protocol { .. }
         | ClientError::Unavailable { .. } => 5,
         ClientError::Timeout => 6,

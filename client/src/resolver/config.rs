@@ -114,6 +114,16 @@ pub struct HealthSettings {
     pub overloaded_queued_jobs: u64,
 }
 
+impl HealthSettings {
+    /// Default probe interval: a probe is the agent's cheapest request, and a
+    /// stopped agent that comes back is used again within `UP_AFTER` of these.
+    pub const INTERVAL: Duration = Duration::from_secs(1);
+    pub const TIMEOUT: Duration = Duration::from_millis(500);
+    pub const JITTER: Duration = Duration::from_millis(200);
+    pub const DOWN_AFTER: u32 = 3;
+    pub const UP_AFTER: u32 = 2;
+}
+
 /// Client settings applied to every endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientSettings {
@@ -121,6 +131,16 @@ pub struct ClientSettings {
     pub page_size: u32,
     pub lifecycle_recheck: Duration,
     pub max_response_bytes: usize,
+    /// Longest a connection to an agent may take to open.
+    pub connect_timeout: Duration,
+    /// Longest an agent may take to begin an answer beyond what a call asks it
+    /// to hold (see [`crate::agent::AgentConfig::first_byte_timeout`]).
+    pub first_byte_timeout: Duration,
+    /// Longest one long-poll holds (see [`crate::agent::AgentConfig::long_poll`]).
+    pub long_poll: Duration,
+    /// Wait out an agent's 429 and try it again; off: the caller routes the
+    /// query elsewhere (the gateway).
+    pub wait_on_overload: bool,
 }
 
 /// A validated configuration.
@@ -311,6 +331,10 @@ struct ClientV {
     page_size: Option<u32>,
     lifecycle_recheck: Option<String>,
     max_response_bytes: Option<usize>,
+    connect_timeout: Option<String>,
+    first_byte_timeout: Option<String>,
+    long_poll: Option<String>,
+    wait_on_overload: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -391,11 +415,11 @@ pub fn parse(
         overloaded_queued_jobs: None,
     });
     let health = HealthSettings {
-        interval: dur("health.interval", h.interval, Duration::from_secs(5))?,
-        timeout: dur("health.timeout", h.timeout, Duration::from_secs(1))?,
-        jitter: dur("health.jitter", h.jitter, Duration::from_millis(500))?,
-        down_after: h.down_after.unwrap_or(3),
-        up_after: h.up_after.unwrap_or(2),
+        interval: dur("health.interval", h.interval, HealthSettings::INTERVAL)?,
+        timeout: dur("health.timeout", h.timeout, HealthSettings::TIMEOUT)?,
+        jitter: dur("health.jitter", h.jitter, HealthSettings::JITTER)?,
+        down_after: h.down_after.unwrap_or(HealthSettings::DOWN_AFTER),
+        up_after: h.up_after.unwrap_or(HealthSettings::UP_AFTER),
         overloaded_queued_jobs: h.overloaded_queued_jobs.unwrap_or(0),
     };
     if health.interval < Duration::from_millis(10) || health.timeout.is_zero() {
@@ -414,6 +438,10 @@ pub fn parse(
         page_size: None,
         lifecycle_recheck: None,
         max_response_bytes: None,
+        connect_timeout: None,
+        first_byte_timeout: None,
+        long_poll: None,
+        wait_on_overload: None,
     });
     let client = ClientSettings {
         sign_requests: c.sign_requests.unwrap_or(false),
@@ -424,7 +452,28 @@ pub fn parse(
             Duration::from_secs(300),
         )?,
         max_response_bytes: c.max_response_bytes.unwrap_or(64 << 20),
+        connect_timeout: dur(
+            "client.connect_timeout",
+            c.connect_timeout,
+            crate::agent::DEFAULT_CONNECT_TIMEOUT,
+        )?,
+        first_byte_timeout: dur(
+            "client.first_byte_timeout",
+            c.first_byte_timeout,
+            crate::agent::DEFAULT_FIRST_BYTE_TIMEOUT,
+        )?,
+        long_poll: dur(
+            "client.long_poll",
+            c.long_poll,
+            crate::agent::DEFAULT_LONG_POLL,
+        )?,
+        wait_on_overload: c.wait_on_overload.unwrap_or(true),
     };
+    if client.connect_timeout.is_zero() || client.first_byte_timeout.is_zero() {
+        return Err(invalid(
+            "client.connect_timeout and client.first_byte_timeout must be positive".into(),
+        ));
+    }
     if !(1..=5000).contains(&client.page_size) {
         return Err(invalid("client.page_size must be 1 to 5000".into()));
     }

@@ -1,9 +1,11 @@
 //! Endpoint health: the table of each remote endpoint's up/down state and last load,
-//! fed only by background probes of `GET /health` (interval + jitter, timeout,
-//! N failures to mark down, M successes to mark up).
+//! fed by background probes of `GET /health` (interval + jitter, timeout, N failures
+//! to mark down, M successes to mark up) and by what queries see (passive health):
+//! a query that finds an endpoint unreachable, hung or draining marks it suspect at
+//! once, for every thread, and only M good probes in a row clear it.
 //!
-//! Owns the state machine and the probe round. The query path only reads the table;
-//! it never probes. No locks are held across an await.
+//! Owns the state machine and the probe round. The query path reads the table and
+//! reports failures to it; it never probes. No locks are held across an await.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,6 +27,10 @@ pub struct EndpointHealth {
     pub last: Option<Health>,
     pub last_error: Option<String>,
     pub last_probe: Option<Instant>,
+    /// Why a query found the endpoint failing, when it did since the last
+    /// `up_after` good probes: no query is routed there while another place
+    /// can take it.
+    pub suspect: Option<String>,
 }
 
 impl Default for EndpointHealth {
@@ -36,11 +42,17 @@ impl Default for EndpointHealth {
             last: None,
             last_error: None,
             last_probe: None,
+            suspect: None,
         }
     }
 }
 
 impl EndpointHealth {
+    /// Up by the probes and not suspected by a query since.
+    pub fn usable(&self) -> bool {
+        self.up && self.suspect.is_none()
+    }
+
     /// `queued_jobs + active_queries` of the last good probe (0 before any).
     pub fn load(&self) -> u64 {
         self.last.as_ref().map_or(0, Health::load)
@@ -63,8 +75,9 @@ impl EndpointHealth {
                 self.consecutive_successes = self.consecutive_successes.saturating_add(1);
                 self.last = Some(h);
                 self.last_error = None;
-                if !self.up && self.consecutive_successes >= s.up_after {
+                if self.consecutive_successes >= s.up_after {
                     self.up = true;
+                    self.suspect = None;
                 }
             }
             Err(e) => {
@@ -116,6 +129,24 @@ impl HealthTable {
                 "endpoint health changed"
             );
         }
+    }
+
+    /// A query found `name` failing (`why`): suspect at once, until `up_after`
+    /// good probes in a row from now. Returns whether it was usable before.
+    pub fn suspect(&self, name: &str, why: &str) -> bool {
+        let mut t = self.lock();
+        let e = t.entry(name.to_string()).or_default();
+        let was = e.usable();
+        e.consecutive_successes = 0;
+        e.suspect = Some(why.to_string());
+        if was {
+            tracing::warn!(
+                endpoint = name,
+                error = why,
+                "endpoint suspect: a query found it failing"
+            );
+        }
+        was
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, EndpointHealth>> {
@@ -194,5 +225,32 @@ mod tests {
         assert!(t.get("a").up);
         assert!(t.get("a").overloaded(&s));
         assert!(jitter(Duration::from_millis(5)) < Duration::from_millis(5));
+    }
+
+    #[test]
+    fn a_suspect_needs_up_after_good_probes_from_its_marking() {
+        let s = settings();
+        let t = HealthTable::default();
+        t.record("a", Ok(Health::default()), &s);
+        t.record("a", Ok(Health::default()), &s);
+        assert!(t.get("a").usable());
+        assert!(t.suspect("a", "connection refused"));
+        assert!(!t.get("a").usable() && t.get("a").up);
+        assert!(!t.suspect("a", "again"), "already suspect");
+        for _ in 0..2 {
+            t.record("a", Ok(Health::default()), &s);
+            assert!(!t.get("a").usable(), "good probes before up_after");
+        }
+        // A failed probe starts the count over.
+        t.record("a", Err("x".into()), &s);
+        for _ in 0..2 {
+            t.record("a", Ok(Health::default()), &s);
+        }
+        assert!(!t.get("a").usable());
+        t.record("a", Ok(Health::default()), &s);
+        assert!(t.get("a").usable(), "{:?}", t.get("a"));
+        // Never probed before: suspect at once too.
+        t.suspect("b", "reset");
+        assert!(!t.get("b").usable());
     }
 }

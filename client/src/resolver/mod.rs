@@ -3,7 +3,9 @@
 //!
 //! Owns the resolution order (the user's default assignment, a default assignment of
 //! one of the user's groups, any other assignment; among usable endpoints of one rule,
-//! the least loaded by `/health`; else local), the rollout controls, local fallback by
+//! the least loaded by `/health` plus the queries this process runs there; else
+//! local), what a query that left an endpoint may try next, passive health (a
+//! query's report makes an endpoint suspect), the rollout controls, local fallback by
 //! the caller's own assignment, the cache of one [`AgentClient`] per endpoint
 //! (rebuilt when its URL, token or client settings change), reloads on change or
 //! SIGHUP (a bad configuration is refused and the last good one kept), and the
@@ -107,6 +109,50 @@ impl std::fmt::Display for Decision {
     }
 }
 
+/// Queries running per endpoint in this process.
+#[derive(Default)]
+struct InFlight(Mutex<HashMap<String, Arc<std::sync::atomic::AtomicU64>>>);
+
+impl InFlight {
+    fn begin(&self, endpoint: &str) -> Running {
+        let counter = {
+            let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            match m.get(endpoint) {
+                Some(c) => c.clone(),
+                None => m.entry(endpoint.to_string()).or_default().clone(),
+            }
+        };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Running(counter)
+    }
+
+    fn count(&self, endpoint: &str) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(endpoint)
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+}
+
+/// One query counted as running on an endpoint ([`Resolver::begin`]); the
+/// count drops with it.
+#[derive(Debug)]
+pub struct Running(Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// An endpoint a query left, and why (the audit line shows each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Left {
+    pub endpoint: String,
+    pub why: String,
+}
+
 /// The loaded configuration and its clients.
 struct State {
     config: ResolverConfig,
@@ -119,6 +165,9 @@ pub struct Resolver {
     defaults: RolloutDefaults,
     state: RwLock<Arc<State>>,
     health: HealthTable,
+    /// Queries this process has running on each endpoint (added to the probe's
+    /// load, which is stale between probes).
+    in_flight: InFlight,
     local: Arc<dyn Executor>,
     last_fingerprint: Mutex<Option<u64>>,
     last_error: Mutex<Option<String>>,
@@ -139,6 +188,7 @@ impl Resolver {
             defaults,
             state: RwLock::new(Arc::new(State { config, clients })),
             health: HealthTable::default(),
+            in_flight: InFlight::default(),
             local,
             last_fingerprint: Mutex::new(fp),
             last_error: Mutex::new(None),
@@ -221,6 +271,31 @@ impl Resolver {
     /// Where `user` (member of `groups`) runs, and why; an error names an endpoint
     /// that cannot serve the user when the user's assignment forbids local fallback.
     pub fn resolve(&self, user: &str, groups: &[String]) -> Result<Decision, ClientError> {
+        self.resolve_excluding(user, groups, &[])
+    }
+
+    /// A query found `endpoint` failing with `e`: when the error says the endpoint
+    /// itself fails ([`ClientError::endpoint_failing`]), it is suspect at once for
+    /// every caller, until the prober sees it good `up_after` times in a row.
+    pub fn report(&self, endpoint: &str, e: &ClientError) {
+        if e.endpoint_failing() {
+            self.health.suspect(endpoint, &e.to_string());
+        }
+    }
+
+    /// [`Self::resolve`] for a query that already left the endpoints of `left`
+    /// (each with why): they are never chosen again, so the query moves to the
+    /// next usable endpoint of the same rule, then down the rules, then to local
+    /// compute where its assignment allows `fallback_local`. An endpoint a query
+    /// found failing is avoided while anything else can take the query, and
+    /// tried as the last resort when nothing else can (better than refusing on
+    /// one blip).
+    pub fn resolve_excluding(
+        &self,
+        user: &str,
+        groups: &[String],
+        left: &[Left],
+    ) -> Result<Decision, ClientError> {
         let st = self.state();
         let cfg = &st.config;
         let r = &cfg.rollout;
@@ -278,6 +353,8 @@ impl Resolver {
         ];
         // The caller's first assignment whose endpoint is ACTIVE but cannot serve.
         let mut blocked: Option<(&Assignment, String)> = None;
+        // The first endpoint skipped only because a query found it failing.
+        let mut last_resort: Option<(Rule, &Assignment)> = None;
         let mut skipped: Vec<String> = Vec::new();
         for (rule, list) in &tiers {
             let mut best: Option<(&Assignment, u64)> = None;
@@ -295,7 +372,9 @@ impl Resolver {
                     continue;
                 }
                 let h = self.health.get(&ep.name);
-                let why = if !h.up {
+                let why = if let Some(l) = left.iter().find(|l| l.endpoint == ep.name) {
+                    Some(format!("left by this query: {}", l.why))
+                } else if !h.up {
                     Some(format!(
                         "down after {} failed probes ({})",
                         h.consecutive_failures,
@@ -303,6 +382,9 @@ impl Resolver {
                     ))
                 } else if h.overloaded(&cfg.health) {
                     Some(format!("overloaded ({} queued jobs)", h.load()))
+                } else if let Some(s) = &h.suspect {
+                    last_resort.get_or_insert((*rule, *a));
+                    Some(format!("suspect ({s})"))
                 } else {
                     None
                 };
@@ -313,8 +395,9 @@ impl Resolver {
                     }
                     continue;
                 }
-                if best.is_none_or(|(_, l)| h.load() < l) {
-                    best = Some((a, h.load()));
+                let load = h.load() + self.in_flight.count(&ep.name);
+                if best.is_none_or(|(_, l)| load < l) {
+                    best = Some((a, load));
                 }
             }
             if let Some((a, load)) = best {
@@ -350,6 +433,19 @@ impl Resolver {
                     format!("endpoint {} {why}", a.endpoint),
                 ));
             }
+            if let Some((rule, a)) = last_resort {
+                return Ok(Decision {
+                    target: Target::Remote {
+                        endpoint: a.endpoint.clone(),
+                    },
+                    rule,
+                    assignment: Some(a.clone()),
+                    detail: format!(
+                        "the last resort: every usable endpoint is suspect; skipped: {}",
+                        skipped.join(", ")
+                    ),
+                });
+            }
             return Err(ClientError::Unavailable {
                 endpoint: a.endpoint.clone(),
                 reason: format!(
@@ -364,6 +460,16 @@ impl Resolver {
             format!("no usable assignment; skipped: {}", skipped.join(", "))
         };
         Ok(local(Rule::NoAssignment, None, detail))
+    }
+
+    /// Counts a query as running on the endpoint `d` names until the returned
+    /// guard is dropped (`None` for local compute): later decisions add it to
+    /// the endpoint's probed load.
+    pub fn begin(&self, d: &Decision) -> Option<Running> {
+        match &d.target {
+            Target::Remote { endpoint } => Some(self.in_flight.begin(endpoint)),
+            Target::Local => None,
+        }
     }
 
     /// The executor a decision names.
@@ -490,6 +596,10 @@ fn build_clients(
         ac.page_size = cfg.client.page_size;
         ac.lifecycle_recheck = cfg.client.lifecycle_recheck;
         ac.max_response_bytes = cfg.client.max_response_bytes;
+        ac.connect_timeout = cfg.client.connect_timeout;
+        ac.first_byte_timeout = cfg.client.first_byte_timeout;
+        ac.long_poll = cfg.client.long_poll;
+        ac.wait_on_overload = cfg.client.wait_on_overload;
         if old_cfgs.get(&e.name) == Some(&ac) {
             if let Some(c) = old.get(&e.name) {
                 out.insert(e.name.clone(), c.clone());

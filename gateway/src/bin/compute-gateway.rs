@@ -124,7 +124,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         None => current_database(&local).await?,
     };
     let resolver = Resolver::new(
-        Box::new(store.config_source()),
+        Box::new(store.config_source_with(cfg.agents.clone())),
         cfg.rollout.clone(),
         local.clone(),
     )
@@ -157,6 +157,7 @@ async fn run(cfg: Config) -> Result<(), String> {
         default_catalog,
         cfg.query_timeout,
         cfg.catalog_ttl,
+        cfg.admission,
     ));
     let pgwire = match cfg.pgwire_addr {
         None => None,
@@ -178,6 +179,10 @@ async fn run(cfg: Config) -> Result<(), String> {
         }
         None => None,
     };
+    // The query history's writer (off the query path; flushed on shutdown).
+    let history = cfg
+        .query_history
+        .map(|retention| gateway::query::history::History::start(query.store.clone(), retention));
     let app = App::new(cfg, query.clone());
     let _reaper = app.jobs.spawn_reaper();
     let handler = {
@@ -227,6 +232,10 @@ async fn run(cfg: Config) -> Result<(), String> {
         f = query.drain.wait_idle(shutdown_grace) => f,
         _ = &mut server => false,
     };
+    // Every record queued so far reaches the store before the exit.
+    if let Some(h) = &history {
+        h.close().await;
+    }
     tracing::info!(
         in_flight_at_signal = in_flight,
         left_unfinished = query.drain.in_flight(),

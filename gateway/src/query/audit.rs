@@ -9,7 +9,8 @@
 //! `pgwire`, `flight`), `user`, `groups`,
 //! `tables`, `decision` (`allowed` | `denied`), `reason` (why denied, or why
 //! it failed), `endpoint` and `rule` and `routing` (the resolver's decision in
-//! words), `fallback`, `outcome`, `rows`, `duration_ms`. It never logs SQL
+//! words), `left` (every endpoint the query tried and left before the one that
+//! answered, each with why), `fallback`, `outcome`, `rows`, `duration_ms`. It never logs SQL
 //! text or values (they may hold what a mask hides) and never a token.
 
 use std::io::Write;
@@ -33,6 +34,17 @@ pub struct Ending {
     pub outcome: &'static str,
     pub reason: &'static str,
 }
+
+/// Every `outcome` a line can have (`refused`: the admission queue's 429).
+pub const OUTCOMES: &[&str] = &[
+    "answered",
+    "denied",
+    "failed",
+    "refused",
+    "canceled",
+    "deleted",
+    "abandoned",
+];
 
 /// Canceled by its user (`POST /v1/queries/{id}/cancel`).
 pub const CANCELED: Ending = Ending {
@@ -71,6 +83,8 @@ pub struct Audit {
     pub endpoint: Option<String>,
     pub rule: Option<&'static str>,
     pub routing: Option<String>,
+    /// Endpoints tried and left, in order ("name: why").
+    pub left: Vec<String>,
     pub fallback: bool,
     pub rows: u64,
     /// What the drop of an unfinished record logs, when its stopper said.
@@ -80,6 +94,14 @@ pub struct Audit {
     /// The query's place in the shutdown count (see [`crate::drain`]): held
     /// as long as the record, which every door keeps to its answer's end.
     pub in_flight: Option<crate::drain::DrainGuard>,
+    /// The query's count on the endpoint it runs on (the resolver weighs it
+    /// when it routes others), held as long as the record.
+    pub running: Option<client::resolver::Running>,
+    /// The query's slot on its agent (the admission queue's), held as long
+    /// as the record: its drop hands the slot to the next waiter.
+    pub slot: Option<super::admission::Slot>,
+    /// Time spent waiting in the admission queue.
+    pub queued: Duration,
 }
 
 impl Audit {
@@ -93,12 +115,16 @@ impl Audit {
             endpoint: None,
             rule: None,
             routing: None,
+            left: Vec::new(),
             fallback: false,
             rows: 0,
             stop: StopReason::default(),
             started: Instant::now(),
             done: false,
             in_flight: None,
+            running: None,
+            slot: None,
+            queued: Duration::ZERO,
         }
     }
 
@@ -137,6 +163,9 @@ impl Audit {
             "allowed"
         };
         let reason = denied.or(reason).unwrap_or("");
+        if super::history::on() {
+            super::history::offer(self.history_record(decision, outcome, reason, duration_ms));
+        }
         if let Some(sink) = SINK.get() {
             // Formatted and written by the sink's thread: the query pays for
             // moving its fields into the queue, not for the JSON or the write.
@@ -152,6 +181,7 @@ impl Audit {
                 endpoint: self.endpoint.take().unwrap_or_default(),
                 rule: self.rule.unwrap_or(""),
                 routing: self.routing.take().unwrap_or_default(),
+                left: std::mem::take(&mut self.left),
                 fallback: self.fallback,
                 outcome: outcome.to_string(),
                 rows: self.rows,
@@ -171,12 +201,42 @@ impl Audit {
             endpoint = self.endpoint.as_deref().unwrap_or(""),
             rule = self.rule.unwrap_or(""),
             routing = self.routing.as_deref().unwrap_or(""),
+            left = %self.left.join("; "),
             fallback = self.fallback,
             outcome,
             rows = self.rows,
             duration_ms,
             "query"
         );
+    }
+}
+
+impl Audit {
+    /// The record the query history keeps of this line.
+    fn history_record(
+        &self,
+        decision: &str,
+        outcome: &str,
+        reason: &str,
+        duration_ms: f64,
+    ) -> crate::store::history::HistoryRecord {
+        crate::store::history::HistoryRecord {
+            at_ms: crate::store::now_ms(),
+            query_id: self.query_id.clone(),
+            user: self.user.clone(),
+            groups: self.groups.join(","),
+            door: self.door.to_string(),
+            tables: self.tables.join(","),
+            decision: decision.to_string(),
+            outcome: outcome.to_string(),
+            reason: reason.to_string(),
+            endpoint: self.endpoint.clone().unwrap_or_default(),
+            rule: self.rule.unwrap_or("").to_string(),
+            left: self.left.join("; "),
+            rows: self.rows.min(i64::MAX as u64) as i64,
+            duration_us: (duration_ms * 1000.0) as i64,
+            queued_us: self.queued.as_micros().min(i64::MAX as u128) as i64,
+        }
     }
 }
 
@@ -238,6 +298,7 @@ struct Line {
     endpoint: String,
     rule: &'static str,
     routing: String,
+    left: Vec<String>,
     fallback: bool,
     outcome: String,
     rows: u64,
@@ -262,6 +323,7 @@ impl Line {
             endpoint: &'a str,
             rule: &'a str,
             routing: &'a str,
+            left: String,
             fallback: bool,
             outcome: &'a str,
             rows: u64,
@@ -284,6 +346,7 @@ impl Line {
             endpoint: &self.endpoint,
             rule: self.rule,
             routing: &self.routing,
+            left: self.left.join("; "),
             fallback: self.fallback,
             outcome: &self.outcome,
             rows: self.rows,

@@ -85,6 +85,8 @@ impl From<ClientError> for QueryError {
             ClientError::Overloaded { .. } => (ErrorKind::Overloaded, "ENGINE_OVERLOADED"),
             ClientError::Unavailable { .. } => (ErrorKind::Unavailable, "ENDPOINT_UNAVAILABLE"),
             ClientError::Transport { .. }
+            | ClientError::Unreachable { .. }
+            | ClientError::Unresponsive { .. }
             | ClientError::Protocol { .. }
             | ClientError::Auth { .. }
             | ClientError::NotFound { .. }

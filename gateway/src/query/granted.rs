@@ -11,32 +11,22 @@
 
 use std::time::Instant;
 
-use super::{may_fall_back, QueryError, QueryService};
+use super::{QueryError, QueryService};
 use crate::access::{AccessControl, Principal, TableKey};
 use crate::store::AuthedPrincipal;
 
 impl QueryService {
     /// The tables `who` is granted that the engine of their routing
-    /// decision lists, sorted. When that engine is an agent that cannot be
-    /// reached and the assignment allows `fallback_local`, local compute's
-    /// catalog, as a query would fall back.
+    /// decision lists, sorted; when that engine cannot be reached, the next
+    /// place's, as a query would move on.
     pub async fn granted_tables(&self, who: &AuthedPrincipal) -> Result<Vec<TableKey>, QueryError> {
         let deadline = Instant::now() + self.query_timeout;
         let policy = self.policy()?;
-        self.resolver.reload_if_changed();
-        let decision = self.resolver.resolve(&who.user, &who.groups)?;
-        let engine = self.resolver.executor(&decision)?;
-        let catalog = match self.catalogs.get(&*engine, deadline).await {
-            Ok(c) => c,
-            Err(e) if may_fall_back(&decision, &e) => {
-                self.catalogs.get(&*self.local, deadline).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
         let principal = Principal {
             user: who.user.clone(),
             groups: who.groups.clone(),
         };
+        let catalog = self.routed_catalog(&principal, deadline).await?;
         let access: &dyn AccessControl = &policy.policy;
         let mut tables: Vec<TableKey> = catalog
             .tables

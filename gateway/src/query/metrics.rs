@@ -19,15 +19,16 @@ pub const LATENCY_BUCKETS: &[f64] = &[
     60.0,
 ];
 
-#[derive(Default)]
-struct Histogram {
+/// A Prometheus histogram over [`LATENCY_BUCKETS`].
+#[derive(Debug, Clone, Default)]
+pub struct Histogram {
     buckets: Vec<u64>,
     count: u64,
     sum: f64,
 }
 
 impl Histogram {
-    fn observe(&mut self, secs: f64) {
+    pub fn observe(&mut self, secs: f64) {
         if self.buckets.is_empty() {
             self.buckets = vec![0; LATENCY_BUCKETS.len()];
         }
@@ -52,6 +53,9 @@ pub struct Metrics {
     denied: Mutex<BTreeMap<String, u64>>,
     /// (endpoint, kind) -> failed queries.
     failed: Mutex<BTreeMap<(String, String), u64>>,
+    /// (endpoint, kind) -> queries that left the endpoint for another place
+    /// (it failed before their statement started there).
+    failovers: Mutex<BTreeMap<(String, String), u64>>,
     /// endpoint -> latency of answered queries (submit to last row).
     latency: Mutex<BTreeMap<String, Histogram>>,
     unauthorized: AtomicU64,
@@ -93,6 +97,13 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// A query left `endpoint` for another place after an error of `kind`.
+    pub fn failover(&self, endpoint: &str, kind: &str) {
+        *lock(&self.failovers)
+            .entry((endpoint.to_string(), kind.to_string()))
+            .or_default() += 1;
+    }
+
     pub fn latency(&self, endpoint: &str, d: Duration) {
         let mut m = lock(&self.latency);
         match m.get_mut(endpoint) {
@@ -114,7 +125,12 @@ impl Metrics {
     }
 
     /// Prometheus text exposition; `jobs` is the number of jobs held now.
-    pub fn render(&self, jobs: usize, rewrites: &RewriteCache) -> String {
+    pub fn render(
+        &self,
+        jobs: usize,
+        rewrites: &RewriteCache,
+        queue: &crate::query::admission::QueueFigures,
+    ) -> String {
         let mut out = String::with_capacity(4096);
         let esc = |s: &str| {
             s.replace('\\', "\\\\")
@@ -155,6 +171,15 @@ impl Metrics {
                 esc(k)
             );
         }
+        out.push_str("# HELP gateway_failovers_total Queries that left an endpoint for the next place (another endpoint, or local compute where allowed) because it failed before their statement started there, by endpoint and error kind.\n# TYPE gateway_failovers_total counter\n");
+        for ((e, k), n) in lock(&self.failovers).iter() {
+            let _ = writeln!(
+                out,
+                "gateway_failovers_total{{endpoint=\"{}\",kind=\"{}\"}} {n}",
+                esc(e),
+                esc(k)
+            );
+        }
         out.push_str("# HELP gateway_query_duration_seconds Time from a query's arrival to its result being ready (first page), by endpoint.\n# TYPE gateway_query_duration_seconds histogram\n");
         for (e, h) in lock(&self.latency).iter() {
             let e = esc(e);
@@ -180,6 +205,34 @@ impl Metrics {
                 "gateway_query_duration_seconds_count{{endpoint=\"{e}\"}} {}",
                 h.count
             );
+        }
+        out.push_str("# HELP gateway_queue_waiting Queries waiting for a slot on a full agent (the admission queue).\n# TYPE gateway_queue_waiting gauge\n");
+        let _ = writeln!(out, "gateway_queue_waiting {}", queue.waiting);
+        out.push_str("# HELP gateway_agent_slots_in_use Queries this gateway runs on agents now, all agents (AGENT_MAX_RUNNING each).\n# TYPE gateway_agent_slots_in_use gauge\n");
+        let _ = writeln!(out, "gateway_agent_slots_in_use {}", queue.running);
+        out.push_str("# HELP gateway_queue_timeouts_total Queries answered 429 after waiting QUEUE_TIMEOUT (or their deadline) in the queue.\n# TYPE gateway_queue_timeouts_total counter\n");
+        let _ = writeln!(out, "gateway_queue_timeouts_total {}", queue.timeouts);
+        out.push_str("# HELP gateway_queue_refused_total Queries answered 429 at once because QUEUE_MAX queries were waiting.\n# TYPE gateway_queue_refused_total counter\n");
+        let _ = writeln!(out, "gateway_queue_refused_total {}", queue.refused_full);
+        out.push_str("# HELP gateway_queue_wait_seconds How long admitted queries waited in the queue.\n# TYPE gateway_queue_wait_seconds histogram\n");
+        let h = &queue.waited;
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            let n = h.buckets.get(i).copied().unwrap_or(0);
+            let _ = writeln!(out, "gateway_queue_wait_seconds_bucket{{le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "gateway_queue_wait_seconds_bucket{{le=\"+Inf\"}} {}",
+            h.count
+        );
+        let _ = writeln!(out, "gateway_queue_wait_seconds_sum {}", h.sum);
+        let _ = writeln!(out, "gateway_queue_wait_seconds_count {}", h.count);
+        let h = crate::query::history::figures();
+        if h.on {
+            out.push_str("# HELP gateway_history_written_total Query history records written to the store.\n# TYPE gateway_history_written_total counter\n");
+            let _ = writeln!(out, "gateway_history_written_total {}", h.written);
+            out.push_str("# HELP gateway_history_lost_total Query history records lost: the writer's queue was full (the store too slow) or a write failed.\n# TYPE gateway_history_lost_total counter\n");
+            let _ = writeln!(out, "gateway_history_lost_total {}", h.lost);
         }
         out.push_str("# HELP gateway_unauthorized_total Requests refused for a missing or unknown token.\n# TYPE gateway_unauthorized_total counter\n");
         let _ = writeln!(
@@ -226,7 +279,7 @@ mod tests {
         m.routed("local", "fallback-local");
         m.denied("not_granted");
         m.latency("a1", Duration::from_millis(3));
-        let t = m.render(2, &RewriteCache::new(1024));
+        let t = m.render(2, &RewriteCache::new(1024), &Default::default());
         assert!(
             t.contains("gateway_queries_routed_total{endpoint=\"a1\",rule=\"user-default\"} 1"),
             "{t}"

@@ -13,10 +13,12 @@
 //! or the store, and reads the store's in-memory snapshot (an `Arc` clone,
 //! no database round trip per query).
 
+pub mod admission;
 pub mod audit;
 pub mod catalog;
 pub mod error;
 pub mod granted;
+pub mod history;
 pub mod metrics;
 pub mod params;
 
@@ -25,7 +27,7 @@ pub use error::{Denial, ErrorKind, QueryError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use client::resolver::{Decision, Resolver, Rule, Target};
+use client::resolver::{Decision, Left, Resolver, Target};
 use client::rows::BoxFuture;
 
 use crate::drain::Drain;
@@ -82,6 +84,8 @@ pub struct QueryService {
     rewrites: Arc<RewriteCache>,
     /// Queries in flight, and whether the gateway is shutting down.
     pub drain: Arc<Drain>,
+    /// Slots on agents and the queue for them.
+    pub admission: Arc<admission::Admission>,
 }
 
 /// A query routed and rewritten, ready to run.
@@ -96,6 +100,11 @@ pub struct Prepared {
     /// Values bound to the statement's placeholders, sent beside it.
     params: Vec<Param>,
     deadline: Instant,
+    /// The endpoints the query already left (never chosen again for it).
+    left: Vec<Left>,
+    /// Where the query waits in the admission queue, for a door that shows
+    /// it (a job's status); `None`: nobody asks.
+    pub queue_place: Option<Arc<admission::Place>>,
 }
 
 impl Prepared {
@@ -222,6 +231,7 @@ impl QueryService {
         default_catalog: String,
         query_timeout: Duration,
         catalog_ttl: Duration,
+        admission: admission::AdmissionSettings,
     ) -> QueryService {
         QueryService {
             store,
@@ -234,6 +244,7 @@ impl QueryService {
             policy: Mutex::new(None),
             rewrites: Arc::new(RewriteCache::new(DEFAULT_REWRITE_CACHE_BYTES)),
             drain: Arc::new(Drain::default()),
+            admission: admission::Admission::new(admission),
         }
     }
 
@@ -278,15 +289,47 @@ impl QueryService {
     ) -> Result<((u64, u64), Vec<VisibleTable>), QueryError> {
         let policy = self.policy()?;
         let deadline = Instant::now() + self.query_timeout;
-        let decision = self.resolver.resolve(&who.user, &who.groups)?;
-        let engine = self.resolver.executor(&decision)?;
-        let catalog = self.catalogs.get(&*engine, deadline).await?;
         let principal = Principal {
             user: who.user.clone(),
             groups: who.groups.clone(),
         };
+        let catalog = self.routed_catalog(&principal, deadline).await?;
         let out = catalog.table_columns(|k| policy.policy.access(&principal, k).is_some());
         Ok(((policy.generation, catalog.version), out))
+    }
+
+    /// The catalog of the engine `who`'s queries are routed to; when it
+    /// cannot be reached, the next place's, as a query moves on.
+    pub(crate) async fn routed_catalog(
+        &self,
+        who: &Principal,
+        deadline: Instant,
+    ) -> Result<Arc<EngineCatalog>, QueryError> {
+        self.resolver.reload_if_changed();
+        let mut decision = self.resolver.resolve(&who.user, &who.groups)?;
+        // Metadata, not a query: no audit line, but the same moves.
+        let mut scratch = Audit::new("", &who.user, &who.groups, "metadata");
+        scratch.discard();
+        let mut left = Vec::new();
+        loop {
+            let engine = self.resolver.executor(&decision)?;
+            match self.catalogs.get(&*engine, deadline).await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    decision = self
+                        .move_on(
+                            &decision,
+                            who,
+                            e,
+                            Step::Catalog,
+                            deadline,
+                            &mut scratch,
+                            &mut left,
+                        )
+                        .await?;
+                }
+            }
+        }
     }
 
     /// The columns (names, DuckDB type names) a prepared query will answer,
@@ -387,7 +430,7 @@ impl QueryService {
             }
         };
         self.resolver.reload_if_changed();
-        let mut decision = match self.resolver.resolve(&who.user, &who.groups) {
+        let decision = match self.resolver.resolve(&who.user, &who.groups) {
             Ok(d) => d,
             Err(e) => {
                 self.metrics.failed("none", e.kind());
@@ -395,36 +438,28 @@ impl QueryService {
                 return Err(e.into());
             }
         };
-        let mut fell_back = false;
-        loop {
-            audit.routed(&decision);
-            match self
-                .plan(&decision, &policy, &principal, sql, deadline, &mut audit)
-                .await
-            {
-                Ok((engine, scope)) => {
-                    return Ok(Prepared {
-                        decision,
-                        engine,
-                        user_sql: sql.to_string(),
-                        audit,
-                        scope,
-                        params: Vec::new(),
-                        deadline,
-                    })
-                }
-                Err(Attempt::Denied(e)) => return Err(self.denied(e, &principal, &mut audit)),
-                Err(Attempt::Failed(e)) => {
-                    let endpoint = audit.endpoint.clone().unwrap_or_default();
-                    self.metrics.failed(&endpoint, e.kind());
-                    if !fell_back && may_fall_back(&decision, &e) {
-                        fell_back = true;
-                        decision = fallback(&decision, &endpoint, &e);
-                        continue;
-                    }
-                    audit.finish(None, "failed", Some(&e.to_string()));
-                    return Err(e.into());
-                }
+        let mut left = Vec::new();
+        match self
+            .place(
+                decision, &policy, &principal, sql, deadline, &mut audit, &mut left,
+            )
+            .await
+        {
+            Ok((decision, engine, scope)) => Ok(Prepared {
+                decision,
+                engine,
+                user_sql: sql.to_string(),
+                audit,
+                scope,
+                params: Vec::new(),
+                deadline,
+                left,
+                queue_place: None,
+            }),
+            Err(Attempt::Denied(e)) => Err(self.denied(e, &principal, &mut audit)),
+            Err(Attempt::Failed(e)) => {
+                audit.finish(None, "failed", Some(&e.to_string()));
+                Err(e.into())
             }
         }
     }
@@ -461,58 +496,211 @@ impl QueryService {
     ) -> Result<Started<F::Out>, QueryError> {
         let Prepared {
             mut decision,
-            engine,
+            mut engine,
             user_sql,
             mut audit,
             mut scope,
             params: _,
             deadline,
+            mut left,
+            queue_place,
         } = p;
-        let mut result = fetch.run(&*engine, &scope.rewritten.sql, deadline).await;
-        if let Err(e) = &result {
+        loop {
+            // A slot on the agent, waiting for one in the queue when it is full.
+            if let (Target::Remote { endpoint }, None) = (&decision.target, &audit.slot) {
+                let asked = Instant::now();
+                let admitted = self
+                    .admission
+                    .admit(
+                        endpoint,
+                        &scope.principal.user,
+                        deadline,
+                        queue_place.as_deref(),
+                    )
+                    .await;
+                audit.queued += asked.elapsed();
+                match admitted {
+                    Ok(slot) => audit.slot = slot,
+                    Err(r) => {
+                        let e = Attempt::busy(endpoint, &r);
+                        self.metrics.rejected_busy();
+                        audit.finish(None, "refused", Some(&e.message));
+                        return Err(e);
+                    }
+                }
+            }
+            let e = match fetch.run(&*engine, &scope.rewritten.sql, deadline).await {
+                Ok(rows) => {
+                    let endpoint = audit.endpoint.clone().unwrap_or_default();
+                    self.metrics.routed(&endpoint, decision.rule.as_str());
+                    self.metrics.latency(&endpoint, audit.started().elapsed());
+                    return Ok(Started {
+                        decision,
+                        rows,
+                        audit,
+                        scope,
+                    });
+                }
+                Err(e) => e,
+            };
             let endpoint = audit.endpoint.clone().unwrap_or_default();
             self.metrics.failed(&endpoint, e.kind());
-            if may_fall_back(&decision, e) {
-                decision = fallback(&decision, &endpoint, e);
-                audit.routed(&decision);
-                let (policy, principal) = (scope.policy.clone(), scope.principal.clone());
-                result = match self
-                    .plan(
-                        &decision, &policy, &principal, &user_sql, deadline, &mut audit,
-                    )
-                    .await
-                {
-                    Ok((local, local_scope)) => {
-                        scope = local_scope;
-                        fetch.run(&*local, &scope.rewritten.sql, deadline).await
-                    }
-                    Err(Attempt::Failed(e)) => Err(e),
-                    Err(Attempt::Denied(e)) => {
-                        return Err(self.denied(e, &principal, &mut audit));
-                    }
-                };
-                if let Err(e) = &result {
-                    self.metrics.failed("local", e.kind());
+            let principal = scope.principal.clone();
+            let next = match self
+                .move_on(
+                    &decision,
+                    &principal,
+                    e,
+                    Step::Run,
+                    deadline,
+                    &mut audit,
+                    &mut left,
+                )
+                .await
+            {
+                Ok(next) => next,
+                Err(e) => {
+                    let err = scope.user_error(e);
+                    audit.finish(None, "failed", Some(&err.message));
+                    return Err(err);
+                }
+            };
+            let policy = scope.policy.clone();
+            match self
+                .place(
+                    next, &policy, &principal, &user_sql, deadline, &mut audit, &mut left,
+                )
+                .await
+            {
+                Ok((d, en, sc)) => (decision, engine, scope) = (d, en, sc),
+                Err(Attempt::Denied(e)) => return Err(self.denied(e, &principal, &mut audit)),
+                Err(Attempt::Failed(e)) => {
+                    let err = scope.user_error(e);
+                    audit.finish(None, "failed", Some(&err.message));
+                    return Err(err);
                 }
             }
         }
-        match result {
-            Ok(rows) => {
-                let endpoint = audit.endpoint.clone().unwrap_or_default();
-                self.metrics.routed(&endpoint, decision.rule.as_str());
-                self.metrics.latency(&endpoint, audit.started().elapsed());
-                Ok(Started {
-                    decision,
-                    rows,
-                    audit,
-                    scope,
-                })
+    }
+
+    /// The engine of `decision`, its catalog and the proven rewrite of `sql`
+    /// for it; when the engine cannot be reached for its catalog (the user's
+    /// statement was sent nowhere yet), the next place [`Self::move_on`]
+    /// finds, until one answers or none is left.
+    #[allow(clippy::too_many_arguments)]
+    async fn place(
+        &self,
+        mut decision: Decision,
+        policy: &Arc<PolicyAt>,
+        principal: &Principal,
+        sql: &str,
+        deadline: Instant,
+        audit: &mut Audit,
+        left: &mut Vec<Left>,
+    ) -> Result<(Decision, Arc<dyn Executor>, ErrorScope), Attempt> {
+        loop {
+            audit.routed(&decision);
+            match self
+                .plan(&decision, policy, principal, sql, deadline, audit)
+                .await
+            {
+                Ok((engine, scope)) => {
+                    // The previous place's slot, if the query moved, is freed
+                    // here; the new one is taken when it runs.
+                    audit.slot = None;
+                    audit.running = self.resolver.begin(&decision);
+                    return Ok((decision, engine, scope));
+                }
+                Err(Attempt::Failed(e)) => {
+                    let endpoint = audit.endpoint.clone().unwrap_or_default();
+                    self.metrics.failed(&endpoint, e.kind());
+                    decision = self
+                        .move_on(
+                            &decision,
+                            principal,
+                            e,
+                            Step::Catalog,
+                            deadline,
+                            audit,
+                            left,
+                        )
+                        .await
+                        .map_err(Attempt::Failed)?;
+                }
+                Err(denied) => return Err(denied),
             }
-            Err(e) => {
-                let err = scope.user_error(e);
-                audit.finish(None, "failed", Some(&err.message));
-                Err(err)
-            }
+        }
+    }
+
+    /// Where a query goes after `e` on the engine of `decision` at `step`: the
+    /// endpoint is reported to the resolver (a failing one is suspect at once
+    /// for every query), and when the query provably never started there (see
+    /// [`Step`]), the next place the resolver finds without the endpoints it
+    /// left: another endpoint of the same rule, then down the rules, then
+    /// local compute where the assignment allows `fallback_local`. An
+    /// overloaded agent with nowhere else to go is waited for (its
+    /// `Retry-After`, within the deadline) and tried again. Otherwise `e`.
+    #[allow(clippy::too_many_arguments)]
+    async fn move_on(
+        &self,
+        decision: &Decision,
+        who: &Principal,
+        e: ClientError,
+        step: Step,
+        deadline: Instant,
+        audit: &mut Audit,
+        left: &mut Vec<Left>,
+    ) -> Result<Decision, ClientError> {
+        let Target::Remote { endpoint } = &decision.target else {
+            return Err(e);
+        };
+        self.resolver.report(endpoint, &e);
+        let never_started = match step {
+            // The catalog read is the gateway's own question: the user's
+            // statement was not sent anywhere yet, whatever broke.
+            Step::Catalog => matches!(
+                e,
+                ClientError::Unreachable { .. }
+                    | ClientError::Transport { .. }
+                    | ClientError::Unresponsive { .. }
+                    | ClientError::Overloaded { .. }
+                    | ClientError::Protocol { .. }
+            ),
+            Step::Run => e.never_started(),
+        };
+        if !never_started || Instant::now() >= deadline {
+            return Err(e);
+        }
+        let why = e.to_string();
+        self.metrics.failover(endpoint, e.kind());
+        // Every error that moves a query names its endpoint.
+        audit.left.push(why.clone());
+        left.push(Left {
+            endpoint: endpoint.clone(),
+            why,
+        });
+        match self
+            .resolver
+            .resolve_excluding(&who.user, &who.groups, left)
+        {
+            Ok(next) => Ok(next),
+            Err(_) => match &e {
+                ClientError::Overloaded {
+                    code, retry_after, ..
+                } if code != client::SHUTTING_DOWN => {
+                    let wait = retry_after
+                        .unwrap_or(Duration::from_secs(1))
+                        .max(OVERLOAD_PAUSE_MIN);
+                    if Instant::now() + wait >= deadline {
+                        return Err(e);
+                    }
+                    tokio::time::sleep(wait).await;
+                    // Busy, not failing: it may take the query now.
+                    left.retain(|l| &l.endpoint != endpoint);
+                    Ok(decision.clone())
+                }
+                _ => Err(e),
+            },
         }
     }
 
@@ -613,31 +801,50 @@ impl QueryService {
     }
 }
 
-/// Whether a failure on the decided engine may move the query to local
-/// compute: the agent could not be reached or is overloaded, and the caller's
-/// assignment allows `fallback_local`.
-fn may_fall_back(d: &Decision, e: &ClientError) -> bool {
-    matches!(
-        e,
-        ClientError::Transport { .. } | ClientError::Overloaded { .. }
-    ) && matches!(d.target, Target::Remote { .. })
-        && d.assignment.as_ref().is_some_and(|a| a.fallback_local)
-}
+/// The shortest pause before an overloaded agent with nowhere else to go is
+/// tried again (a `Retry-After: 0` must not spin).
+const OVERLOAD_PAUSE_MIN: Duration = Duration::from_millis(50);
 
-/// The local decision that replaces `d` after `e`.
-fn fallback(d: &Decision, endpoint: &str, e: &ClientError) -> Decision {
-    Decision {
-        target: Target::Local,
-        rule: Rule::FallbackLocal,
-        assignment: d.assignment.clone(),
-        detail: format!("endpoint {endpoint} failed: {e}"),
-    }
+/// Where in a query's life an engine failed, which decides what proves the
+/// statement never started there.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Reading the engine's catalog, before the statement is sent: any
+    /// failure to get an answer leaves the statement unsent.
+    Catalog,
+    /// Running the statement: only an error that proves nothing was queued
+    /// ([`ClientError::never_started`]); a statement that may have started is
+    /// never run a second time, here or anywhere.
+    Run,
 }
 
 /// Why one try failed.
 enum Attempt {
     Denied(Denial),
     Failed(ClientError),
+}
+
+impl Attempt {
+    /// A refusal by the admission queue (the agent stayed full for as long as
+    /// the query could wait, or too many queries wait already), as its user
+    /// reads it.
+    fn busy(endpoint: &str, r: &admission::Refused) -> QueryError {
+        match r {
+            admission::Refused::QueueFull => QueryError::new(
+                ErrorKind::TooManyQueries,
+                "QUEUE_FULL",
+                format!("{endpoint} is full and the queue for agents is full: retry later"),
+            ),
+            admission::Refused::Timeout(waited) => QueryError::new(
+                ErrorKind::TooManyQueries,
+                "QUEUE_TIMEOUT",
+                format!(
+                    "{endpoint} stayed full for {:.1}s, as long as the query could wait: retry later",
+                    waited.as_secs_f64()
+                ),
+            ),
+        }
+    }
 }
 
 /// The binder check of one rewrite (see [`crate::verify`]): the shadow of

@@ -28,6 +28,8 @@ use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 
+use crate::store::history::{HistoryFilter, MAX_HISTORY_ROWS};
+
 use super::app::App;
 use super::http::{self as h, ApiError, Body};
 use crate::store::{
@@ -49,6 +51,65 @@ fn store_error(e: StoreError) -> ApiError {
             ApiError::internal(msg)
         }
     }
+}
+
+/// The query history's filter from a query string: `since` (Unix
+/// milliseconds or RFC 3339), `outcome`, `limit` (1 to 1000, default 100),
+/// and `user` where the caller may ask for others' (an admin).
+pub fn history_filter(query: Option<&str>, any_user: bool) -> Result<HistoryFilter, ApiError> {
+    let param = |name: &str| -> Option<String> {
+        h::query_param(query, name).map(|v| {
+            percent_encoding::percent_decode_str(&v.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+    };
+    let since_ms = match param("since") {
+        None => None,
+        Some(v) => Some(match v.parse::<i64>() {
+            Ok(ms) => ms,
+            Err(_) => chrono::DateTime::parse_from_rfc3339(&v)
+                .map_err(|_| {
+                    ApiError::bad_request(
+                        "since must be Unix milliseconds or an RFC 3339 time (2026-12-08T10:00:00Z)",
+                    )
+                })?
+                .timestamp_millis(),
+        }),
+    };
+    let outcome = param("outcome");
+    if let Some(o) = &outcome {
+        if !crate::query::audit::OUTCOMES.contains(&o.as_str()) {
+            return Err(ApiError::bad_request(format!(
+                "outcome must be one of {}",
+                crate::query::audit::OUTCOMES.join(", ")
+            )));
+        }
+    }
+    let limit = match param("limit") {
+        None => 100,
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_HISTORY_ROWS).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit must be 1 to {MAX_HISTORY_ROWS}"))
+            })?,
+    };
+    let user = match param("user") {
+        Some(_) if !any_user => {
+            return Err(ApiError::bad_request(
+                "user: only an admin reads other users' queries (GET /admin/queries)",
+            ))
+        }
+        u => u.map(|u| u.trim().to_lowercase()),
+    };
+    Ok(HistoryFilter {
+        user,
+        since_ms,
+        outcome,
+        limit,
+    })
 }
 
 fn ok<T: Serialize>(v: Result<T, StoreError>) -> Result<Response<Body>, ApiError> {
@@ -126,6 +187,10 @@ pub async fn route(
             deleted(s.delete_assignment(name, id(a)?).await)
         }
         (["compute-endpoints", name, "health"], &Method::GET) => endpoint_health(app, name).await,
+        (["admin", "queries"], &Method::GET) => {
+            let f = history_filter(req.uri().query(), true)?;
+            ok(s.history(f).await)
+        }
         (["admin", "users"], &Method::GET) => ok(s.list_users().await),
         (["admin", "users", name], &Method::GET) => ok(s.get_user(name).await),
         (["admin", "users", name], &Method::PUT) => {
@@ -231,6 +296,8 @@ async fn endpoint_health(app: &Arc<App>, name: &str) -> Result<Response<Body>, A
             "type": row.kind,
             "status": row.status,
             "up": known.up,
+            "suspect": known.suspect,
+            "usable": known.usable(),
             "consecutive_failures": known.consecutive_failures,
             "consecutive_successes": known.consecutive_successes,
             "last_error": known.last_error,

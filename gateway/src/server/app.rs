@@ -81,9 +81,11 @@ impl App {
             (["metrics"], &Method::GET) => Ok(h::bytes_response(
                 StatusCode::OK,
                 "text/plain; version=0.0.4",
-                self.query
-                    .metrics
-                    .render(self.jobs.len(), self.query.rewrites()),
+                self.query.metrics.render(
+                    self.jobs.len(),
+                    self.query.rewrites(),
+                    &self.query.admission.figures(),
+                ),
             )),
             (["v1", "query"], &Method::POST) => {
                 let who = self.authenticate(req.headers())?;
@@ -94,6 +96,16 @@ impl App {
                 let who = self.authenticate(req.headers())?;
                 let body = self.body::<QueryBody>(req).await?;
                 self.submit(who, body.sql).await
+            }
+            (["v1", "history"], &Method::GET) => {
+                // A user's own queries, never another's.
+                let who = self.authenticate(req.headers())?;
+                let mut f = super::admin::history_filter(req.uri().query(), false)?;
+                f.user = Some(who.user.clone());
+                let rows = self.query.store.history(f).await.map_err(|e| {
+                    ApiError::internal(format!("cannot read the query history: {e}"))
+                })?;
+                Ok(h::json_response(StatusCode::OK, &rows))
             }
             (["v1", "queries", id], &Method::GET) => {
                 let who = self.authenticate(req.headers())?;
@@ -363,6 +375,7 @@ impl App {
         // A cancel or delete while the query runs aborts the task that holds
         // this record: it then logs why, not `abandoned`.
         prepared.audit.stop = job.stop.clone();
+        prepared.queue_place = Some(job.queue_place.clone());
         job.inner.lock().await.routing = Some((
             prepared.audit.endpoint.clone().unwrap_or_default(),
             prepared.decision.to_string(),
@@ -420,10 +433,17 @@ impl App {
             job.wait(wait).await
         };
         let inner = job.inner.lock().await;
+        // Running, but still waiting for a slot on its agent: say so, and where.
+        let queue_position = match st {
+            JobState::Running => self.query.admission.position(&job.queue_place),
+            _ => None,
+        };
         #[derive(Serialize)]
         struct Status<'a> {
             query_id: &'a str,
             status: &'static str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            queue_position: Option<usize>,
             #[serde(skip_serializing_if = "Option::is_none")]
             endpoint: Option<&'a str>,
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -444,7 +464,12 @@ impl App {
             StatusCode::OK,
             &Status {
                 query_id: &job.id,
-                status: st.as_str(),
+                status: if queue_position.is_some() {
+                    "QUEUED"
+                } else {
+                    st.as_str()
+                },
+                queue_position,
                 endpoint: inner.routing.as_ref().map(|(e, _)| e.as_str()),
                 routing: inner.routing.as_ref().map(|(_, d)| d.as_str()),
                 columns: r.map(|r| r.columns.as_slice()),

@@ -93,6 +93,12 @@ pub struct Config {
     /// Whether the PostgreSQL door takes a password over a plain (not TLS)
     /// connection from a loopback address.
     pub pgwire_plain_loopback: bool,
+    /// How agents are probed and called.
+    pub agents: crate::store::AgentLinks,
+    /// Slots per agent and the queue for them.
+    pub admission: crate::query::admission::AdmissionSettings,
+    /// How long query history is kept; `None`: no history.
+    pub query_history: Option<Duration>,
     // --- Flight SQL door (src/flight) ---
     /// Where the Arrow Flight SQL door listens; `None`: off.
     pub flight_addr: Option<SocketAddr>,
@@ -138,6 +144,18 @@ const SETTINGS: &[Setting] = &[
     Setting { var: "TLS_RELOAD", flag: "tls-reload", default: Some("10s"), help: "How often TLS_CERT and TLS_KEY are checked for a change and reloaded; SIGHUP reloads at once (Go duration)" },
     Setting { var: "PGWIRE_ADDR", flag: "pgwire-addr", default: None, help: "Address of the PostgreSQL wire door (host:port); unset: off" },
     Setting { var: "PGWIRE_PLAIN_LOOPBACK", flag: "pgwire-plain-loopback", default: Some("false"), help: "Accept a password (an API token) over a plain, non-TLS PostgreSQL connection from a loopback address; other plain connections are always refused" },
+    Setting { var: "AGENT_CONNECT_TIMEOUT", flag: "agent-connect-timeout", default: Some("250ms"), help: "Longest a connection to an agent may take to open; past it the agent is unreachable and the query moves to the next place (Go duration)" },
+    Setting { var: "AGENT_FIRST_BYTE_TIMEOUT", flag: "agent-first-byte-timeout", default: Some("1s"), help: "Longest an agent may take to begin an answer beyond what a call asks it to hold: past it the agent counts as hung (Go duration)" },
+    Setting { var: "AGENT_LONG_POLL", flag: "agent-long-poll", default: Some("1s"), help: "Longest one call asks an agent to hold its answer while a statement runs; longer statements are polled again, so a hung agent is found within AGENT_LONG_POLL + AGENT_FIRST_BYTE_TIMEOUT (Go duration)" },
+    Setting { var: "AGENT_MAX_RUNNING", flag: "agent-max-running", default: Some("64"), help: "Queries this gateway runs at once on one agent; more wait in the admission queue (fair between users) for a slot. 0: no limit, no queue" },
+    Setting { var: "QUEUE_TIMEOUT", flag: "queue-timeout", default: Some("10s"), help: "Longest a query waits in the admission queue for a slot on a full agent; then 429 QUEUE_TIMEOUT with Retry-After (Go duration)" },
+    Setting { var: "QUEUE_MAX", flag: "queue-max", default: Some("1024"), help: "Queries waiting in the admission queue at once, all agents; more get 429 QUEUE_FULL at once" },
+    Setting { var: "QUERY_HISTORY", flag: "query-history", default: Some("true"), help: "Keep every query's audit record in the store (GET /admin/queries, GET /v1/history), written off the query path in batches" },
+    Setting { var: "QUERY_HISTORY_RETENTION", flag: "query-history-retention", default: Some("168h"), help: "How long query history records are kept (Go duration)" },
+    Setting { var: "HEALTH_INTERVAL", flag: "health-interval", default: Some("1s"), help: "How often each agent's /health is probed (Go duration)" },
+    Setting { var: "HEALTH_TIMEOUT", flag: "health-timeout", default: Some("500ms"), help: "Longest a health probe may take (Go duration)" },
+    Setting { var: "HEALTH_DOWN_AFTER", flag: "health-down-after", default: Some("3"), help: "Failed probes in a row that mark an agent down (a query that finds it failing marks it suspect at once)" },
+    Setting { var: "HEALTH_UP_AFTER", flag: "health-up-after", default: Some("2"), help: "Good probes in a row that bring a down or suspect agent back" },
     // --- Flight SQL door (src/flight) ---
     Setting { var: "FLIGHT_ADDR", flag: "flight-addr", default: None, help: "Address the Arrow Flight SQL door listens on (host:port); off when unset" },
 ];
@@ -292,7 +310,46 @@ impl Config {
                     "a boolean: true/false, 1/0, t/f",
                 )
             })?;
+        let agents = crate::store::AgentLinks {
+            health: client::resolver::config::HealthSettings {
+                interval: duration("HEALTH_INTERVAL")?,
+                timeout: duration("HEALTH_TIMEOUT")?,
+                jitter: client::resolver::config::HealthSettings::JITTER,
+                down_after: count("HEALTH_DOWN_AFTER")?.try_into().unwrap_or(u32::MAX),
+                up_after: count("HEALTH_UP_AFTER")?.try_into().unwrap_or(u32::MAX),
+                overloaded_queued_jobs: 0,
+            },
+            connect_timeout: duration("AGENT_CONNECT_TIMEOUT")?,
+            first_byte_timeout: duration("AGENT_FIRST_BYTE_TIMEOUT")?,
+            long_poll: duration("AGENT_LONG_POLL")?,
+        };
+        let admission = crate::query::admission::AdmissionSettings {
+            max_running: req("AGENT_MAX_RUNNING").parse::<usize>().map_err(|_| {
+                invalid(
+                    "AGENT_MAX_RUNNING",
+                    &req("AGENT_MAX_RUNNING"),
+                    "a count (0: no limit)",
+                )
+            })?,
+            max_waiting: count("QUEUE_MAX")?,
+            timeout: duration("QUEUE_TIMEOUT")?,
+        };
+        let history_on = parse_go_bool(&req("QUERY_HISTORY")).ok_or_else(|| {
+            invalid(
+                "QUERY_HISTORY",
+                &req("QUERY_HISTORY"),
+                "a boolean: true/false, 1/0, t/f",
+            )
+        })?;
+        let query_history = if history_on {
+            Some(duration("QUERY_HISTORY_RETENTION")?)
+        } else {
+            None
+        };
         Ok(Config {
+            agents,
+            admission,
+            query_history,
             tls,
             tls_reload: duration("TLS_RELOAD")?,
             shutdown_grace: duration("SHUTDOWN_GRACE")?,
@@ -389,5 +446,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("FLIGHT_ADDR"), "{e}");
+    }
+
+    /// The agent settings' defaults are the client's and the resolver's own
+    /// (one source: --help shows the same values they use).
+    #[test]
+    fn agent_defaults_are_the_clients() {
+        use client::resolver::config::HealthSettings;
+        let a = parse(&[]).unwrap().agents;
+        assert_eq!(a.connect_timeout, client::agent::DEFAULT_CONNECT_TIMEOUT);
+        assert_eq!(
+            a.first_byte_timeout,
+            client::agent::DEFAULT_FIRST_BYTE_TIMEOUT
+        );
+        assert_eq!(a.long_poll, client::agent::DEFAULT_LONG_POLL);
+        assert_eq!(a.health.interval, HealthSettings::INTERVAL);
+        assert_eq!(a.health.timeout, HealthSettings::TIMEOUT);
+        assert_eq!(a.health.down_after, HealthSettings::DOWN_AFTER);
+        assert_eq!(a.health.up_after, HealthSettings::UP_AFTER);
+        let file = client::resolver::config::parse("", "t", &RolloutDefaults::default()).unwrap();
+        assert_eq!(file.health.interval, a.health.interval);
+        assert!(parse(&["--agent-first-byte-timeout", "0s"]).is_err());
     }
 }

@@ -91,13 +91,25 @@ impl ApiError {
             error: &'a str,
             code: &'a str,
         }
-        json_response(
+        let mut r = json_response(
             self.status,
             &ErrorBody {
                 error: &self.message,
                 code: self.code,
             },
-        )
+        );
+        // Busy or going away: worth retrying, soon (the wire contract's
+        // agents say the same on their 429 and 503).
+        if matches!(
+            self.status,
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            r.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("1"),
+            );
+        }
+        r
     }
 }
 

@@ -220,6 +220,9 @@ pub struct Job {
     /// Shared with the running task's audit record: set before the task is
     /// aborted, so the record logs `canceled` / `deleted`, not `abandoned`.
     pub stop: StopReason,
+    /// Where its query waits in the admission queue, while it does (the
+    /// status then says `QUEUED` and its position).
+    pub queue_place: Arc<crate::query::admission::Place>,
 }
 
 /// A job's mutable part.
@@ -352,6 +355,7 @@ impl Jobs {
             last_touch: Mutex::new(Instant::now()),
             task: Mutex::new(None),
             stop: StopReason::default(),
+            queue_place: Arc::default(),
         });
         map.insert(id, job.clone());
         Ok(job)

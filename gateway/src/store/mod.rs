@@ -31,6 +31,7 @@
 //! `postgresql://…` (libpq-style URL; no TLS).
 
 mod db;
+pub mod history;
 mod migrations;
 pub mod model;
 mod snapshot;
@@ -211,6 +212,20 @@ impl Drop for RefreshHandle {
 #[derive(Clone, Debug)]
 pub struct StoreConfigSource {
     store: Store,
+    /// The gateway's own settings for probing and calling agents (they are
+    /// not stored: each gateway is configured at start).
+    links: Option<AgentLinks>,
+}
+
+/// How a gateway probes and calls its agents: its settings, laid over the
+/// stored routing configuration. Its clients never wait out an agent's 429
+/// (the gateway routes the query elsewhere first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentLinks {
+    pub health: client::resolver::config::HealthSettings,
+    pub connect_timeout: std::time::Duration,
+    pub first_byte_timeout: std::time::Duration,
+    pub long_poll: std::time::Duration,
 }
 
 impl ConfigSource for StoreConfigSource {
@@ -223,7 +238,15 @@ impl ConfigSource for StoreConfigSource {
     }
 
     fn load(&self, defaults: &RolloutDefaults) -> Result<ResolverConfig, ConfigError> {
-        self.store.snapshot().resolver_config(defaults)
+        let mut cfg = self.store.snapshot().resolver_config(defaults)?;
+        if let Some(l) = &self.links {
+            cfg.health = l.health.clone();
+            cfg.client.connect_timeout = l.connect_timeout;
+            cfg.client.first_byte_timeout = l.first_byte_timeout;
+            cfg.client.long_poll = l.long_poll;
+            cfg.client.wait_on_overload = false;
+        }
+        Ok(cfg)
     }
 }
 
@@ -279,6 +302,10 @@ impl Store {
         self.inner.pool.backend()
     }
 
+    fn pool(&self) -> &Arc<Pool> {
+        &self.inner.pool
+    }
+
     /// The current snapshot: an `Arc` clone, no database round trip.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.inner
@@ -292,6 +319,15 @@ impl Store {
     pub fn config_source(&self) -> StoreConfigSource {
         StoreConfigSource {
             store: self.clone(),
+            links: None,
+        }
+    }
+
+    /// [`Self::config_source`] with a gateway's own agent settings laid over.
+    pub fn config_source_with(&self, links: AgentLinks) -> StoreConfigSource {
+        StoreConfigSource {
+            store: self.clone(),
+            links: Some(links),
         }
     }
 
