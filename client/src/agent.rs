@@ -371,6 +371,27 @@ impl AgentClient {
         }
     }
 
+    /// A call without a body or request id, answered at once or after `hold`.
+    async fn bare(
+        &self,
+        method: Method,
+        path: &str,
+        query: &str,
+        hold: Duration,
+        deadline: Instant,
+    ) -> Result<Reply, ClientError> {
+        self.call(
+            method,
+            path,
+            query,
+            Bytes::new(),
+            None,
+            Some(hold),
+            deadline,
+        )
+        .await
+    }
+
     /// The typed error of a non-success answer.
     fn error_of(&self, r: &Reply, what: &str) -> ClientError {
         let endpoint = self.endpoint();
@@ -605,15 +626,7 @@ impl AgentClient {
         };
         let hold = wait.unwrap_or_default().min(MAX_WAIT);
         let r = self
-            .call(
-                Method::GET,
-                &path,
-                &query,
-                Bytes::new(),
-                None,
-                Some(hold),
-                deadline,
-            )
+            .bare(Method::GET, &path, &query, hold, deadline)
             .await?;
         if r.status != 200 {
             return Err(self.error_of(&r, &format!("query {query_id}")));
@@ -656,15 +669,7 @@ impl AgentClient {
         }
         let hold = Duration::ZERO;
         let r = self
-            .call(
-                Method::GET,
-                &path,
-                &query,
-                Bytes::new(),
-                None,
-                Some(hold),
-                deadline,
-            )
+            .bare(Method::GET, &path, &query, hold, deadline)
             .await?;
         if r.status != 200 {
             return Err(self.error_of(&r, &format!("results of query {query_id}")));
@@ -695,15 +700,7 @@ impl AgentClient {
     pub async fn cancel(&self, query_id: &str, deadline: Instant) -> Result<IdStatus, ClientError> {
         let path = self.job_path(query_id, "/cancel")?;
         let r = self
-            .call(
-                Method::POST,
-                &path,
-                "",
-                Bytes::new(),
-                None,
-                Some(Duration::ZERO),
-                deadline,
-            )
+            .bare(Method::POST, &path, "", Duration::ZERO, deadline)
             .await?;
         if r.status != 200 {
             return Err(self.error_of(&r, &format!("query {query_id}")));
@@ -715,15 +712,7 @@ impl AgentClient {
     pub async fn delete(&self, query_id: &str, deadline: Instant) -> Result<IdStatus, ClientError> {
         let path = self.job_path(query_id, "")?;
         let r = self
-            .call(
-                Method::DELETE,
-                &path,
-                "",
-                Bytes::new(),
-                None,
-                Some(Duration::ZERO),
-                deadline,
-            )
+            .bare(Method::DELETE, &path, "", Duration::ZERO, deadline)
             .await?;
         if r.status != 200 {
             return Err(self.error_of(&r, &format!("query {query_id}")));
@@ -734,13 +723,11 @@ impl AgentClient {
     /// `GET /health` within `timeout`.
     pub async fn health(&self, timeout: Duration) -> Result<Health, ClientError> {
         let r = self
-            .call(
+            .bare(
                 Method::GET,
                 "/health",
                 "",
-                Bytes::new(),
-                None,
-                Some(Duration::ZERO),
+                Duration::ZERO,
                 Instant::now() + timeout,
             )
             .await?;

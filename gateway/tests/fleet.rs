@@ -104,26 +104,27 @@ impl Fleet {
     }
 }
 
-/// Runs `CALLERS` threads sending queries until `stop`; their outcomes.
-fn load(
+/// Runs `n` threads sending `sql(caller, n-th query)` as `token` until
+/// `stop`; their outcomes.
+fn spawn_callers(
     gw: &Proc,
     token: &str,
+    n: usize,
     stop: Arc<AtomicBool>,
+    sql: Arc<dyn Fn(usize, u64) -> String + Send + Sync>,
 ) -> Vec<std::thread::JoinHandle<Vec<Outcome>>> {
-    (0..CALLERS)
+    (0..n)
         .map(|i| {
             let addr = gw.addr;
-            let token = token.to_string();
+            let auth = format!("Bearer {token}");
             let stop = stop.clone();
+            let sql = sql.clone();
             std::thread::spawn(move || {
                 let mut out = Vec::new();
-                let mut n = 0u64;
+                let mut k = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    n += 1;
-                    // Distinct texts, so each one is a statement of its own.
-                    let sql = format!("SELECT count(*) + {i} * 0 + {n} * 0 AS c FROM people");
-                    let body = serde_json::to_vec(&json!({ "sql": sql })).unwrap();
-                    let auth = format!("Bearer {token}");
+                    k += 1;
+                    let body = serde_json::to_vec(&json!({ "sql": sql(i, k) })).unwrap();
                     let started = Instant::now();
                     let r = raw(
                         addr,
@@ -156,6 +157,22 @@ fn load(
             })
         })
         .collect()
+}
+
+/// `CALLERS` threads sending distinct trivial statements (each one a
+/// statement of its own) until `stop`.
+fn load(
+    gw: &Proc,
+    token: &str,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<Vec<Outcome>>> {
+    spawn_callers(
+        gw,
+        token,
+        CALLERS,
+        stop,
+        Arc::new(|i, k| format!("SELECT count(*) + {i} * 0 + {k} * 0 AS c FROM people")),
+    )
 }
 
 fn collect(handles: Vec<std::thread::JoinHandle<Vec<Outcome>>>) -> Vec<Outcome> {
@@ -371,42 +388,15 @@ fn an_agent_refusing_with_503_sends_the_query_to_the_other_one() {
     let _ = agents[0].wait_exit(PATIENCE);
 }
 
-/// Runs `callers` threads for `user` sending `sql` until `stop`; statuses.
+/// `n` threads sending `sql` as `token` until `stop`.
 fn callers(
     gw: &Proc,
     token: &str,
     sql: &'static str,
-    callers: usize,
+    n: usize,
     stop: Arc<AtomicBool>,
-) -> Vec<std::thread::JoinHandle<Vec<(u16, Duration)>>> {
-    (0..callers)
-        .map(|_| {
-            let addr = gw.addr;
-            let auth = format!("Bearer {token}");
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                let body = serde_json::to_vec(&json!({ "sql": sql })).unwrap();
-                let mut out = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let t = Instant::now();
-                    let r = raw(
-                        addr,
-                        "POST",
-                        "/v1/query",
-                        &[
-                            ("Authorization", auth.as_str()),
-                            ("Content-Type", "application/json"),
-                        ],
-                        &body,
-                    )
-                    .map(|r| r.status)
-                    .unwrap_or(0);
-                    out.push((r, t.elapsed()));
-                }
-                out
-            })
-        })
-        .collect()
+) -> Vec<std::thread::JoinHandle<Vec<Outcome>>> {
+    spawn_callers(gw, token, n, stop, Arc::new(move |_, _| sql.to_string()))
 }
 
 #[test]
@@ -485,9 +475,9 @@ fn a_full_agent_queues_fairly_between_users_and_refuses_with_429_past_the_queue_
     assert!(st.get("queue_position").is_none(), "{st}");
     std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
-    let heavy: Vec<(u16, Duration)> = heavy.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    let light: Vec<(u16, Duration)> = light.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    let ok = |v: &[(u16, Duration)]| v.iter().filter(|(s, _)| *s == 200).count();
+    let heavy = collect(heavy);
+    let light = collect(light);
+    let ok = |v: &[Outcome]| v.iter().filter(|o| o.status == 200).count();
     let text = format!(
         "heavy {} answered of {}, light {} of {}",
         ok(&heavy),
@@ -497,7 +487,10 @@ fn a_full_agent_queues_fairly_between_users_and_refuses_with_429_past_the_queue_
     );
     eprintln!("{text}");
     // No 5xx, nothing refused: the queue held what the agent could not take.
-    assert!(heavy.iter().chain(&light).all(|(s, _)| *s == 200), "{text}");
+    assert!(
+        heavy.iter().chain(&light).all(|o| o.status == 200),
+        "{text}"
+    );
     let share = ok(&light) as f64 / (ok(&light) + ok(&heavy)) as f64;
     assert!(ok(&light) + ok(&heavy) >= 10, "{text}");
     assert!(share >= 0.35, "light's share {share:.2}: {text}");

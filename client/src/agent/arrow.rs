@@ -116,15 +116,7 @@ impl ArrowPages {
             super::percent_encode_into(t, &mut query);
         }
         let r = c
-            .call(
-                Method::GET,
-                &path,
-                &query,
-                Bytes::new(),
-                None,
-                Some(Duration::ZERO),
-                self.deadline,
-            )
+            .bare(Method::GET, &path, &query, Duration::ZERO, self.deadline)
             .await?;
         if r.status != 200 {
             return Err(c.error_of(&r, &format!("results of query {id}")));
