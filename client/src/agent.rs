@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -50,7 +51,7 @@ pub const DEFAULT_LONG_POLL: Duration = Duration::from_secs(1);
 pub struct AgentConfig {
     /// The endpoint's name (in errors and logs).
     pub name: String,
-    /// `http://host:port` (no path, no TLS).
+    /// `http://host:port`, or `https://host:port` (an agent behind a TLS proxy).
     pub url: String,
     pub token: String,
     /// Send `X-Agent-Timestamp` / `X-Agent-Signature`.
@@ -83,7 +84,28 @@ pub struct AgentConfig {
     pub wait_on_overload: bool,
     /// Time allowed for cancel + delete once the caller's deadline has passed.
     pub cleanup_timeout: Duration,
+    /// PEM certificates an `https://` endpoint's chain must lead to (the
+    /// caller's CA file, read once); `None`: the system's bundle
+    /// ([`SYSTEM_CA_FILE`]).
+    pub ca_pem: Option<Arc<Vec<u8>>>,
 }
+
+/// A client TLS configuration (rustls on ring, TLS 1.2 and 1.3) trusting `roots`.
+fn tls_trusting(roots: rustls::RootCertStore) -> Result<rustls::ClientConfig, ClientError> {
+    // ring, as the gateway's own TLS (gateway/src/tls.rs says why): rustls
+    // deprecates its provider only for lacking post-quantum key exchange.
+    #[allow(deprecated)]
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Config(format!("TLS: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// The CA bundle `https://` endpoints are checked against when no CA file is
+/// given (Debian's `ca-certificates`).
+pub const SYSTEM_CA_FILE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 impl AgentConfig {
     /// Defaults for everything but the endpoint itself.
@@ -103,6 +125,7 @@ impl AgentConfig {
             long_poll: DEFAULT_LONG_POLL,
             wait_on_overload: true,
             cleanup_timeout: Duration::from_secs(5),
+            ca_pem: None,
         }
     }
 }
@@ -115,9 +138,9 @@ pub struct AgentClient {
 
 struct Inner {
     cfg: AgentConfig,
-    /// `http://host:port`, no trailing slash.
+    /// `http://host:port` or `https://host:port`, no trailing slash.
     base: String,
-    http: Client<HttpConnector, Full<Bytes>>,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     /// Until when `/execute` is used without trying `POST /queries`.
     no_lifecycle_until: Mutex<Option<Instant>>,
     /// Whether the agent honours `wait_ms` (cleared when it answers a long-poll at once).
@@ -159,17 +182,20 @@ pub struct Page {
 
 impl AgentClient {
     /// Checks an endpoint's settings without building a client: the URL must be
-    /// `http://host:port` and the token a valid header value.
+    /// `http://host:port` or `https://host:port` and the token a valid header value.
     pub fn check_config(cfg: &AgentConfig) -> Result<String, ClientError> {
         let uri: http::Uri = cfg.url.parse().map_err(|e| {
             ClientError::Config(format!("endpoint {}: bad URL {:?}: {e}", cfg.name, cfg.url))
         })?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-            return Err(ClientError::Config(format!(
-                "endpoint {}: URL {:?} must be http://host:port (TLS is a proxy's job)",
-                cfg.name, cfg.url
-            )));
-        }
+        let scheme = match uri.scheme_str() {
+            Some(s @ ("http" | "https")) if uri.authority().is_some() => s,
+            _ => {
+                return Err(ClientError::Config(format!(
+                    "endpoint {}: URL {:?} must be http://host:port or https://host:port",
+                    cfg.name, cfg.url
+                )))
+            }
+        };
         if !matches!(uri.path(), "" | "/") || uri.query().is_some() {
             return Err(ClientError::Config(format!(
                 "endpoint {}: URL {:?} must not have a path",
@@ -183,9 +209,29 @@ impl AgentClient {
             )));
         }
         Ok(format!(
-            "http://{}",
+            "{scheme}://{}",
             uri.authority().map_or("", |a| a.as_str())
         ))
+    }
+
+    /// The TLS settings of `https://` endpoints: roots from the CA file's PEM
+    /// (or the system bundle), nothing else trusted.
+    fn tls_config(cfg: &AgentConfig) -> Result<rustls::ClientConfig, ClientError> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer};
+        let pem = match &cfg.ca_pem {
+            Some(p) => p.as_slice().to_vec(),
+            None => std::fs::read(SYSTEM_CA_FILE).unwrap_or_default(),
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| {
+                ClientError::Config(format!("endpoint {}: the CA file: {e}", cfg.name))
+            })?;
+            roots.add(cert).map_err(|e| {
+                ClientError::Config(format!("endpoint {}: a CA certificate: {e}", cfg.name))
+            })?;
+        }
+        tls_trusting(roots)
     }
 
     /// A client for one endpoint. Fails only on settings that cannot work.
@@ -194,6 +240,19 @@ impl AgentClient {
         let mut conn = HttpConnector::new();
         conn.set_nodelay(true);
         conn.set_connect_timeout(Some(cfg.connect_timeout));
+        // The TLS layer below sees `https://` URLs; plain ones pass through.
+        conn.enforce_http(false);
+        let tls = if base.starts_with("https://") {
+            Self::tls_config(&cfg)?
+        } else {
+            // Never used (no https URL reaches it), but the connector needs one.
+            tls_trusting(rustls::RootCertStore::empty())?
+        };
+        let conn = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(conn);
         let http = Client::builder(TokioExecutor::new())
             // Below the agent's keep-alive idle timeout (75 s), so the agent does not
             // close a pooled connection just as a request goes out on it.

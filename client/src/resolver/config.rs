@@ -141,6 +141,9 @@ pub struct ClientSettings {
     /// Wait out an agent's 429 and try it again; off: the caller routes the
     /// query elsewhere (the gateway).
     pub wait_on_overload: bool,
+    /// The CA file's PEM that `https://` endpoints must chain to (read once,
+    /// at load); `None`: the system bundle.
+    pub ca_pem: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 /// A validated configuration.
@@ -335,6 +338,7 @@ struct ClientV {
     first_byte_timeout: Option<String>,
     long_poll: Option<String>,
     wait_on_overload: Option<bool>,
+    ca_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -367,6 +371,30 @@ struct AssignmentV {
     is_default: bool,
     #[serde(default)]
     fallback_local: bool,
+}
+
+/// Largest CA file read.
+pub const MAX_CA_FILE_BYTES: u64 = 1 << 20;
+
+/// A CA file's bytes: PEM with at least one certificate, at most
+/// [`MAX_CA_FILE_BYTES`].
+pub fn read_ca_file(path: &Path) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut pem = Vec::new();
+    f.take(MAX_CA_FILE_BYTES + 1)
+        .read_to_end(&mut pem)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if pem.len() as u64 > MAX_CA_FILE_BYTES {
+        return Err(format!(
+            "{}: larger than {MAX_CA_FILE_BYTES} bytes",
+            path.display()
+        ));
+    }
+    if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+        return Err(format!("{}: no PEM certificate in it", path.display()));
+    }
+    Ok(pem)
 }
 
 /// Parses and validates a configuration text.
@@ -442,6 +470,7 @@ pub fn parse(
         first_byte_timeout: None,
         long_poll: None,
         wait_on_overload: None,
+        ca_file: None,
     });
     let client = ClientSettings {
         sign_requests: c.sign_requests.unwrap_or(false),
@@ -468,6 +497,12 @@ pub fn parse(
             crate::agent::DEFAULT_LONG_POLL,
         )?,
         wait_on_overload: c.wait_on_overload.unwrap_or(true),
+        ca_pem: match c.ca_file {
+            None => None,
+            Some(f) => Some(std::sync::Arc::new(
+                read_ca_file(Path::new(&f)).map_err(|e| invalid(format!("client.ca_file: {e}")))?,
+            )),
+        },
     };
     if client.connect_timeout.is_zero() || client.first_byte_timeout.is_zero() {
         return Err(invalid(

@@ -600,6 +600,7 @@ fn build_clients(
         ac.first_byte_timeout = cfg.client.first_byte_timeout;
         ac.long_poll = cfg.client.long_poll;
         ac.wait_on_overload = cfg.client.wait_on_overload;
+        ac.ca_pem = cfg.client.ca_pem.clone();
         if old_cfgs.get(&e.name) == Some(&ac) {
             if let Some(c) = old.get(&e.name) {
                 out.insert(e.name.clone(), c.clone());

@@ -123,8 +123,14 @@ async fn run(cfg: Config) -> Result<(), String> {
         Some(c) => c.clone(),
         None => current_database(&local).await?,
     };
+    let mut links = cfg.agents.clone();
+    if let Some(f) = &cfg.agent_ca_file {
+        let pem =
+            client::resolver::config::read_ca_file(f).map_err(|e| format!("AGENT_CA_FILE: {e}"))?;
+        links.ca_pem = Some(Arc::new(pem));
+    }
     let resolver = Resolver::new(
-        Box::new(store.config_source_with(cfg.agents.clone())),
+        Box::new(store.config_source_with(links)),
         cfg.rollout.clone(),
         local.clone(),
     )

@@ -93,8 +93,11 @@ pub struct Config {
     /// Whether the PostgreSQL door takes a password over a plain (not TLS)
     /// connection from a loopback address.
     pub pgwire_plain_loopback: bool,
-    /// How agents are probed and called.
+    /// How agents are probed and called (`ca_pem` is filled by the binary
+    /// from `agent_ca_file`).
     pub agents: crate::store::AgentLinks,
+    /// The CA file `https://` agents must chain to; `None`: the system bundle.
+    pub agent_ca_file: Option<PathBuf>,
     /// Slots per agent and the queue for them.
     pub admission: crate::query::admission::AdmissionSettings,
     /// How long query history is kept; `None`: no history.
@@ -147,6 +150,7 @@ const SETTINGS: &[Setting] = &[
     Setting { var: "AGENT_CONNECT_TIMEOUT", flag: "agent-connect-timeout", default: Some("250ms"), help: "Longest a connection to an agent may take to open; past it the agent is unreachable and the query moves to the next place (Go duration)" },
     Setting { var: "AGENT_FIRST_BYTE_TIMEOUT", flag: "agent-first-byte-timeout", default: Some("1s"), help: "Longest an agent may take to begin an answer beyond what a call asks it to hold: past it the agent counts as hung (Go duration)" },
     Setting { var: "AGENT_LONG_POLL", flag: "agent-long-poll", default: Some("1s"), help: "Longest one call asks an agent to hold its answer while a statement runs; longer statements are polled again, so a hung agent is found within AGENT_LONG_POLL + AGENT_FIRST_BYTE_TIMEOUT (Go duration)" },
+    Setting { var: "AGENT_CA_FILE", flag: "agent-ca-file", default: None, help: "PEM file of the CA certificates https:// agent endpoints must chain to (an agent behind a TLS proxy); unset: the system bundle" },
     Setting { var: "AGENT_MAX_RUNNING", flag: "agent-max-running", default: Some("64"), help: "Queries this gateway runs at once on one agent; more wait in the admission queue (fair between users) for a slot. 0: no limit, no queue" },
     Setting { var: "QUEUE_TIMEOUT", flag: "queue-timeout", default: Some("10s"), help: "Longest a query waits in the admission queue for a slot on a full agent; then 429 QUEUE_TIMEOUT with Retry-After (Go duration)" },
     Setting { var: "QUEUE_MAX", flag: "queue-max", default: Some("1024"), help: "Queries waiting in the admission queue at once, all agents; more get 429 QUEUE_FULL at once" },
@@ -322,6 +326,8 @@ impl Config {
             connect_timeout: duration("AGENT_CONNECT_TIMEOUT")?,
             first_byte_timeout: duration("AGENT_FIRST_BYTE_TIMEOUT")?,
             long_poll: duration("AGENT_LONG_POLL")?,
+            // Read by the binary (this module opens no file).
+            ca_pem: None,
         };
         let admission = crate::query::admission::AdmissionSettings {
             max_running: req("AGENT_MAX_RUNNING").parse::<usize>().map_err(|_| {
@@ -348,6 +354,7 @@ impl Config {
         };
         Ok(Config {
             agents,
+            agent_ca_file: get("AGENT_CA_FILE").map(PathBuf::from),
             admission,
             query_history,
             tls,

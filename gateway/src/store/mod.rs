@@ -226,6 +226,9 @@ pub struct AgentLinks {
     pub connect_timeout: std::time::Duration,
     pub first_byte_timeout: std::time::Duration,
     pub long_poll: std::time::Duration,
+    /// PEM of the CA file `https://` agents must chain to; `None`: the
+    /// system bundle.
+    pub ca_pem: Option<Arc<Vec<u8>>>,
 }
 
 impl ConfigSource for StoreConfigSource {
@@ -245,6 +248,7 @@ impl ConfigSource for StoreConfigSource {
             cfg.client.first_byte_timeout = l.first_byte_timeout;
             cfg.client.long_poll = l.long_poll;
             cfg.client.wait_on_overload = false;
+            cfg.client.ca_pem = l.ca_pem.clone();
         }
         Ok(cfg)
     }
