@@ -175,7 +175,8 @@ class CpuSampler:
 class Fleet:
     """One gateway on a free loopback port, and agents added to it by name."""
 
-    def __init__(self, gateway_env):
+    def __init__(self, gateway_env, keep=False):
+        self.keep = keep
         for path, what in ((GATEWAY_BIN, "GATEWAY_BIN"), (b.AGENT_BIN, "AGENT_BIN"), (LOADGEN_BIN, "LOADGEN_BIN")):
             if not os.path.exists(path):
                 raise SystemExit(f"{path} not found: build the workspace (cargo build --release --workspace "
@@ -298,7 +299,10 @@ class Fleet:
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self.keep:
+            print(f"# kept the fleet's logs and loadgen's reports in {self.dir}")
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def loadgen_args(fleet, report, args, extra):
@@ -360,7 +364,7 @@ def load_note():
 def faults(args):
     b.header("Fleet behind a gateway: faults (2 agents; steady, one SIGKILLed, one SIGSTOPped)")
     print(load_note())
-    fleet = Fleet(args.gateway_env)
+    fleet = Fleet(args.gateway_env, args.keep)
     phases = []
     try:
         fleet.add_agent("a1")
@@ -454,7 +458,7 @@ def print_phases(phases):
 def scale(args):
     b.header(f"Fleet behind a gateway: scale (SLO-safe rate with 1..{args.agents} agents)")
     print(load_note())
-    fleet = Fleet(args.gateway_env)
+    fleet = Fleet(args.gateway_env, args.keep)
     rows = []
     try:
         print(f"# gateway {fleet.url} ({' '.join(f'{k}={v}' for k, v in args.gateway_env.items()) or 'defaults'}); "
@@ -601,6 +605,7 @@ def main():
     ap.add_argument("--gateway-env", action="append", default=[], metavar="K=V",
                     help="extra gateway setting, e.g. WORKER_THREADS=2 (repeatable)")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--keep", action="store_true", help="keep the logs and loadgen's reports (the path is printed)")
     args = ap.parse_args()
     args.gateway_env = dict(kv.split("=", 1) for kv in args.gateway_env)
     if args.quick:
