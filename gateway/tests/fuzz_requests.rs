@@ -34,8 +34,8 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
     }
-    fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len())]
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len())]
     }
     fn chance(&mut self, in_n: usize) -> bool {
         self.below(in_n) == 0
@@ -137,7 +137,7 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
         match rng.below(5) {
             0 => {
                 let at = rng.below(v.len() + 1);
-                let n: &[u8] = *rng.pick(NASTY);
+                let n: &[u8] = rng.pick(NASTY);
                 v.splice(at..at, n.iter().copied());
             }
             1 if !v.is_empty() => {
@@ -167,15 +167,15 @@ fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {
 
 /// One request's bytes, and whether its head is well-formed HTTP/1.1.
 fn request(rng: &mut Rng, addr: SocketAddr, tokens: &[String]) -> (Vec<u8>, bool) {
-    let (method, route) = *rng.pick(ROUTES);
+    let (method, route) = rng.pick(ROUTES);
     let id =
         String::from_utf8_lossy(&mutate(rng, b"6f1c2d3e-0000-4000-8000-000000000000")).into_owned();
     let mut path = route.replace("{id}", "").into_bytes();
     if route.contains("{id}") {
         let at = route.find("{id}").unwrap();
-        path = route[..at].as_bytes().to_vec();
+        path = route.as_bytes()[..at].to_vec();
         path.extend_from_slice(&mutate(rng, id.as_bytes()));
-        path.extend_from_slice(route[at + 4..].as_bytes());
+        path.extend_from_slice(&route.as_bytes()[at + 4..]);
     }
     if rng.chance(4) {
         path = mutate(rng, &path);
@@ -188,7 +188,7 @@ fn request(rng: &mut Rng, addr: SocketAddr, tokens: &[String]) -> (Vec<u8>, bool
             }
             path.extend_from_slice(rng.pick(PARAMS).as_bytes());
             path.push(b'=');
-            let nasty: &[u8] = *rng.pick(NASTY);
+            let nasty: &[u8] = rng.pick(NASTY);
             let v = mutate(rng, nasty);
             path.extend_from_slice(&v);
         }
@@ -204,13 +204,13 @@ fn request(rng: &mut Rng, addr: SocketAddr, tokens: &[String]) -> (Vec<u8>, bool
         b.extend("]".repeat(depth).into_bytes());
         b
     } else {
-        let b: &str = *rng.pick(BODIES);
+        let b: &str = rng.pick(BODIES);
         mutate(rng, b.as_bytes())
     };
     let token = match rng.below(4) {
         0 => String::new(),
         1 => "Bearer gw_not-a-token".to_string(),
-        _ => format!("Bearer {}", rng.pick(tokens)),
+        _ => format!("Bearer {}", tokens[rng.below(tokens.len())]),
     };
     // Bytes a request line or header may not hold make the head malformed.
     let clean = |b: &[u8]| b.iter().all(|&c| c > 0x20 && c < 0x7f);
