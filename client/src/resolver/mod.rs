@@ -168,6 +168,8 @@ pub struct Resolver {
     /// Queries this process has running on each endpoint (added to the probe's
     /// load, which is stale between probes).
     in_flight: InFlight,
+    /// Which of several equally loaded endpoints is next.
+    turn: std::sync::atomic::AtomicU64,
     local: Arc<dyn Executor>,
     last_fingerprint: Mutex<Option<u64>>,
     last_error: Mutex<Option<String>>,
@@ -189,6 +191,7 @@ impl Resolver {
             state: RwLock::new(Arc::new(State { config, clients })),
             health: HealthTable::default(),
             in_flight: InFlight::default(),
+            turn: std::sync::atomic::AtomicU64::new(0),
             local,
             last_fingerprint: Mutex::new(fp),
             last_error: Mutex::new(None),
@@ -357,7 +360,8 @@ impl Resolver {
         let mut last_resort: Option<(Rule, &Assignment)> = None;
         let mut skipped: Vec<String> = Vec::new();
         for (rule, list) in &tiers {
-            let mut best: Option<(&Assignment, u64)> = None;
+            // Usable endpoints of this rule with their load.
+            let mut usable: Vec<(&Assignment, u64)> = Vec::new();
             let mut local_choice: Option<&Assignment> = None;
             for a in list {
                 let Some(ep) = cfg.endpoint(&a.endpoint) else {
@@ -396,10 +400,16 @@ impl Resolver {
                     continue;
                 }
                 let load = h.load() + self.in_flight.count(&ep.name);
-                if best.is_none_or(|(_, l)| load < l) {
-                    best = Some((a, load));
-                }
+                usable.push((a, load));
             }
+            // The least loaded; among equals, each in turn (so an idle fleet
+            // spreads its queries instead of warming only the first agent).
+            let best = usable.iter().map(|(_, l)| *l).min().map(|min| {
+                let tied: Vec<&(&Assignment, u64)> =
+                    usable.iter().filter(|(_, l)| *l == min).collect();
+                let turn = self.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                *tied[turn as usize % tied.len()]
+            });
             if let Some((a, load)) = best {
                 let mut detail = format!("load {load}");
                 if list.len() > 1 {
