@@ -1247,7 +1247,23 @@ mod tests {
     #[test]
     fn urls_and_tokens_checked() {
         assert!(AgentClient::new(AgentConfig::new("a", "http://127.0.0.1:1", "t")).is_ok());
-        for bad in ["https://x:1", "x:1", "http://x:1/p", "", "http://"] {
+        // An agent behind a TLS proxy (trusting the system bundle here).
+        let c = AgentClient::new(AgentConfig::new("a", "https://x:1", "t")).unwrap();
+        assert_eq!(c.inner.base, "https://x:1");
+        // A CA file without a certificate is refused, not trusted as empty.
+        let mut cfg = AgentConfig::new("a", "https://x:1", "t");
+        cfg.ca_pem = Some(Arc::new(
+            b"-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n".to_vec(),
+        ));
+        assert!(matches!(AgentClient::new(cfg), Err(ClientError::Config(_))));
+        for bad in [
+            "ftp://x:1",
+            "x:1",
+            "http://x:1/p",
+            "",
+            "http://",
+            "https://",
+        ] {
             assert!(
                 matches!(
                     AgentClient::new(AgentConfig::new("a", bad, "t")),
